@@ -1,0 +1,46 @@
+"""imagen: turn a prompt into image files through any image-generation service.
+
+The names here are what plugin authors and embedding programs use; everything else is
+internal. Importing this package is cheap: no backend, no SDK, no YAML parser.
+"""
+
+from imagen.backend import Backend, BackendConfig, BackendFactory
+from imagen.context import Context, Progress
+from imagen.errors import (
+    BackendError,
+    Cancelled,
+    ConfigError,
+    DeadlineExceeded,
+    ImagenError,
+    OutputError,
+    PermanentBackendError,
+    RequestError,
+    TransientBackendError,
+)
+from imagen.plugins import hookimpl
+from imagen.request import IGNORED_KEY, GeneratedImage, Request, Result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IGNORED_KEY",
+    "Backend",
+    "BackendConfig",
+    "BackendError",
+    "BackendFactory",
+    "Cancelled",
+    "ConfigError",
+    "Context",
+    "DeadlineExceeded",
+    "GeneratedImage",
+    "ImagenError",
+    "OutputError",
+    "PermanentBackendError",
+    "Progress",
+    "Request",
+    "RequestError",
+    "Result",
+    "TransientBackendError",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,1 @@
+"""Backends that ship with imagen-core: the offline ``mock`` type."""

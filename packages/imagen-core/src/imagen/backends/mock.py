@@ -1,0 +1,129 @@
+"""The built-in offline backend, type ``mock``.
+
+It needs no network and no model: it draws a placeholder picture from the prompt and the
+seed (byte-identical for the same prompt, seed, size and format), with both written on it.
+It honours width, height, count and seed; image ``i`` of a request uses seed ``seed + i``.
+
+Slice keys (all optional): ``width`` and ``height`` (defaults 512), ``format`` (png, jpeg,
+webp). Options (``--opt``): ``delay`` (seconds to take, reporting progress and honouring
+cancellation), ``fail`` (``config``, ``transient`` or ``permanent``: fail that way after
+the delay), ``format``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from imagen.backend import Backend, BackendConfig
+from imagen.backends.drawing import FORMATS, render
+from imagen.context import Context, Progress
+from imagen.errors import PermanentBackendError, TransientBackendError
+from imagen.request import IGNORED_KEY, GeneratedImage, Request, Result
+
+__all__ = ["MAX_SIDE", "MIN_SIDE", "MockBackend"]
+
+MIN_SIDE = 16
+MAX_SIDE = 4096
+DEFAULT_SIDE = 512
+_FAILURES = ("config", "transient", "permanent")
+_OPTIONS = ("delay", "fail", "format")
+_TICK = 0.05  # seconds between cancellation checks while delaying
+
+
+class MockBackend(Backend):
+    """Offline placeholder pictures; see the module docstring."""
+
+    reproducible: ClassVar[bool] = True
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        config.check_keys(("width", "height", "format"))
+        self.width = self._side(config.get("width", int), "width", DEFAULT_SIDE, config)
+        self.height = self._side(config.get("height", int), "height", DEFAULT_SIDE, config)
+        self.format = config.choice("format", FORMATS, "png") or "png"
+
+    @staticmethod
+    def _side(value: int | None, key: str, default: int, config: BackendConfig) -> int:
+        if value is None:
+            return default
+        if not MIN_SIDE <= value <= MAX_SIDE:
+            raise config.error(f"must be between {MIN_SIDE} and {MAX_SIDE}, not {value}", key)
+        return value
+
+    def _options(self, options: Mapping[str, Any]) -> tuple[float, str | None, str, list[str]]:
+        ignored = [f"options.{key}" for key in options if key not in _OPTIONS]
+        delay = options.get("delay", 0)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise PermanentBackendError(f"option delay must be a number of seconds, not {delay!r}")
+        fail = options.get("fail")
+        if fail is not None and fail not in _FAILURES:
+            raise PermanentBackendError(
+                f"option fail must be one of {', '.join(_FAILURES)}, not {fail!r}"
+            )
+        fmt = options.get("format", self.format)
+        if fmt not in FORMATS:
+            raise PermanentBackendError(
+                f"option format must be one of {', '.join(FORMATS)}, not {fmt!r}"
+            )
+        return float(delay), fail, fmt, ignored
+
+    def generate(self, request: Request, context: Context) -> Result:
+        started = time.perf_counter()
+        width = request.width or self.width
+        height = request.height or self.height
+        for name, side in (("width", width), ("height", height)):
+            if not MIN_SIDE <= side <= MAX_SIDE:
+                raise PermanentBackendError(
+                    f"{name} {side} is out of bounds for the mock backend "
+                    f"({MIN_SIDE} to {MAX_SIDE} pixels)"
+                )
+        delay, fail, fmt, ignored = self._options(request.options)
+        ignored += [name for name in ("negative_prompt", "steps") if getattr(request, name)]
+        seed = request.seed if request.seed is not None else 0
+
+        context.check()
+        context.progress(Progress("started"))
+        self._delay(delay, request.steps or 10, context)
+        if fail == "config":
+            raise self.config.error("simulated configuration error (option fail=config)")
+        if fail == "transient":
+            raise TransientBackendError(
+                "simulated transient failure (option fail=transient)", retry_after=1.0
+            )
+        if fail == "permanent":
+            raise PermanentBackendError("simulated permanent failure (option fail=permanent)")
+
+        images = []
+        for index in range(request.count):
+            context.check()
+            image_seed = seed + index
+            data = render(request.prompt, image_seed, width, height, fmt)
+            images.append(GeneratedImage.from_bytes(data, FORMATS[fmt], seed=image_seed))
+        context.progress(Progress("finished"))
+        metadata: dict[str, Any] = {
+            "model": "imagen-mock",
+            "width": width,
+            "height": height,
+            "render_s": round(time.perf_counter() - started - delay, 4),
+            "cost_usd": 0.0,
+        }
+        if ignored:
+            metadata[IGNORED_KEY] = ignored
+        return Result(images, metadata)
+
+    @staticmethod
+    def _delay(delay: float, steps: int, context: Context) -> None:
+        if delay <= 0:
+            return
+        deadline = time.monotonic() + delay
+        step = 0
+        while (left := deadline - time.monotonic()) > 0:
+            context.wait(min(_TICK, left))
+            done = min(steps, int(steps * (1 - max(0.0, deadline - time.monotonic()) / delay)))
+            if done > step:
+                step = done
+                context.progress(Progress("step", step, steps))
+        if step < steps:
+            context.progress(Progress("step", steps, steps))

@@ -1,0 +1,198 @@
+"""The ``imagen`` command line.
+
+Exit codes (also in ``docs/cli.md``):
+
+==== =====================================================================
+0    success
+1    an unexpected internal error (a bug: rerun with ``--debug``)
+2    a usage error: bad flags or arguments, an impossible request
+3    a configuration error: imagen.yaml, a backend's slice, a credential
+4    the generation failed for good (bad request, content policy, lost run)
+5    the generation failed for now (timeout, upstream down, rate limit)
+6    images were saved, but a later step (cloud sync, ...) failed
+7    an image could not be written to the output directory
+130  cancelled (Ctrl-C)
+==== =====================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from imagen import __version__
+from imagen.errors import ImagenError
+
+if TYPE_CHECKING:
+    from imagen.config import Config
+
+__all__ = ["EXIT_CODES", "cli", "main"]
+
+EXIT_CODES = {
+    0: "success",
+    1: "an unexpected internal error (a bug: rerun with --debug)",
+    2: "a usage error: bad flags or arguments, an impossible request",
+    3: "a configuration error: imagen.yaml, a backend's slice, a credential",
+    4: "the generation failed for good (bad request, content policy, lost run)",
+    5: "the generation failed for now (timeout, upstream down, rate limit)",
+    6: "images were saved, but a later step (cloud sync, ...) failed",
+    7: "an image could not be written to the output directory",
+    130: "cancelled (Ctrl-C)",
+}
+STEP_FAILED = 6
+
+log = logging.getLogger("imagen")
+
+
+@dataclass
+class State:
+    """What the root group's options tell every command."""
+
+    config_path: Path | None = None
+    debug: bool = False
+    _config: Config | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        """The loaded config (read once per process)."""
+        if self._config is None:
+            from imagen.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes log records as ``imagen: message`` lines to stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("imagen: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # follow redirections (click's test runner swaps it)
+        super().emit(record)
+
+
+def setup_logging(level: int = logging.WARNING) -> None:
+    """Send imagen's log lines to stderr as ``imagen: …`` (once per process)."""
+    if not any(isinstance(h, _Handler) for h in log.handlers):
+        log.addHandler(_Handler())
+        log.propagate = False
+    log.setLevel(level)
+
+
+def fail(message: str, code: int) -> None:
+    """Print ``imagen: message`` to stderr and exit with ``code``."""
+    from imagen import secrets
+
+    click.echo(f"imagen: {secrets.redact(message)}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+class ImagenGroup(click.Group):
+    """The root group: turns imagen's errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImagenError as exc:
+            if _debugging(ctx):
+                traceback.print_exc()
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 (a bug: one line, the traceback on request)
+            if _debugging(ctx):
+                traceback.print_exc()
+                fail(f"internal error: {type(exc).__name__}: {exc}", 1)
+            fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", 1)
+
+
+def _debugging(ctx: click.Context) -> bool:
+    state = ctx.find_object(State)
+    return bool(state and state.debug) or bool(os.environ.get("IMAGEN_DEBUG"))
+
+
+@click.group(cls=ImagenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar=None,
+    help="Config file to use (default: $IMAGEN_CONFIG, ./imagen.yaml, ~/.config/imagen/).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.version_option(__version__, "--version", prog_name="imagen")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
+    """Turn a prompt into image files through any image-generation service.
+
+    \b
+    Start with:
+      imagen generate "a lighthouse at dusk"     (offline, no config needed)
+      imagen init                                 (write a commented imagen.yaml)
+    """  # noqa: D301 (click reads \b as "keep these lines as they are")
+    ctx.obj = State(config_path=config_path, debug=debug or bool(os.environ.get("IMAGEN_DEBUG")))
+    if ctx.obj.debug:
+        log.setLevel(logging.DEBUG)
+
+
+def _register_builtin_commands() -> None:
+    from imagen.cli import catalog, configure, generate, info
+
+    for command in (
+        generate.generate,
+        info.info,
+        catalog.backends,
+        catalog.plugins,
+        catalog.styles,
+        configure.config,
+        configure.init,
+    ):
+        cli.add_command(command)
+
+
+def _register_plugin_commands() -> None:
+    from imagen.plugins import LoadFailure, get_plugin_manager, origin, record_failure
+
+    manager = get_plugin_manager()
+    builtin = dict(cli.commands)
+    for impl in manager.hook.imagen_register_commands.get_hookimpls():
+        try:
+            impl.function(cli)
+        except Exception as exc:  # noqa: BLE001 (a broken plugin must not break the CLI)
+            distribution, _ = origin(impl.plugin_name)
+            reason = f"imagen_register_commands: {type(exc).__name__}: {exc}"
+            record_failure(LoadFailure(impl.plugin_name, distribution, reason))
+    for name, command in builtin.items():
+        if cli.commands.get(name) is not command:
+            log.warning('a plugin replaced the built-in command "%s"; keeping the built-in', name)
+            cli.commands[name] = command
+
+
+_built = False
+
+
+def build() -> click.Group:
+    """The root group with the built-in and the plugins' commands added (once)."""
+    global _built
+    if not _built:
+        _built = True
+        setup_logging()
+        _register_builtin_commands()
+        _register_plugin_commands()
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``imagen`` console script."""
+    build().main(args=argv, prog_name="imagen")

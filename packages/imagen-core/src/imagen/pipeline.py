@@ -1,0 +1,237 @@
+"""The one pipeline that ``imagen generate`` and the worker both drive.
+
+backend instance from config → style → seed → backend → each image and its sidecar
+written → the ``imagen_image_saved`` steps → the ``imagen_run_finished`` steps.
+
+Later steps (cloud sync, usage, preview) are plugins implementing those two hooks, so
+they plug in without touching this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from imagen import __version__, secrets
+from imagen.backend import Backend
+from imagen.config import Config
+from imagen.context import Context
+from imagen.errors import BackendError, ImagenError, PermanentBackendError
+from imagen.metadata import EXTENSIONS
+from imagen.metadata.record import ImageFacts, build_record
+from imagen.output import SavedImage, write_image
+from imagen.plugins import StepFailure, call_each
+from imagen.registry import build_backend
+from imagen.request import IGNORED_KEY, Request, Result
+from imagen.styles import apply_style
+
+__all__ = ["BackendPool", "Outcome", "Run", "generate"]
+
+log = logging.getLogger("imagen")
+SEED_LIMIT = 2**32  # chosen seeds stay below this: every upstream accepts a 32-bit seed
+
+
+@dataclass
+class Run:
+    """One generation as pipeline steps see it.
+
+    :param request: what the backend is asked for (style applied, seed chosen).
+    :param original: the request as given (before the style), with the chosen seed.
+    :param labels: free-form facts from the entry point (``entry``: ``cli`` or ``worker``;
+        the worker adds the job id and owner) for steps such as usage recording.
+    """
+
+    config: Config
+    backend_name: str
+    backend_type: str
+    original: Request
+    request: Request
+    context: Context
+    output_dir: Path
+    started: datetime
+    preview: bool
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What a successful run produced."""
+
+    images: list[SavedImage]
+    metadata: dict[str, Any]
+    duration_s: float
+    step_failures: list[StepFailure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ignored(self) -> list[str]:
+        """The request fields the backend said it did not honour."""
+        return list(self.metadata.get(IGNORED_KEY) or [])
+
+
+class BackendPool:
+    """Backend instances built on first use and kept for the process (the worker reuses them)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._built: dict[str, Backend] = {}
+
+    def get(self, name: str | None = None) -> Backend:
+        """The backend instance ``name`` (the default one when None)."""
+        slice_ = self.config.backend(name)
+        if slice_.name not in self._built:
+            self._built[slice_.name] = build_backend(slice_)
+        return self._built[slice_.name]
+
+    def close(self) -> None:
+        for backend in self._built.values():
+            try:
+                backend.close()
+            except Exception:
+                log.debug("closing backend %s failed", backend.name, exc_info=True)
+        self._built.clear()
+
+
+def choose_seed() -> int:
+    """A fresh random seed, recorded so the image can be made again."""
+    return random.SystemRandom().randrange(SEED_LIMIT)
+
+
+def generate(
+    config: Config,
+    request: Request,
+    *,
+    backend: str | None = None,
+    context: Context | None = None,
+    output_dir: Path | None = None,
+    preview: bool | None = None,
+    pool: BackendPool | None = None,
+    labels: dict[str, Any] | None = None,
+) -> Outcome:
+    """Run the pipeline once: make ``request.count`` images and save them.
+
+    :param request: the request as given; its ``style`` names a preset to apply.
+    :param backend: the backend instance's name; the config's default when None.
+    :param output_dir: overrides ``output.directory``.
+    :param preview: overrides ``preview.enabled``.
+    :param pool: built backends to reuse across runs.
+    :raises ImagenError: config, request, backend and output errors, typed.
+    """
+    own_pool = pool is None
+    pool = pool or BackendPool(config)
+    context = context or Context()
+    try:
+        instance = pool.get(backend)
+        original = request if request.seed is not None else request.replace(seed=choose_seed())
+        final = apply_style(original, config.style(original.style) if original.style else None)
+        run = Run(
+            config=config,
+            backend_name=instance.name,
+            backend_type=instance.config.type,
+            original=original,
+            request=final,
+            context=context,
+            output_dir=output_dir or config.output.directory,
+            started=datetime.now(UTC),
+            preview=config.preview.enabled if preview is None else preview,
+            labels={"entry": "cli", **(labels or {})},
+        )
+        return _execute(run, instance)
+    finally:
+        if own_pool:
+            pool.close()
+
+
+def _call_backend(run: Run, backend: Backend) -> Result:
+    try:
+        return backend.generate(run.request, run.context)
+    except ImagenError as exc:
+        if isinstance(exc, BackendError):
+            exc.backend = exc.backend or run.backend_name
+            exc.upstream_id = exc.upstream_id or run.context.run_id
+        exc.message = secrets.redact(exc.message)
+        raise
+    except Exception as exc:  # an adapter bug or an untranslated SDK error
+        message = secrets.redact(f"unexpected {type(exc).__name__}: {exc}")
+        raise PermanentBackendError(
+            message, backend=run.backend_name, upstream_id=run.context.run_id
+        ) from exc
+
+
+def _execute(run: Run, backend: Backend) -> Outcome:
+    clock = time.perf_counter()
+    outcome = None
+    error: BaseException | None = None
+    try:
+        with _call_backend(run, backend) as result:
+            duration = time.perf_counter() - clock
+            metadata = secrets.redact_data(result.metadata)
+            outcome = Outcome([], metadata, duration)
+            if len(result.images) != run.request.count:
+                outcome.notes.append(
+                    f"asked for {run.request.count} images, the backend returned "
+                    f"{len(result.images)}"
+                )
+            for index in range(1, len(result.images) + 1):
+                saved = _save(run, backend, result, index, duration)
+                outcome.images.append(saved)
+                outcome.notes.extend(saved.notes)
+                outcome.step_failures += call_each("imagen_image_saved", image=saved, run=run)
+        return outcome
+    except BaseException as exc:
+        error = exc
+        for saved in outcome.images if outcome else []:
+            log.warning("saved before the failure: %s", saved.path)
+        raise
+    finally:
+        done = outcome if error is None else None
+        failures = call_each("imagen_run_finished", run=run, outcome=done, error=error)
+        if done is not None:
+            done.step_failures += failures
+        else:
+            for failure in failures:
+                log.warning("%s", failure)
+
+
+def _save(run: Run, backend: Backend, result: Result, index: int, duration: float) -> SavedImage:
+    image = result.images[index - 1]
+    output = run.config.output
+    relative = output.naming.render(
+        when=run.started.astimezone(),
+        prompt=run.original.prompt,
+        seed=image.seed if image.seed is not None else run.request.seed,
+        backend=run.backend_name,
+        ext=EXTENSIONS.get(image.mime_type, "bin"),
+        index=index,
+    )
+    target = run.output_dir / relative
+
+    def record_for(width: int | None, height: int | None, mime_type: str) -> dict[str, Any]:
+        facts = ImageFacts(
+            index, image.seed, mime_type, width, height, {**result.metadata, **image.metadata}
+        )
+        return build_record(
+            version=__version__,
+            original=run.original,
+            final=run.request,
+            backend=run.backend_name,
+            backend_type=run.backend_type,
+            reproducible=backend.reproducible,
+            image=facts,
+            created=run.started,
+            duration_s=duration,
+        )
+
+    return write_image(
+        image.stream,
+        image.mime_type,
+        target,
+        record_for,
+        embed=output.embed_metadata,
+        sidecar=output.write_metadata_json,
+    )

@@ -1,0 +1,79 @@
+"""Preview: show each new image in a detached tmux window (a pipeline step plugin).
+
+Enabled by ``preview.enabled`` or ``--preview``. Inside tmux, each image gets a window
+named after it, running the viewer command from ``preview.viewer`` (``{path}`` is replaced
+by the quoted path) or, by default, the first found of ``tmux-img``, ``timg``, ``chafa``.
+Outside tmux, or with no viewer, it says so once and the generation still succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from imagen.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from imagen.config import PreviewSettings
+    from imagen.pipeline import Outcome, Run
+
+__all__ = ["DEFAULT_VIEWERS", "preview_command", "viewer_template"]
+
+log = logging.getLogger("imagen")
+DEFAULT_VIEWERS = ("tmux-img", "timg", "chafa")
+_HOLD = "; printf '\\n[imagen] press Enter to close '; read -r _"
+
+
+def viewer_template(settings: PreviewSettings) -> str | None:
+    """The viewer command template to use, or None when none is configured or found."""
+    if settings.viewer:
+        return settings.viewer if "{path}" in settings.viewer else settings.viewer + " {path}"
+    for name in DEFAULT_VIEWERS:
+        if shutil.which(name):
+            return f"{name} {{path}}"
+    return None
+
+
+def preview_command(template: str, path: Path, *, hold: bool) -> str:
+    """The shell command a preview window runs for ``path``."""
+    command = template.replace("{path}", shlex.quote(str(path)))
+    return command + _HOLD if hold else command
+
+
+def _window_name(path: Path) -> str:
+    return path.stem[:60] or "imagen"
+
+
+@hookimpl
+def imagen_run_finished(run: Run, outcome: Outcome | None) -> None:
+    if outcome is None or not run.preview or not outcome.images:
+        return
+    if not os.environ.get("TMUX"):
+        log.warning("preview: not running inside tmux; no preview window opened")
+        return
+    template = viewer_template(run.config.preview)
+    if template is None:
+        log.warning(
+            "preview: no viewer found (install one of %s, or set preview.viewer)",
+            ", ".join(DEFAULT_VIEWERS),
+        )
+        return
+    for image in outcome.images:
+        command = preview_command(template, image.path, hold=run.config.preview.hold)
+        argv = ["tmux", "new-window", "-d", "-n", _window_name(image.path), command]
+        try:
+            subprocess.run(argv, check=True, capture_output=True, timeout=10, text=True)
+        except FileNotFoundError:
+            log.warning("preview: tmux is not installed; no preview window opened")
+            return
+        except subprocess.CalledProcessError as exc:
+            log.warning("preview: tmux refused the window: %s", exc.stderr.strip() or exc)
+            return
+        except subprocess.TimeoutExpired:
+            log.warning("preview: tmux did not answer within 10 s")
+            return
