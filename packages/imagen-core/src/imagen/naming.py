@@ -12,8 +12,8 @@ from pathlib import PurePosixPath
 __all__ = ["PLACEHOLDERS", "NamingTemplate", "slugify"]
 
 PLACEHOLDERS = {
-    "date": "local date, 2026-11-25",
-    "time": "local time, 142501",
+    "date": "local date, 2026-11-25 (or a strftime format: {date:%Y/%m})",
+    "time": "local time, 142501 (or a strftime format: {time:%H-%M})",
     "slug": "the prompt: lower-case ASCII words joined by hyphens, at most 40 characters",
     "seed": "the seed",
     "backend": "the backend instance's name",
@@ -34,6 +34,17 @@ def slugify(text: str, length: int = SLUG_LENGTH) -> str:
     words = re.findall(r"[a-z0-9]+", ascii_text.lower())
     slug = "-".join(words)[:length].strip("-")
     return slug or "image"
+
+
+class _Stamp:
+    """A date or time that formats with strftime: ``{date}`` or ``{date:%Y/%m}``."""
+
+    def __init__(self, when: datetime, default: str) -> None:
+        self.when = when
+        self.default = default
+
+    def __format__(self, spec: str) -> str:
+        return self.when.strftime(spec or self.default)
 
 
 def _safe(value: str) -> str:
@@ -89,8 +100,8 @@ class NamingTemplate:
     ) -> PurePosixPath:
         """The relative path of one image, with the right extension for its format."""
         values = {
-            "date": when.strftime("%Y-%m-%d"),
-            "time": when.strftime("%H%M%S"),
+            "date": _Stamp(when, "%Y-%m-%d"),
+            "time": _Stamp(when, "%H%M%S"),
             "slug": slugify(prompt),
             "seed": 0 if seed is None else seed,
             "backend": _safe(backend),
@@ -110,9 +121,10 @@ class NamingTemplate:
 
     @staticmethod
     def _sample() -> dict[str, object]:
+        when = datetime(2000, 1, 1)
         return {
-            "date": "d",
-            "time": "t",
+            "date": _Stamp(when, "%Y-%m-%d"),
+            "time": _Stamp(when, "%H%M%S"),
             "slug": "s",
             "seed": 1,
             "backend": "b",

@@ -19,7 +19,7 @@ from secrets import token_hex
 from typing import Any, BinaryIO
 
 from imagen import secrets
-from imagen.errors import OutputError, RequestError
+from imagen.errors import ImagenError, OutputError, RequestError, TransientBackendError
 from imagen.metadata import EXTENSIONS, copy_with_metadata, sniff
 from imagen.metadata.reader import read_image_info, sidecar_path
 from imagen.metadata.record import parameters_text
@@ -49,6 +49,16 @@ class SavedImage:
             _write_json(self.sidecar, self.record, replace=True)
 
 
+def _read_source(stream: BinaryIO, size: int) -> bytes:
+    """Read from a backend's image stream; a failure there is the upstream's, not the disk's."""
+    try:
+        return stream.read(size)
+    except ImagenError:
+        raise
+    except Exception as exc:
+        raise TransientBackendError(f"reading the image from the backend failed: {exc}") from exc
+
+
 class _Prefixed:
     """A read-only stream that yields ``head`` and then the rest of ``stream``."""
 
@@ -58,12 +68,14 @@ class _Prefixed:
 
     def read(self, size: int = -1) -> bytes:
         if not self._head:
-            return self._stream.read(size)
+            return _read_source(self._stream, size)
         if size < 0:
-            data, self._head = self._head + self._stream.read(), b""
+            data, self._head = self._head + _read_source(self._stream, -1), b""
             return data
         data, self._head = self._head[:size], self._head[size:]
-        return data + self._stream.read(size - len(data)) if len(data) < size else data
+        if len(data) < size:
+            data += _read_source(self._stream, size - len(data))
+        return data
 
 
 def _size(path: Path) -> tuple[int | None, int | None]:
@@ -147,7 +159,7 @@ def write_image(
         the image they claim to be.
     """
     notes = []
-    head = stream.read(16)
+    head = _read_source(stream, 16)
     mime = sniff(head) or declared_mime
     if mime != declared_mime:
         notes.append(f"the backend said {declared_mime} but sent {mime}; saved as {mime}")

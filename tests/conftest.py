@@ -1,0 +1,99 @@
+"""Fixtures shared by every package's tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import imagen.cli
+from imagen import plugins, registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Home:
+    """An isolated user: its home, working directory and environment."""
+
+    root: Path
+    home: Path
+    cwd: Path
+    env: dict[str, str]
+
+    @property
+    def pictures(self) -> Path:
+        return self.home / "Pictures" / "imagen"
+
+    def write_config(self, text: str, name: str = "imagen.yaml") -> Path:
+        path = self.cwd / name
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        return path
+
+    def run(self, *args: str, check: bool = False, **kwargs) -> subprocess.CompletedProcess[str]:
+        """Run the real ``imagen`` console script in a subprocess."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "imagen", *args],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **kwargs,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"imagen {args} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """A fresh HOME and working directory, with no imagen config anywhere."""
+    user = tmp_path / "home"
+    cwd = tmp_path / "work"
+    user.mkdir()
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEN_", "TMUX"))}
+    env.update(HOME=str(user), XDG_CONFIG_HOME=str(user / ".config"), PYTHONUNBUFFERED="1")
+    for key in [k for k in os.environ if k.startswith(("IMAGEN_", "TMUX"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(user))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(user / ".config"))
+    monkeypatch.chdir(cwd)
+    return Home(tmp_path, user, cwd, env)
+
+
+@pytest.fixture
+def cli(home: Home) -> Iterator[callable]:
+    """Invoke the CLI in-process (fast) with click's runner; returns the click Result."""
+    runner = CliRunner()
+    group = imagen.cli.build()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(group, list(args), input=input, catch_exceptions=False)
+
+    yield invoke
+
+
+@pytest.fixture
+def register_plugin() -> Iterator[callable]:
+    """Register plugin objects for one test; unregister them after."""
+    manager = plugins.get_plugin_manager()
+    names = []
+
+    def register(plugin: object, name: str) -> None:
+        manager.register(plugin, name=name)
+        names.append(name)
+        registry.reset()
+
+    yield register
+    for name in names:
+        manager.unregister(name=name)
+    registry.reset()
