@@ -41,6 +41,7 @@ class Home:
         """Run the real ``imagen`` console script in a subprocess."""
         proc = subprocess.run(
             [sys.executable, "-m", "imagen", *args],
+            check=False,
             cwd=self.cwd,
             env=self.env,
             capture_output=True,
@@ -71,7 +72,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
 
 
 @pytest.fixture
-def cli(home: Home) -> Iterator[callable]:
+def cli(home: Home) -> callable:
     """Invoke the CLI in-process (fast) with click's runner; returns the click Result."""
     runner = CliRunner()
     group = imagen.cli.build()
@@ -79,7 +80,7 @@ def cli(home: Home) -> Iterator[callable]:
     def invoke(*args: str, input: str | None = None) -> Result:
         return runner.invoke(group, list(args), input=input, catch_exceptions=False)
 
-    yield invoke
+    return invoke
 
 
 @pytest.fixture

@@ -64,7 +64,8 @@ def test_png_unicode_text_uses_itxt_and_replaces_same_keyword():
     assert texts == {"parameters": "猫 → fox", "prompt": '{"3": {}}'}
     assert size == (8, 8)
     kinds = [kind for kind, _ in _png_chunks(out.getvalue())]
-    assert kinds.count(b"iTXt") == 1 and kinds.count(b"tEXt") == 1
+    assert kinds.count(b"iTXt") == 1
+    assert kinds.count(b"tEXt") == 1
 
 
 def test_jpeg_exif_user_comment_reads_back_in_piexif_like_a1111():
@@ -263,7 +264,8 @@ def test_info_on_plain_and_non_images(tmp_path):
     plain = tmp_path / "plain.png"
     Image.new("RGB", (4, 4)).save(plain)
     found = read_image_info(plain)
-    assert found.source is None and found.width == 4
+    assert found.source is None
+    assert found.width == 4
     text = tmp_path / "notes.png"
     text.write_text("hello")
     from imagen import RequestError
