@@ -58,16 +58,36 @@ def test_sidecar_holds_every_field(home):
             steps: 12
         """
     )
-    proc = home.run("generate", "detective", "--style", "noir", "--negative", "daylight",
-                    "--opt", "cfg=7.5", "--json", check=True)
+    proc = home.run(
+        "generate",
+        "detective",
+        "--style",
+        "noir",
+        "--negative",
+        "daylight",
+        "--opt",
+        "cfg=7.5",
+        "--json",
+        check=True,
+    )
     result = json.loads(proc.stdout)
     image = result["images"][0]
     record = json.loads(Path(image["sidecar"]).read_text())
     expected = {
-        "prompt": "detective", "final_prompt": "detective, film noir",
-        "negative_prompt": "daylight", "final_negative_prompt": "daylight, colour",
-        "style": "noir", "backend": "mock", "backend_type": "mock", "width": 96, "height": 64,
-        "steps": 12, "count": 1, "index": 1, "options": {"cfg": 7.5}, "mime_type": "image/png",
+        "prompt": "detective",
+        "final_prompt": "detective, film noir",
+        "negative_prompt": "daylight",
+        "final_negative_prompt": "daylight, colour",
+        "style": "noir",
+        "backend": "mock",
+        "backend_type": "mock",
+        "width": 96,
+        "height": 64,
+        "steps": 12,
+        "count": 1,
+        "index": 1,
+        "options": {"cfg": 7.5},
+        "mime_type": "image/png",
     }
     assert {key: record[key] for key in expected} == expected
     assert isinstance(record["seed"], int)  # chosen, and recorded so it can be made again
@@ -94,8 +114,21 @@ def test_count_and_index_naming(home):
 
 def test_output_dir_flag_and_formats(home, tmp_path):
     out = tmp_path / "renders"
-    proc = home.run("generate", "fox", "--opt", "format=webp", "-o", str(out), "--seed", "3",
-                    "--width", "80", "--height", "40", check=True)
+    proc = home.run(
+        "generate",
+        "fox",
+        "--opt",
+        "format=webp",
+        "-o",
+        str(out),
+        "--seed",
+        "3",
+        "--width",
+        "80",
+        "--height",
+        "40",
+        check=True,
+    )
     path = Path(proc.stdout.strip())
     assert path.parent == out
     assert path.suffix == ".webp"
@@ -103,14 +136,19 @@ def test_output_dir_flag_and_formats(home, tmp_path):
 
 
 def test_prompt_from_stdin(home):
-    proc = home.run("generate", "-", "--seed", "1", "--size", "32x32", input="owl at night\n", check=True)
+    proc = home.run(
+        "generate", "-", "--seed", "1", "--size", "32x32", input="owl at night\n", check=True
+    )
     assert "owl-at-night" in proc.stdout
 
 
 def test_info_and_replay_give_the_same_pixels(home):
     home.write_config("styles:\n  soft:\n    suffix: pastel\n")
-    first = Path(home.run("generate", "koi pond", "--style", "soft", "--size", "64x48",
-                          check=True).stdout.strip())
+    first = Path(
+        home.run(
+            "generate", "koi pond", "--style", "soft", "--size", "64x48", check=True
+        ).stdout.strip()
+    )
     info = home.run("info", str(first), check=True).stdout
     assert "source:       imagen metadata inside the file" in info
     assert "final prompt: koi pond, pastel" in info
@@ -118,7 +156,9 @@ def test_info_and_replay_give_the_same_pixels(home):
     replay = Path(home.run("generate", "--from", str(first), check=True).stdout.strip())
     assert replay != first
     assert _pixels(replay) == _pixels(first)
-    bigger = Path(home.run("generate", "--from", str(first), "--size", "96x96", check=True).stdout.strip())
+    bigger = Path(
+        home.run("generate", "--from", str(first), "--size", "96x96", check=True).stdout.strip()
+    )
     assert _image(bigger).size == (96, 96)
     record = json.loads(bigger.with_suffix(".json").read_text())
     assert record["final_prompt"] == "koi pond, pastel"
@@ -133,8 +173,11 @@ def test_replay_of_one_image_of_a_batch(home):
 
 
 def test_replay_from_jpeg_uses_sidecar(home):
-    jpeg = Path(home.run("generate", "heron", "--opt", "format=jpeg", "--size", "40x40",
-                         check=True).stdout.strip())
+    jpeg = Path(
+        home.run(
+            "generate", "heron", "--opt", "format=jpeg", "--size", "40x40", check=True
+        ).stdout.strip()
+    )
     info = json.loads(home.run("info", "--json", str(jpeg), check=True).stdout)
     assert info["source"] == "sidecar"
     assert info["fields"]["prompt"] == "heron"
@@ -210,7 +253,11 @@ def test_unwritable_output_is_exit_7(home):
 def test_ctrl_c_cancels_cleanly_and_leaves_nothing(home):
     proc = subprocess.Popen(
         [sys.executable, "-m", "imagen", "generate", "slow", "--opt", "delay=30"],
-        cwd=home.cwd, env=home.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=home.cwd,
+        env=home.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(1.0)  # let it start and enter the delay
     proc.send_signal(signal.SIGINT)
@@ -224,9 +271,23 @@ def test_ctrl_c_cancels_cleanly_and_leaves_nothing(home):
 def test_progress_goes_to_a_terminal_stderr(home):
     main, secondary = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imagen", "generate", "slow", "--steps", "4",
-         "--opt", "delay=0.4", "--size", "32x32"],
-        cwd=home.cwd, env=home.env, stdout=subprocess.PIPE, stderr=secondary,
+        [
+            sys.executable,
+            "-m",
+            "imagen",
+            "generate",
+            "slow",
+            "--steps",
+            "4",
+            "--opt",
+            "delay=0.4",
+            "--size",
+            "32x32",
+        ],
+        cwd=home.cwd,
+        env=home.env,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
     )
     os.close(secondary)
     seen = b""

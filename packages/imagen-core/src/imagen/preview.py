@@ -34,8 +34,10 @@ def viewer_template(settings: PreviewSettings) -> str | None:
     if settings.viewer:
         return settings.viewer if "{path}" in settings.viewer else settings.viewer + " {path}"
     for name in DEFAULT_VIEWERS:
-        if shutil.which(name):
-            return f"{name} {{path}}"
+        found = shutil.which(name)
+        if found:
+            # Absolute: the window's shell gets the tmux server's PATH, not ours.
+            return f"{shlex.quote(found)} {{path}}"
     return None
 
 

@@ -1,0 +1,123 @@
+"""Regenerate the parts of docs/ that are derived from the code.
+
+    hatch run python docs/generate.py          # rewrite docs/cli.md and docs/config.md
+    hatch run python docs/generate.py --check  # exit 1 if they are out of date (the tests do)
+
+Generated text sits between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+DOCS = Path(__file__).resolve().parent
+
+
+def _commands(group: click.Group, prefix: list[str]) -> list[tuple[list[str], click.Command]]:
+    found: list[tuple[list[str], click.Command]] = []
+    for name in sorted(group.commands):
+        command = group.commands[name]
+        found.append(([*prefix, name], command))
+        if isinstance(command, click.Group):
+            found += _commands(command, [*prefix, name])
+    return found
+
+
+def cli_reference() -> str:
+    """``--help`` of every built-in command, as Markdown."""
+    import imagen.cli
+
+    root = imagen.cli.cli
+    if not root.commands:
+        imagen.cli._register_builtin_commands()
+    # Only imagen-core's own commands: a plugin documents its commands itself.
+    own = [
+        (path, c)
+        for path, c in _commands(root, [])
+        if c.callback is None or c.callback.__module__.startswith("imagen.cli")
+    ]
+    parts = []
+    for path, command in [([], root), *own]:
+        name = " ".join(["imagen", *path])
+        with click.Context(command, info_name=name, terminal_width=88) as ctx:
+            text = command.get_help(ctx)
+        parts.append(f"### `{name}`\n\n```\n{text}\n```\n")
+    return "\n".join(parts)
+
+
+def exit_codes() -> str:
+    """The exit code table."""
+    from imagen.cli import EXIT_CODES
+
+    rows = "\n".join(f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items())
+    return f"| code | meaning |\n|---|---|\n{rows}\n"
+
+
+def config_keys() -> str:
+    """Every key of the sections imagen-core reads, with type, default and meaning."""
+    from imagen import config
+
+    kinds = {str: "string", bool: "boolean", int: "integer"}
+
+    def table(settings: dict[str, config.Setting]) -> str:
+        rows = []
+        for key, setting in settings.items():
+            default = "—" if setting.default is None else f"`{json.dumps(setting.default)}`"
+            rows.append(
+                f"| `{key}` | {kinds.get(setting.kind, setting.kind)} | {default} | {setting.doc} |"
+            )  # type: ignore[call-overload]
+        return "| key | type | default | meaning |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+
+    top = "\n".join(f"| `{key}` | {doc} |" for key, doc in config.TOP_LEVEL.items())
+    return (
+        f"### Top level\n\n| key | meaning |\n|---|---|\n{top}\n\n"
+        f"### `output:`\n\n{table(config.OUTPUT)}\n"
+        f"### `preview:`\n\n{table(config.PREVIEW)}\n"
+        f"### `styles.NAME:`\n\n{table(config.STYLE)}"
+    )
+
+
+SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
+    "cli-reference": ("cli.md", cli_reference),
+    "exit-codes": ("cli.md", exit_codes),
+    "config-keys": ("config.md", config_keys),
+}
+
+
+def render(text: str) -> str:
+    """``text`` with every generated section brought up to date."""
+    for name, (_, make) in SECTIONS.items():
+        pattern = re.compile(
+            rf"(<!-- generated: {name} -->\n).*?(<!-- end generated -->)", re.DOTALL
+        )
+        if pattern.search(text):
+            text = pattern.sub(
+                lambda m, make=make: m.group(1) + "\n" + make() + "\n" + m.group(2), text
+            )
+    return text
+
+
+def main(check: bool) -> int:
+    stale = []
+    for file in sorted({file for file, _ in SECTIONS.values()}):
+        path = DOCS / file
+        current = path.read_text(encoding="utf-8")
+        fresh = render(current)
+        if fresh != current:
+            stale.append(file)
+            if not check:
+                path.write_text(fresh, encoding="utf-8")
+    if check and stale:
+        print(f"out of date: {', '.join(stale)} (run: hatch run python docs/generate.py)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main("--check" in sys.argv))

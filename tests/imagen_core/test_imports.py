@@ -1,0 +1,72 @@
+"""Start-up stays cheap: no SDK, no image library, no YAML parser for --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = [
+    "PIL",
+    "yaml",
+    "httpx",
+    "openai",
+    "replicate",
+    "supabase",
+    "websocket",
+    "psycopg",
+    "imagen.pipeline",
+    "imagen.backends.mock",
+    "imagen.config",
+]
+
+PROBE = """
+import json, sys
+from imagen.cli import main
+sys.argv = ["imagen", *{args!r}]
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def _modules_after(home, *args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(args=list(args))],
+        env=home.env,
+        cwd=home.cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+def _heavy(modules: set[str]) -> list[str]:
+    return [
+        name for name in HEAVY if name in modules or any(m.startswith(name + ".") for m in modules)
+    ]
+
+
+def test_help_imports_nothing_heavy(home):
+    modules = _modules_after(home, "--help")
+    assert "imagen.plugins" in modules  # plugins were loaded: their commands are in --help
+    assert _heavy(modules) == []
+
+
+def test_listing_plugins_and_backend_types_imports_nothing_heavy(home):
+    assert _heavy(_modules_after(home, "plugins")) == []
+
+
+def test_importing_the_package_is_light():
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, imagen; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "click" not in proc.stdout
+    assert "'PIL'" not in proc.stdout
+    assert "'yaml'" not in proc.stdout

@@ -1,0 +1,95 @@
+"""The repository keeps its promises: README commands, docs, lint, packaging, exports."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import imagen
+from imagen import hookspecs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```sh\n(.+?)\n```", text)[:2]
+
+
+def test_readme_test_command_is_what_ci_runs():
+    install, test = _readme_commands()
+    assert install.startswith("pip install ./packages/imagen-core && imagen generate")
+    assert "hatch run test" in test
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test in ci
+
+
+def test_ruff_is_clean():
+    for args in (["check", "."], ["format", "--check", "."]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "ruff", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("docs_generate", ROOT / "docs" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_docs_are_up_to_date():
+    generator = _generator()
+    for file in {file for file, _ in generator.SECTIONS.values()}:
+        text = (ROOT / "docs" / file).read_text()
+        assert generator.render(text) == text, f"docs/{file} is stale: run docs/generate.py"
+
+
+def test_every_exit_code_is_documented():
+    text = (ROOT / "docs" / "cli.md").read_text()
+    for code in imagen.cli.EXIT_CODES:
+        assert f"| {code} |" in text
+
+
+def test_every_hook_is_documented_with_its_signature():
+    text = (ROOT / "docs" / "plugins" / "hooks.md").read_text()
+    headings = re.findall(r"^## (\w+)\((.*)\)$", text, flags=re.MULTILINE)
+    documented = {name: args for name, args in headings}
+    specs = {name: fn for name, fn in vars(hookspecs).items() if name.startswith("imagen_")}
+    assert set(documented) == set(specs)
+    for name, fn in specs.items():
+        assert documented[name] == ", ".join(inspect.signature(fn).parameters), name
+        assert (fn.__doc__ and ":param" in fn.__doc__) or not inspect.signature(fn).parameters
+
+
+def test_all_is_complete_and_exports_exist():
+    # Its order is ruff's business (RUF022); its content is ours.
+    assert len(set(imagen.__all__)) == len(imagen.__all__)
+    for name in imagen.__all__:
+        assert hasattr(imagen, name), name
+    public = {n for n in vars(imagen) if not n.startswith("_") and n[0].isupper()}
+    assert public <= set(imagen.__all__)
+
+
+def test_each_package_is_a_complete_distribution():
+    for package in (ROOT / "packages").iterdir():
+        project = tomllib.loads((package / "pyproject.toml").read_text())
+        assert project["build-system"]["build-backend"] == "hatchling.build"
+        assert (package / "README.md").is_file()
+        imports = list((package / "src").iterdir())
+        assert len(imports) == 1
+        assert (imports[0] / "py.typed").is_file()
+        assert (imports[0] / "__init__.py").read_text().count("__version__ = ") == 1
+    core = tomllib.loads((ROOT / "packages" / "imagen-core" / "pyproject.toml").read_text())
+    assert core["project"]["scripts"] == {"imagen": "imagen.cli:main"}
+    assert core["project"]["entry-points"]["imagen"]["builtin"] == "imagen.backends.builtin"
