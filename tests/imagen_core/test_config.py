@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -252,3 +253,31 @@ def test_init_user(home):
     home.run("init", "--user", check=True)
     assert (Path(home.env["XDG_CONFIG_HOME"]) / "imagen" / "imagen.yaml").is_file()
     assert not os.path.exists(home.cwd / "imagen.yaml")
+
+
+def test_styles_and_backends_listings(home):
+    assert "No styles configured" in home.run("styles", check=True).stdout
+    home.write_config(
+        """
+        default_backend: draft
+        backends:
+          draft:
+            type: mock
+          gpu:
+            type: comfyui
+        styles:
+          noir:
+            description: black and white
+            size: 640x480
+            steps: 20
+        """
+    )
+    lines = home.run("styles", check=True).stdout.splitlines()
+    assert lines[0].split() == ["NAME", "SIZE", "STEPS", "ADDS"]
+    assert lines[1].split() == ["noir", "640x480", "20", "black", "and", "white"]
+    listing = home.run("backends", check=True).stdout
+    assert "  mock  imagen-core" in listing
+    assert "  * draft  mock" in listing
+    assert "    gpu    comfyui  type not installed" in listing
+    data = json.loads(home.run("styles", "--json", check=True).stdout)
+    assert data[0]["width"] == 640

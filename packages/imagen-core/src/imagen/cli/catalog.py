@@ -10,13 +10,12 @@ import click
 from imagen.cli import State
 
 
-def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
+def _table(rows: Sequence[Sequence[object]], header: Sequence[str], indent: str = "") -> None:
     cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     for row in cells:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        click.echo((indent + line).rstrip())
 
 
 @click.command()
@@ -64,7 +63,8 @@ def backends(state: State, as_json: bool) -> None:
             (t.name, f"{t.distribution or t.plugin} {t.version or ''}".strip(), t.summary)
             for t in types.values()
         ],
-        ("  TYPE", "FROM", "DESCRIPTION"),
+        ("TYPE", "FROM", "DESCRIPTION"),
+        indent="  ",
     )
     click.echo(
         "\nConfigured instances"
@@ -80,6 +80,7 @@ def backends(state: State, as_json: bool) -> None:
             for i in instances
         ],
         ("  NAME", "TYPE", ""),
+        indent="  ",
     )
 
 
