@@ -338,3 +338,40 @@ def test_out_of_tree_plugin_is_discovered_and_used(home, tmp_path):
         check=True,
     )
     assert probe.stdout.strip() == "False"
+
+
+def test_secrets_are_scrubbed_from_sidecars_and_errors(home, register_plugin, monkeypatch):
+    from imagen.config import load_config
+    from imagen.pipeline import generate
+
+    monkeypatch.setenv("LEAKY_TOKEN", "tok-9f8e7d6c5b4a")
+
+    class Leaky(Backend):
+        def __init__(self, config):
+            super().__init__(config)
+            self.token = config.secret("token_env")
+
+        def generate(self, request, context):
+            if request.options.get("fail"):
+                raise RuntimeError(f"401 for Authorization: Bearer {self.token}")
+            data = render("t", 1, 16, 16)
+            return Result([GeneratedImage.from_bytes(data, "image/png")], {"echo": self.token})
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def imagen_backend():
+            return {"leaky": Leaky}
+
+    register_plugin(Plugin(), "leaky")
+    home.write_config("backends:\n  l:\n    type: leaky\n    token_env: LEAKY_TOKEN\n")
+    from imagen import PermanentBackendError, Request
+
+    outcome = generate(load_config(), Request("x", seed=1))
+    saved = outcome.images[0]
+    assert "tok-9f8e7d6c5b4a" not in saved.sidecar.read_text()
+    assert "tok-9f8e7d6c5b4a" not in saved.path.read_bytes().decode("latin-1")
+    assert saved.record["metadata"]["echo"] == "***"
+    with pytest.raises(PermanentBackendError) as info:
+        generate(load_config(), Request("x", options={"fail": True}))
+    assert str(info.value) == 'backend "l": unexpected RuntimeError: 401 for Authorization: Bearer ***'

@@ -200,12 +200,11 @@ def generate(
         raise click.UsageError("give a PROMPT, or --from IMAGE to replay one")
     if size:
         try:
-            flags["width"], flags["height"] = (
-                flags["width"] or parse_size(size)[0],
-                flags["height"] or parse_size(size)[1],
-            )
+            width, height = parse_size(size)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--size") from None
+        flags["width"] = flags["width"] or width  # --width/--height win over --size
+        flags["height"] = flags["height"] or height
     options = dict(parse_option(text) for text in opts)
     config = state.config()
     base = _base_fields(source)
