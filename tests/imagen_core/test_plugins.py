@@ -374,4 +374,6 @@ def test_secrets_are_scrubbed_from_sidecars_and_errors(home, register_plugin, mo
     assert saved.record["metadata"]["echo"] == "***"
     with pytest.raises(PermanentBackendError) as info:
         generate(load_config(), Request("x", options={"fail": True}))
-    assert str(info.value) == 'backend "l": unexpected RuntimeError: 401 for Authorization: Bearer ***'
+    assert (
+        str(info.value) == 'backend "l": unexpected RuntimeError: 401 for Authorization: Bearer ***'
+    )
