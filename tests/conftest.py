@@ -98,3 +98,6 @@ def register_plugin() -> Iterator[callable]:
     for name in names:
         manager.unregister(name=name)
     registry.reset()
+
+
+pytest_plugins = ["pytester"]
