@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -106,7 +107,7 @@ def test_a_plugin_adds_a_command(home, site):
         },
         "[imagen]\nextra = imagen_extra\n",
     )
-    assert "hello     Say hello." in home.run("--help", check=True).stdout
+    assert re.search(r"\n  hello +Say hello\.\n", home.run("--help", check=True).stdout)
     assert home.run("hello", "world", check=True).stdout == "hello world\n"
 
 

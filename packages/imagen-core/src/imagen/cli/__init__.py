@@ -147,7 +147,7 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
 
 
 def _register_builtin_commands() -> None:
-    from imagen.cli import catalog, configure, generate, info
+    from imagen.cli import catalog, configure, generate, info, scaffold
 
     for command in (
         generate.generate,
@@ -157,6 +157,7 @@ def _register_builtin_commands() -> None:
         catalog.styles,
         configure.config,
         configure.init,
+        scaffold.new_adapter,
     ):
         cli.add_command(command)
 

@@ -31,7 +31,9 @@ class LoopbackServer(ThreadingHTTPServer):
 
     def start(self) -> Self:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self.serve_forever, name="loopback", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback", daemon=True
+        )
         self._thread.start()
         return self
 
