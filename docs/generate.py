@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -59,20 +60,31 @@ def exit_codes() -> str:
     return f"| code | meaning |\n|---|---|\n{rows}\n"
 
 
+KINDS = {str: "string", bool: "boolean", int: "integer", float: "number"}
+
+
+def table(settings: dict[str, Any]) -> str:
+    """A Markdown table of :class:`imagen.config.Setting` values."""
+    rows = []
+    for key, setting in settings.items():
+        default = "—" if setting.default is None else f"`{json.dumps(setting.default)}`"
+        kind = KINDS.get(setting.kind, str(setting.kind))
+        rows.append(f"| `{key}` | {kind} | {default} | {setting.doc} |")
+    return "| key | type | default | meaning |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
+def mock_keys() -> str:
+    """The built-in backend's slice keys and options."""
+    from imagen.backends import mock
+
+    return (
+        f"Slice keys:\n\n{table(mock.SLICE)}\nOptions (`--opt KEY=VALUE`):\n\n{table(mock.OPTIONS)}"
+    )
+
+
 def config_keys() -> str:
     """Every key of the sections imagen-core reads, with type, default and meaning."""
     from imagen import config
-
-    kinds = {str: "string", bool: "boolean", int: "integer"}
-
-    def table(settings: dict[str, config.Setting]) -> str:
-        rows = []
-        for key, setting in settings.items():
-            default = "—" if setting.default is None else f"`{json.dumps(setting.default)}`"
-            rows.append(
-                f"| `{key}` | {kinds.get(setting.kind, setting.kind)} | {default} | {setting.doc} |"
-            )  # type: ignore[call-overload]
-        return "| key | type | default | meaning |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
 
     top = "\n".join(f"| `{key}` | {doc} |" for key, doc in config.TOP_LEVEL.items())
     return (
@@ -87,6 +99,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "cli-reference": ("cli.md", cli_reference),
     "exit-codes": ("cli.md", exit_codes),
     "config-keys": ("config.md", config_keys),
+    "mock-keys": ("config.md", mock_keys),
 }
 
 

@@ -93,3 +93,35 @@ def test_each_package_is_a_complete_distribution():
     core = tomllib.loads((ROOT / "packages" / "imagen-core" / "pyproject.toml").read_text())
     assert core["project"]["scripts"] == {"imagen": "imagen.cli:main"}
     assert core["project"]["entry-points"]["imagen"]["builtin"] == "imagen.backends.builtin"
+
+
+def test_every_conformance_check_is_documented():
+    from imagen.testing import BackendConformance
+
+    text = (ROOT / "docs" / "plugins" / "testing.md").read_text()
+    checks = [name for name in dir(BackendConformance) if name.startswith("test_")]
+    assert len(checks) >= 11
+    for name in checks:
+        assert f"| `{name}` |" in text, name
+
+
+def test_docs_link_to_pages_that_exist():
+    for page in (ROOT / "docs").rglob("*.md"):
+        for target in re.findall(r"\]\(([^)#:]+\.md)\)", page.read_text()):
+            assert (page.parent / target).is_file(), f"{page.name} links to missing {target}"
+    for target in re.findall(r"\]\((docs/[^)#]+)\)", (ROOT / "README.md").read_text()):
+        assert (ROOT / target).is_file(), target
+
+
+def test_starter_config_uses_only_documented_keys(home):
+    import yaml
+
+    from imagen.cli.configure import starter_text
+    from imagen.config import OUTPUT, PREVIEW, STYLE, TOP_LEVEL
+
+    data = yaml.safe_load(starter_text({"mock", "comfyui", "replicate", "openai"}))
+    assert set(data) <= set(TOP_LEVEL)
+    assert set(data["output"]) <= set(OUTPUT)
+    assert set(data["preview"]) <= set(PREVIEW)
+    for style in data["styles"].values():
+        assert set(style) <= set(STYLE)

@@ -4,10 +4,8 @@ It needs no network and no model: it draws a placeholder picture from the prompt
 seed (byte-identical for the same prompt, seed, size and format), with both written on it.
 It honours width, height, count and seed; image ``i`` of a request uses seed ``seed + i``.
 
-Slice keys (all optional): ``width`` and ``height`` (defaults 512), ``format`` (png, jpeg,
-webp). Options (``--opt``): ``delay`` (seconds to take, reporting progress and honouring
-cancellation), ``fail`` (``config``, ``transient`` or ``permanent``: fail that way after
-the delay), ``format``.
+Its slice keys are :data:`SLICE` and its options (``--opt``) :data:`OPTIONS`; both tables
+are rendered into ``docs/config.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from typing import Any, ClassVar
 
 from imagen.backend import Backend, BackendConfig
 from imagen.backends.drawing import FORMATS, render
+from imagen.config import Setting
 from imagen.context import Context, Progress
 from imagen.errors import PermanentBackendError, TransientBackendError
 from imagen.request import IGNORED_KEY, GeneratedImage, Request, Result
@@ -28,7 +27,16 @@ MIN_SIDE = 16
 MAX_SIDE = 4096
 DEFAULT_SIDE = 512
 _FAILURES = ("config", "transient", "permanent")
-_OPTIONS = ("delay", "fail", "format")
+SLICE: dict[str, Setting] = {
+    "width": Setting(int, DEFAULT_SIDE, f"default width, {MIN_SIDE} to {MAX_SIDE} pixels"),
+    "height": Setting(int, DEFAULT_SIDE, f"default height, {MIN_SIDE} to {MAX_SIDE} pixels"),
+    "format": Setting(str, "png", "image format: png, jpeg or webp"),
+}
+OPTIONS: dict[str, Setting] = {
+    "delay": Setting(float, 0, "seconds to take, reporting progress and honouring cancellation"),
+    "fail": Setting(str, None, "fail that way after the delay: config, transient or permanent"),
+    "format": Setting(str, None, "image format for this request, overriding the slice's"),
+}
 _TICK = 0.05  # seconds between cancellation checks while delaying
 
 
@@ -39,7 +47,7 @@ class MockBackend(Backend):
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        config.check_keys(("width", "height", "format"))
+        config.check_keys(SLICE)
         self.width = self._side(config.get("width", int), "width", DEFAULT_SIDE, config)
         self.height = self._side(config.get("height", int), "height", DEFAULT_SIDE, config)
         self.format = config.choice("format", FORMATS, "png") or "png"
@@ -53,7 +61,7 @@ class MockBackend(Backend):
         return value
 
     def _options(self, options: Mapping[str, Any]) -> tuple[float, str | None, str, list[str]]:
-        ignored = [f"options.{key}" for key in options if key not in _OPTIONS]
+        ignored = [f"options.{key}" for key in options if key not in OPTIONS]
         delay = options.get("delay", 0)
         if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
             raise PermanentBackendError(f"option delay must be a number of seconds, not {delay!r}")
