@@ -1,0 +1,3 @@
+"""ComfyUI backend for imagen."""
+
+__version__ = "0.1.0"

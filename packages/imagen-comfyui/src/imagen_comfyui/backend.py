@@ -1,0 +1,155 @@
+"""The ``comfyui`` backend: submit a graph, follow it live, stream its images from /view."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any, ClassVar
+
+try:
+    import httpx  # noqa: F401 (fail here, with the install command, not deep inside a call)
+    import websocket  # noqa: F401
+except ImportError as exc:  # pragma: no cover - only without the package's dependencies
+    raise ImportError(f"{exc}; install them with: pip install imagen-comfyui") from exc
+
+from imagen import (
+    Backend,
+    BackendConfig,
+    Context,
+    PermanentBackendError,
+    Request,
+    Result,
+    TransientBackendError,
+)
+from imagen_comfyui.client import ComfyClient
+from imagen_comfyui.run import RunFollower, RunResult
+from imagen_comfyui.settings import read_settings
+
+__all__ = ["SEED_MAX", "ComfyUIBackend"]
+
+SEED_MAX = 2**64 - 1
+
+
+class ComfyUIBackend(Backend):
+    """Generates through a ComfyUI server's HTTP and websocket API.
+
+    ComfyUI promises the same pixels for the same graph and seed on the same machine, so
+    this backend is ``reproducible``; a different GPU or ComfyUI version may still differ.
+    """
+
+    reproducible: ClassVar[bool] = True
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self.settings = read_settings(config)
+        self.client = ComfyClient(self.settings)
+        self._version: str | None = None
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- the contract ---------------------------------------------------------------------
+
+    def generate(self, request: Request, context: Context) -> Result:
+        context.check()
+        seed = request.seed if request.seed is not None else random.randrange(SEED_MAX + 1)
+        if not 0 <= seed <= SEED_MAX:
+            raise PermanentBackendError(f"seed {seed} is outside ComfyUI's 0 … 2^64-1")
+        graph, inputs_set, ignored = self.settings.workflow.apply(request, seed)
+        if "count" in ignored:
+            raise PermanentBackendError(
+                f"this workflow has no batch size input to make {request.count} images; "
+                "map inputs.count to an Empty Latent Image's batch_size"
+            )
+        prompt_id = str(uuid.uuid4())
+        follower = RunFollower(self.client, self.settings, prompt_id, context, graph)
+        follower.connect()  # before /prompt, so no event of the run is missed
+        context.report_run_id(prompt_id)
+        try:
+            self._submit(graph, prompt_id)
+            run = follower.follow()
+        finally:
+            follower.close()
+        return self._result(run, request, seed, inputs_set, ignored, prompt_id)
+
+    def resume(self, run_id: str, request: Request, context: Context) -> Result:
+        context.report_run_id(run_id)
+        follower = RunFollower(
+            self.client, self.settings, run_id, context, self.settings.workflow.graph
+        )
+        run = follower.follow()  # starts by looking the run up: history, queue, or lost
+        seed = request.seed if request.seed is not None else 0
+        _, inputs_set, ignored = self.settings.workflow.apply(request, seed)
+        return self._result(run, request, request.seed, inputs_set, ignored, run_id)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _submit(self, graph: dict[str, Any], prompt_id: str) -> None:
+        try:
+            self.client.submit(graph, prompt_id, client_id=prompt_id)
+        except TransientBackendError:
+            # The request may have reached ComfyUI before the connection failed: we chose the
+            # id, so look for it before reporting a failure (and before anyone resubmits).
+            if not self._known(prompt_id):
+                raise
+
+    def _known(self, prompt_id: str) -> bool:
+        """Whether ComfyUI has run ``prompt_id`` queued, running or finished."""
+        try:
+            if self.client.history(prompt_id) is not None:
+                return True
+            queue = self.client.queue()
+        except TransientBackendError:
+            return False
+        entries = queue.get("queue_running", []) + queue.get("queue_pending", [])
+        return any(entry[1] == prompt_id for entry in entries)
+
+    def _comfyui_version(self) -> str | None:
+        if self._version is None:
+            try:
+                self._version = self.client.system_stats().get("system", {}).get("comfyui_version")
+            except (TransientBackendError, PermanentBackendError):
+                return None
+        return self._version
+
+    def _result(
+        self,
+        run: RunResult,
+        request: Request,
+        seed: int | None,
+        inputs_set: dict[str, Any],
+        ignored: list[str],
+        prompt_id: str,
+    ) -> Result:
+        images = [self.client.image(output) for output in run.outputs]
+        metadata: dict[str, Any] = {
+            "prompt_id": prompt_id,
+            "upstream_id": prompt_id,
+            "comfyui_version": self._comfyui_version(),
+            "model": self.settings.model,
+            "sampler": self.settings.sampler,
+            "workflow": self.settings.workflow.source,
+            "seed": seed,
+            "inputs": inputs_set,
+            "timings": {"queue_s": _round(run.queue_s), "execution_s": _round(run.execution_s)},
+        }
+        cost = self._cost(run, len(images))
+        if cost is not None:
+            metadata["cost_usd"] = cost
+        ignored = ignored + [f"options.{key}" for key in request.options]
+        if ignored:
+            metadata["ignored"] = ignored
+        return Result(images, {key: value for key, value in metadata.items() if value is not None})
+
+    def _cost(self, run: RunResult, count: int) -> float | None:
+        per_second, per_image = self.settings.price_per_second, self.settings.price_per_image
+        if per_second is None and per_image is None:
+            return None
+        cost = (per_image or 0.0) * count
+        if per_second is not None and run.execution_s is not None:
+            cost += per_second * run.execution_s
+        return round(cost, 6)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

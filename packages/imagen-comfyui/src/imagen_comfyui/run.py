@@ -1,0 +1,301 @@
+"""Following one ComfyUI run to its end: websocket events, with /history and /queue behind them.
+
+The run's prompt_id doubles as the websocket client id, so whoever knows the run (this
+process after a reconnect, another one resuming it) hears its events. The end of the run
+is its ``executing`` null event or its ``/history`` entry, whichever is seen first. When
+the socket drops or falls silent, the run is looked up in ``/history`` and ``/queue``; it
+is lost only when it is in neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import websocket
+
+from imagen import Cancelled, Context, PermanentBackendError, Progress, TransientBackendError
+from imagen_comfyui.client import ComfyClient
+from imagen_comfyui.settings import ComfyUISettings
+
+__all__ = ["RunFollower", "RunResult"]
+
+_TICK = 0.5  # seconds between cancellation checks while waiting on the socket
+
+
+@dataclass
+class RunResult:
+    """A finished run: its output images (``/view`` parameters) and timings."""
+
+    outputs: list[dict[str, Any]]
+    queue_s: float | None = None
+    execution_s: float | None = None
+    history: dict[str, Any] = field(default_factory=dict)
+
+
+class RunFollower:
+    """Follows run ``prompt_id`` through events, reconnecting and polling as needed."""
+
+    def __init__(
+        self,
+        client: ComfyClient,
+        settings: ComfyUISettings,
+        prompt_id: str,
+        context: Context,
+        graph: dict[str, Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.prompt_id = prompt_id
+        self.context = context
+        self.graph = graph or {}
+        self.socket: websocket.WebSocket | None = None
+        self.started = False
+        self.cancelling = False
+        self.outputs: list[dict[str, Any]] = []
+        self.submitted_at = time.monotonic()
+        self.started_at: float | None = None
+        self.last_news = time.monotonic()
+        self.last_frame = time.monotonic()
+        self._position: int | None = None
+        self._unreachable_since: float | None = None
+
+    # -- the socket ---------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the websocket (the run's id is the client id); failures are transient."""
+        self.close()
+        headers = [f"{name}: {value}" for name, value in self.settings.headers.items()]
+        try:
+            self.socket = websocket.create_connection(
+                self.client.ws_url(self.prompt_id),
+                timeout=self.settings.connect_timeout_s,
+                header=headers,
+                enable_multithread=True,
+            )
+        except (OSError, websocket.WebSocketException) as exc:
+            self.socket = None
+            raise TransientBackendError(
+                f"cannot reach ComfyUI's websocket at {self.client.base_url}: {exc}"
+            ) from exc
+        self.socket.settimeout(_TICK)
+        self.last_frame = time.monotonic()
+
+    def close(self) -> None:
+        if self.socket is not None:
+            with contextlib.suppress(OSError, websocket.WebSocketException):
+                self.socket.close()
+            self.socket = None
+
+    # -- following ------------------------------------------------------------------------
+
+    def follow(self) -> RunResult:
+        """Block until the run ends; return its outputs, or raise why it didn't."""
+        try:
+            while True:
+                try:
+                    self.context.check()
+                except Cancelled:
+                    self.cancelling = True
+                    self.client.cancel(self.prompt_id)
+                    raise
+                done = self._next_frame() if self.socket is not None else self._check_server()
+                if done is not None:
+                    return done
+                self._check_idle()
+        finally:
+            self.close()
+
+    def _next_frame(self) -> RunResult | None:
+        assert self.socket is not None
+        try:
+            opcode, data = self.socket.recv_data()
+        except websocket.WebSocketTimeoutException:
+            if time.monotonic() - self.last_frame >= self.settings.silence_s:
+                self.last_frame = time.monotonic()
+                return self._check_server()
+            return None
+        except (OSError, websocket.WebSocketException):
+            self.close()  # dropped: the next turn looks the run up, then reconnects
+            return None
+        self.last_frame = time.monotonic()
+        if opcode != websocket.ABNF.OPCODE_TEXT:
+            return None  # binary frames are previews, never outputs
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return None
+        return self._handle(message.get("type"), message.get("data") or {})
+
+    def _handle(self, kind: str | None, data: dict[str, Any]) -> RunResult | None:
+        ours = data.get("prompt_id") == self.prompt_id
+        if kind == "status":
+            if not self.started:
+                self._report_queue()
+            return None
+        if not ours:
+            return None
+        self.last_news = time.monotonic()
+        if kind == "execution_start":
+            self._start()
+        elif kind == "executing":
+            if data.get("node") is None:
+                return self._finish()
+            self._start()
+            self.context.progress(Progress("status", message=self._name(data.get("node"))))
+        elif kind == "progress":
+            self._start()
+            value, total = int(data.get("value", 0)), int(data.get("max", 0))
+            self.context.progress(
+                Progress("step", min(value, total), total, self._name(data.get("node")))
+            )
+        elif kind == "executed":
+            self.outputs += (data.get("output") or {}).get("images") or []
+        elif kind == "execution_error":
+            raise PermanentBackendError(self._execution_error(data), upstream_id=self.prompt_id)
+        elif kind == "execution_interrupted":
+            if self.cancelling:
+                raise Cancelled()
+            raise PermanentBackendError(
+                f"run {self.prompt_id} was interrupted on the ComfyUI server",
+                upstream_id=self.prompt_id,
+            )
+        elif kind == "execution_success":
+            return self._finish()
+        return None
+
+    def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            self.started_at = time.monotonic()
+            self.context.progress(Progress("started"))
+
+    def _name(self, node: Any) -> str:
+        entry = self.graph.get(str(node)) or {}
+        return (entry.get("_meta") or {}).get("title") or entry.get("class_type") or str(node)
+
+    def _report_queue(self) -> None:
+        try:
+            queue = self.client.queue()
+        except TransientBackendError:
+            return
+        entries = sorted(
+            queue.get("queue_running", []) + queue.get("queue_pending", []),
+            key=lambda entry: entry[0],
+        )
+        ids = [entry[1] for entry in entries]
+        if self.prompt_id in ids and ids.index(self.prompt_id) != self._position:
+            self._position = ids.index(self.prompt_id)
+            if any(entry[1] == self.prompt_id for entry in queue.get("queue_running", [])):
+                self._start()
+            else:
+                self.context.progress(Progress("queued", self._position))
+
+    # -- the server's view of the run -----------------------------------------------------
+
+    def _check_server(self) -> RunResult | None:
+        """Look the run up in /history and /queue; reconnect the socket if it dropped."""
+        try:
+            entry = self.client.history(self.prompt_id)
+            if entry is not None:
+                return self._from_history(entry)
+            queue = self.client.queue()
+        except TransientBackendError:
+            self.close()
+            now = time.monotonic()
+            self._unreachable_since = self._unreachable_since or now
+            if now - self._unreachable_since > self.settings.idle_timeout_s:
+                raise
+            self.context.wait(min(2.0, self.settings.silence_s))  # the server is away: retry
+            return None
+        self._unreachable_since = None
+        running = [e[1] for e in queue.get("queue_running", [])]
+        pending = [e[1] for e in queue.get("queue_pending", [])]
+        if self.prompt_id not in running and self.prompt_id not in pending:
+            # The socket may have missed the end: ask history once more before calling it lost.
+            entry = self.client.history(self.prompt_id)
+            if entry is not None:
+                return self._from_history(entry)
+            raise PermanentBackendError(
+                f"run {self.prompt_id} was lost: ComfyUI has it neither queued, running nor in "
+                "its history (was the server restarted?)",
+                upstream_id=self.prompt_id,
+            )
+        if self.prompt_id in running:
+            self._start()
+        if self.socket is None:
+            try:
+                self.connect()
+            except TransientBackendError:
+                self.context.wait(min(2.0, self.settings.silence_s))
+        return None
+
+    def _finish(self) -> RunResult:
+        """The end event arrived: history has the authoritative outputs."""
+        for _ in range(10):
+            entry = self.client.history(self.prompt_id)
+            if entry is not None:
+                return self._from_history(entry)
+            self.context.wait(0.1)  # history is written right around the end event
+        return self._result(self.outputs, {})
+
+    def _from_history(self, entry: dict[str, Any]) -> RunResult:
+        status = entry.get("status") or {}
+        if status.get("status_str") == "error":
+            for kind, data in status.get("messages") or []:
+                if kind == "execution_error":
+                    raise PermanentBackendError(
+                        self._execution_error(data), upstream_id=self.prompt_id
+                    )
+                if kind == "execution_interrupted":
+                    if self.cancelling:
+                        raise Cancelled()
+                    raise PermanentBackendError(
+                        f"run {self.prompt_id} was interrupted on the ComfyUI server",
+                        upstream_id=self.prompt_id,
+                    )
+            raise PermanentBackendError(
+                f"run {self.prompt_id} failed on the ComfyUI server", upstream_id=self.prompt_id
+            )
+        outputs = [
+            image
+            for node in (entry.get("outputs") or {}).values()
+            for image in node.get("images") or []
+        ]
+        return self._result(outputs, entry)
+
+    def _result(self, outputs: list[dict[str, Any]], history: dict[str, Any]) -> RunResult:
+        saved = [image for image in outputs if image.get("type") == "output"]
+        chosen = saved or outputs  # PreviewImage ("temp") outputs only when nothing was saved
+        if not chosen:
+            raise PermanentBackendError(
+                f"run {self.prompt_id} finished without an image output: the workflow needs a "
+                "SaveImage (or PreviewImage) node",
+                upstream_id=self.prompt_id,
+            )
+        self._start()
+        now = time.monotonic()
+        queue_s = (self.started_at - self.submitted_at) if self.started_at else None
+        execution_s = now - self.started_at if self.started_at else None
+        return RunResult(chosen, queue_s, execution_s, history)
+
+    def _check_idle(self) -> None:
+        idle = time.monotonic() - self.last_news
+        if self.started and idle > self.settings.idle_timeout_s:
+            raise TransientBackendError(
+                f"run {self.prompt_id} showed no progress for {idle:.0f} s "
+                f"(idle_timeout_s is {self.settings.idle_timeout_s:g})",
+                upstream_id=self.prompt_id,
+            )
+
+    def _execution_error(self, data: dict[str, Any]) -> str:
+        node = data.get("node_id")
+        name = self._name(node) if node is not None else "?"
+        kind = data.get("node_type") or "?"
+        return (
+            f'ComfyUI failed in node {node} ({kind} "{name}"): '
+            f"{data.get('exception_type', 'error')}: {str(data.get('exception_message', '')).strip()}"
+        )
