@@ -63,6 +63,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEN_", "TMUX"))}
     env.update(HOME=str(user), XDG_CONFIG_HOME=str(user / ".config"), PYTHONUNBUFFERED="1")
+    # Only imagen-core's own plugins, whatever else the workspace installs; a test that
+    # wants an adapter's plugin names it here.
+    env["IMAGEN_LOAD_PLUGINS"] = ""
     for key in [k for k in os.environ if k.startswith(("IMAGEN_", "TMUX"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(user))

@@ -34,6 +34,7 @@ def site(home, tmp_path) -> Path:
     path = tmp_path / "site"
     path.mkdir()
     home.env["PYTHONPATH"] = str(path)
+    del home.env["IMAGEN_LOAD_PLUGINS"]  # these tests are about third-party plugins loading
     return path
 
 
@@ -303,6 +304,7 @@ def test_out_of_tree_plugin_is_discovered_and_used(home, tmp_path):
         timeout=300,
     )
     home.env["PYTHONPATH"] = str(target)
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-hello"
 
     types = json.loads(home.run("backends", "--json", check=True).stdout)["types"]
     hello = next(t for t in types if t["name"] == "hello")

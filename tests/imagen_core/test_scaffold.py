@@ -51,7 +51,11 @@ def test_scaffold_installs_in_a_fresh_venv_and_passes_the_suite(home, tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    env = {k: v for k, v in home.env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {
+        k: v
+        for k, v in home.env.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "IMAGEN_LOAD_PLUGINS")
+    }
     env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
 
     def pip(*args: str) -> None:

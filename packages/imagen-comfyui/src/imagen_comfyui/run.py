@@ -76,10 +76,20 @@ class RunFollower:
                 header=headers,
                 enable_multithread=True,
             )
+        except websocket.WebSocketBadStatusException as exc:
+            self.socket = None
+            if exc.status_code in (401, 403):
+                raise PermanentBackendError(
+                    f"ComfyUI at {self.client.base_url} refused the websocket "
+                    f"({exc.status_code}): check `headers` and `token_env`"
+                ) from exc
+            raise TransientBackendError(
+                f"ComfyUI's websocket at {self.client.base_url} answered {exc.status_code}"
+            ) from exc
         except (OSError, websocket.WebSocketException) as exc:
             self.socket = None
             raise TransientBackendError(
-                f"cannot reach ComfyUI's websocket at {self.client.base_url}: {exc}"
+                f"cannot reach ComfyUI at {self.client.base_url}: {exc}"
             ) from exc
         self.socket.settimeout(_TICK)
         self.last_frame = time.monotonic()
@@ -277,6 +287,7 @@ class RunFollower:
                 upstream_id=self.prompt_id,
             )
         self._start()
+        self.context.progress(Progress("finished"))
         now = time.monotonic()
         queue_s = (self.started_at - self.submitted_at) if self.started_at else None
         execution_s = now - self.started_at if self.started_at else None

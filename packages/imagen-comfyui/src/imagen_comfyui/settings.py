@@ -187,4 +187,8 @@ def _workflow(config: BackendConfig) -> tuple[Workflow, str | None, str | None]:
         if _value(config, key) is not None and _value(config, key) < 1:
             raise WorkflowError(f"must be 1 or more, not {_value(config, key)}", key)
     graph = template_graph(name, values)
-    return Workflow.build(graph, MAPPINGS[name], f"template {name}"), model, values["sampler"]
+    return (
+        Workflow.build(graph, MAPPINGS[name], f"template {name}", complete=True),
+        model,
+        values["sampler"],
+    )

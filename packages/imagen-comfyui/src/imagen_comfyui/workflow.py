@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,13 +184,16 @@ def _text_targets(graph: Mapping[str, Any], branch: str) -> list[str]:
     return found
 
 
-def detect(graph: Mapping[str, Any]) -> dict[str, list[Target]]:
-    """Find the standard nodes' inputs: prompt, negative prompt, seeds, steps, size, batch.
+def detect(graph: Mapping[str, Any], wanted: Iterable[str] = FIELDS) -> dict[str, list[Target]]:
+    """Find the standard nodes' inputs for the ``wanted`` fields.
 
-    :raises WorkflowError: when a field has several candidate nodes (naming them), or no
-        prompt input can be found.
+    :raises WorkflowError: when a wanted field has several candidate nodes (naming them),
+        or the prompt is wanted and no prompt input can be found.
     """
+    wanted = set(wanted)
     if not _samplers(graph):
+        if "prompt" not in wanted:
+            return {}
         raise WorkflowError(
             "no sampler node found (KSampler, SamplerCustomAdvanced, ...): "
             "map the inputs explicitly under `inputs:`",
@@ -198,6 +201,8 @@ def detect(graph: Mapping[str, Any]) -> dict[str, list[Target]]:
         )
     found: dict[str, list[Target]] = {}
     for field, branch in (("prompt", "positive"), ("negative_prompt", "negative")):
+        if field not in wanted:
+            continue
         nodes = _text_targets(graph, branch)
         if len(nodes) > 1:
             listed = ", ".join(_describe(graph, n) for n in nodes)
@@ -208,7 +213,7 @@ def detect(graph: Mapping[str, Any]) -> dict[str, list[Target]]:
             )
         if nodes:
             found[field] = [Target(nodes[0], "text")]
-    if "prompt" not in found:
+    if "prompt" in wanted and "prompt" not in found:
         raise WorkflowError(
             "no prompt input found (a CLIPTextEncode on the sampler's positive "
             "input); map it under inputs.prompt",
@@ -232,7 +237,7 @@ def detect(graph: Mapping[str, Any]) -> dict[str, list[Target]]:
         node = str(link[0]) if _is_link(link) else None
         if node in graph and graph[node]["class_type"].startswith("Empty") and node not in latents:
             latents.append(node)
-    if len(latents) > 1:
+    if len(latents) > 1 and wanted & {"width", "height", "count"}:
         listed = ", ".join(_describe(graph, n) for n in latents)
         raise WorkflowError(
             f"several empty latent images: {listed}; map inputs.width, "
@@ -244,7 +249,7 @@ def detect(graph: Mapping[str, Any]) -> dict[str, list[Target]]:
         for field, name in (("width", "width"), ("height", "height"), ("count", "batch_size")):
             if isinstance(inputs.get(name), int):
                 found[field] = [Target(latents[0], name)]
-    return {field: targets for field, targets in found.items() if targets}
+    return {field: targets for field, targets in found.items() if targets and field in wanted}
 
 
 # -- applying a request ------------------------------------------------------------------------
@@ -260,9 +265,17 @@ class Workflow:
 
     @classmethod
     def build(
-        cls, graph: dict[str, Any], mapping: Mapping[str, Any] | None, source: str
+        cls,
+        graph: dict[str, Any],
+        mapping: Mapping[str, Any] | None,
+        source: str,
+        *,
+        complete: bool = False,
     ) -> Workflow:
-        """Resolve an explicit ``mapping`` (lists or single specs), detecting the rest."""
+        """Resolve an explicit ``mapping`` (lists or single specs), detecting the rest.
+
+        :param complete: the mapping is all there is (a template's): detect nothing.
+        """
         mapping = dict(mapping or {})
         for field in mapping:
             if field not in FIELDS:
@@ -273,10 +286,9 @@ class Workflow:
         for field, specs in mapping.items():
             specs = specs if isinstance(specs, list) else [specs]
             targets[field] = [resolve(graph, spec, f"inputs.{field}") for spec in specs]
-        if "prompt" not in targets:
-            detected = detect(graph)
-            for field, found in detected.items():
-                targets.setdefault(field, found)
+        missing = [field for field in FIELDS if field not in targets]
+        if missing and not complete:
+            targets.update(detect(graph, missing))
         return cls(graph, targets, source)
 
     def describe(self, target: Target) -> str:
