@@ -60,7 +60,7 @@ def exit_codes() -> str:
     return f"| code | meaning |\n|---|---|\n{rows}\n"
 
 
-KINDS = {str: "string", bool: "boolean", int: "integer", float: "number"}
+KINDS = {str: "string", bool: "boolean", int: "integer", float: "number", dict: "mapping"}
 
 
 def table(settings: dict[str, Any]) -> str:
@@ -82,6 +82,13 @@ def mock_keys() -> str:
     )
 
 
+def comfyui_keys() -> str:
+    """The comfyui backend type's slice keys."""
+    from imagen_comfyui.settings import SLICE
+
+    return table(SLICE)
+
+
 def config_keys() -> str:
     """Every key of the sections imagen-core reads, with type, default and meaning."""
     from imagen import config
@@ -100,6 +107,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "exit-codes": ("cli.md", exit_codes),
     "config-keys": ("config.md", config_keys),
     "mock-keys": ("config.md", mock_keys),
+    "comfyui-keys": ("backends/comfyui.md", comfyui_keys),
 }
 
 
