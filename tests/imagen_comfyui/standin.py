@@ -326,6 +326,8 @@ class ComfyStandIn:
         self.interrupt_requested = False
         self.silent = False
         self.big_image: bytes | None = None
+        self.stall_prompt_s = 0.0  # POST /prompt hangs this long before doing anything
+        self.late_answer_s = 0.0  # POST /prompt queues the run, then answers this late
         self.received: list[dict[str, Any]] = []
         self.view_requests = 0
         self._fail_next: str | None = None
@@ -498,6 +500,8 @@ class ComfyStandIn:
     async def _prompt(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.received.append(body)
+        if self.stall_prompt_s:
+            await asyncio.sleep(self.stall_prompt_s)
         if self._fail_next == "transient":
             self._fail_next = None
             return web.Response(status=503, text="503 Service Unavailable")
@@ -519,6 +523,8 @@ class ComfyStandIn:
         await self._broadcast_status()
         assert self._wake is not None
         self._wake.set()
+        if self.late_answer_s:
+            await asyncio.sleep(self.late_answer_s)
         return web.json_response({"prompt_id": prompt_id, "number": run.number, "node_errors": {}})
 
     def _entry(self, run: Run) -> list[Any]:

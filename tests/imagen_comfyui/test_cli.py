@@ -131,3 +131,56 @@ def test_a_large_image_streams_to_disk_with_bounded_memory(gpu_home, comfy):
     growth_mb = (peak - baseline) / 1024
     # Held whole in memory, a 27 MB download costs at least 27 MB more; streamed, a few.
     assert growth_mb < size_mb / 3, f"peak RSS grew {growth_mb:.1f} MB for a {size_mb:.0f} MB image"
+
+
+def test_core_and_comfyui_alone_in_a_fresh_venv(home, comfy, tmp_path):
+    """`pip install imagen-core imagen-comfyui` is all a user needs."""
+    import subprocess
+    import venv
+
+    root = Path(__file__).resolve().parents[2] / "packages"
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    env = {k: v for k, v in home.env.items() if k not in ("PYTHONPATH", "IMAGEN_LOAD_PLUGINS")}
+    install = subprocess.run(
+        [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            str(root / "imagen-core"),
+            str(root / "imagen-comfyui"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    imagen = str(env_dir / "bin" / "imagen")
+    home.write_config(
+        f"backends:\n  gpu:\n    type: comfyui\n    base_url: {comfy.url}\n    model: {MODEL}\n"
+    )
+    listing = subprocess.run(
+        [imagen, "backends"],
+        cwd=home.cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "comfyui  imagen-comfyui 0.1.0" in listing
+    proc = subprocess.run(
+        [imagen, "generate", "fresh venv", "--backend", "gpu", "--size", "64x64"],
+        cwd=home.cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).is_file()

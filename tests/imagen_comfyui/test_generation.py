@@ -262,7 +262,16 @@ def test_resume_finished_running_and_lost(comfy, make_backend):
     assert any(e.kind == "step" for e in follower_context.events)  # it hears the run's events
 
     with pytest.raises(PermanentBackendError, match="was lost"):
-        make_backend().resume(str(uuid.uuid4()), Request("gone"), RecordingContext())
+        make_backend().resume(str(uuid.uuid4()), Request("never seen"), RecordingContext())
+
+    comfy.slow_next(10)
+    doomed = RecordingContext()
+    thread, _ = _in_thread(first, Request("doomed", seed=6), doomed)
+    assert comfy.wait_until(lambda: any(e.kind == "step" for e in doomed.events))
+    comfy.restart()
+    with pytest.raises(PermanentBackendError, match="was lost"):
+        make_backend().resume(doomed.run_ids[0], Request("doomed", seed=6), RecordingContext())
+    thread.join(30)
 
 
 def test_images_keep_comfyuis_own_png_chunks_and_previews_are_not_outputs(comfy, make_backend):
@@ -304,3 +313,18 @@ def test_a_reverse_proxy_token_and_headers_are_sent(make_backend):
             match=r"refused the websocket \(401\): check `headers` and `token_env`",
         ):
             refused.generate(Request("x", seed=1), Context())
+
+
+def test_a_stalled_submission_times_out_as_transient(comfy, make_backend):
+    comfy.stall_prompt_s = 3.0
+    backend = make_backend(http_timeout_s=0.5)
+    with pytest.raises(TransientBackendError, match=r"did not answer POST /prompt in time"):
+        backend.generate(Request("x", seed=1), Context())
+
+
+def test_a_lost_answer_to_a_queued_submission_is_not_submitted_twice(comfy, make_backend):
+    comfy.late_answer_s = 3.0  # the run is queued, but its answer comes too late
+    backend = make_backend(http_timeout_s=0.5)
+    result = backend.generate(Request("paid once", seed=1), RecordingContext())
+    assert len(result.images) == 1
+    assert len(comfy.received) == 1
