@@ -78,8 +78,7 @@ class ComfyUIBackend(Backend):
             self.client, self.settings, run_id, context, self.settings.workflow.graph
         )
         run = follower.follow()  # starts by looking the run up: history, queue, or lost
-        seed = request.seed if request.seed is not None else 0
-        _, inputs_set, ignored = self.settings.workflow.apply(request, seed)
+        _, inputs_set, ignored = self.settings.workflow.apply(request, request.seed)
         return self._result(run, request, request.seed, inputs_set, ignored, run_id)
 
     # -- internals ------------------------------------------------------------------------

@@ -295,7 +295,7 @@ class Workflow:
         return _describe(self.graph, target.node)
 
     def apply(
-        self, request: Request, seed: int
+        self, request: Request, seed: int | None
     ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         """The graph to submit, the inputs that were set, and the fields left unmapped."""
         graph = copy.deepcopy(self.graph)
