@@ -664,6 +664,7 @@ class ComfyStandIn:
         graph = run.graph
         now = lambda: int(time.time() * 1000)
         messages: list[Any] = []
+        outputs: dict[str, Any] = {}
 
         async def send(kind: str, data: dict[str, Any]) -> None:
             data = {**data, "prompt_id": run.prompt_id} if kind != "status" else data
@@ -671,11 +672,19 @@ class ComfyStandIn:
                 messages.append([kind, data])
             await self._send(client, kind, data)
 
+        async def interrupted(node: str, kind: str) -> None:
+            executed = list(outputs)
+            await send(
+                "execution_interrupted",
+                {"node_id": node, "node_type": kind, "executed": executed, "timestamp": now()},
+            )
+            self._record(run, {}, "error", messages)
+            await self._end(run)
+
         await send("execution_start", {"timestamp": now()})
         key = hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()
         cached = self.cache.get(key)
         await send("execution_cached", {"nodes": list(graph) if cached else [], "timestamp": now()})
-        outputs: dict[str, Any] = {}
         if cached:
             for node, output in cached.items():
                 await send("executed", {"node": node, "display_node": node, "output": output})
@@ -685,17 +694,7 @@ class ComfyStandIn:
             for node in _order(graph):
                 kind = graph[node]["class_type"]
                 if self.interrupt_requested:
-                    await send(
-                        "execution_interrupted",
-                        {
-                            "node_id": node,
-                            "node_type": kind,
-                            "executed": list(outputs),
-                            "timestamp": now(),
-                        },
-                    )
-                    self._record(run, {}, "error", messages)
-                    await self._end(run)
+                    await interrupted(node, kind)
                     return
                 states[node] = {
                     "value": 0,
@@ -711,17 +710,7 @@ class ComfyStandIn:
                 await send("executing", {"node": node, "display_node": node})
                 if kind in SAMPLER_NODES:
                     if not await self._sample(run, node, send):
-                        await send(
-                            "execution_interrupted",
-                            {
-                                "node_id": node,
-                                "node_type": kind,
-                                "executed": list(outputs),
-                                "timestamp": now(),
-                            },
-                        )
-                        self._record(run, {}, "error", messages)
-                        await self._end(run)
+                        await interrupted(node, kind)
                         return
                     if run.fail:
                         await send(

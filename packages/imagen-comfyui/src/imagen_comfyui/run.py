@@ -97,7 +97,9 @@ class RunFollower:
     def close(self) -> None:
         if self.socket is not None:
             with contextlib.suppress(OSError, websocket.WebSocketException):
-                self.socket.close()
+                self.socket.close(timeout=1)
+            # close() does nothing on a connection already seen to drop: free the socket too.
+            self.socket.shutdown()
             self.socket = None
 
     # -- following ------------------------------------------------------------------------
@@ -164,15 +166,8 @@ class RunFollower:
             )
         elif kind == "executed":
             self.outputs += (data.get("output") or {}).get("images") or []
-        elif kind == "execution_error":
-            raise PermanentBackendError(self._execution_error(data), upstream_id=self.prompt_id)
-        elif kind == "execution_interrupted":
-            if self.cancelling:
-                raise Cancelled()
-            raise PermanentBackendError(
-                f"run {self.prompt_id} was interrupted on the ComfyUI server",
-                upstream_id=self.prompt_id,
-            )
+        elif kind in ("execution_error", "execution_interrupted"):
+            self._fail(kind, data)
         elif kind == "execution_success":
             return self._finish()
         return None
@@ -256,17 +251,8 @@ class RunFollower:
         status = entry.get("status") or {}
         if status.get("status_str") == "error":
             for kind, data in status.get("messages") or []:
-                if kind == "execution_error":
-                    raise PermanentBackendError(
-                        self._execution_error(data), upstream_id=self.prompt_id
-                    )
-                if kind == "execution_interrupted":
-                    if self.cancelling:
-                        raise Cancelled()
-                    raise PermanentBackendError(
-                        f"run {self.prompt_id} was interrupted on the ComfyUI server",
-                        upstream_id=self.prompt_id,
-                    )
+                if kind in ("execution_error", "execution_interrupted"):
+                    self._fail(kind, data)
             raise PermanentBackendError(
                 f"run {self.prompt_id} failed on the ComfyUI server", upstream_id=self.prompt_id
             )
@@ -301,6 +287,17 @@ class RunFollower:
                 f"(idle_timeout_s is {self.settings.idle_timeout_s:g})",
                 upstream_id=self.prompt_id,
             )
+
+    def _fail(self, kind: str, data: dict[str, Any]) -> None:
+        """Raise what an ``execution_error`` or ``execution_interrupted`` message means."""
+        if kind == "execution_interrupted":
+            if self.cancelling:
+                raise Cancelled()
+            raise PermanentBackendError(
+                f"run {self.prompt_id} was interrupted on the ComfyUI server",
+                upstream_id=self.prompt_id,
+            )
+        raise PermanentBackendError(self._execution_error(data), upstream_id=self.prompt_id)
 
     def _execution_error(self, data: dict[str, Any]) -> str:
         node = data.get("node_id")
