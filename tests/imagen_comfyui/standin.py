@@ -331,6 +331,7 @@ class ComfyStandIn:
         self.received: list[dict[str, Any]] = []
         self.view_requests = 0
         self._fail_next: str | None = None
+        self._fail_times = 0
         self._slow_next: float | None = None
         self._wake: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
@@ -393,10 +394,12 @@ class ComfyStandIn:
 
     # -- controls for tests -----------------------------------------------------------------
 
-    def fail_next(self, kind: str) -> None:
-        """transient: the next POST /prompt gets a 503 (as from a reverse proxy while ComfyUI
-        restarts); permanent: the next run raises execution_error in its sampler."""
+    def fail_next(self, kind: str, times: int = 20) -> None:
+        """transient: the next ``times`` POST /prompt get a 503 (as from a reverse proxy
+        while ComfyUI restarts: more than any retry policy waits out); permanent: the next
+        run raises execution_error in its sampler."""
         self._fail_next = kind
+        self._fail_times = times
 
     def slow_next(self, seconds: float) -> None:
         """The next run's sampler takes ``seconds`` (its steps spread over them)."""
@@ -503,7 +506,9 @@ class ComfyStandIn:
         if self.stall_prompt_s:
             await asyncio.sleep(self.stall_prompt_s)
         if self._fail_next == "transient":
-            self._fail_next = None
+            self._fail_times -= 1
+            if self._fail_times <= 0:
+                self._fail_next = None
             return web.Response(status=503, text="503 Service Unavailable")
         if "prompt" not in body:
             return web.json_response(

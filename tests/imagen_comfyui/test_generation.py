@@ -317,9 +317,20 @@ def test_a_reverse_proxy_token_and_headers_are_sent(make_backend):
 
 def test_a_stalled_submission_times_out_as_transient(comfy, make_backend):
     comfy.stall_prompt_s = 3.0
-    backend = make_backend(http_timeout_s=0.5)
-    with pytest.raises(TransientBackendError, match=r"did not answer POST /prompt in time"):
+    backend = make_backend(http_timeout_s=0.5, retry_attempts=2)
+    with pytest.raises(
+        TransientBackendError,
+        match=r"did not answer POST /prompt in time \(gave up after 2 attempts\)",
+    ):
         backend.generate(Request("x", seed=1), Context())
+    assert len(comfy.received) == 2  # not queued the first time: safe to submit again
+
+
+def test_a_503_is_retried_by_the_shared_policy(comfy, make_backend):
+    comfy.fail_next("transient", times=1)
+    result = make_backend().generate(Request("x", seed=1), Context())
+    assert len(result.images) == 1
+    assert len(comfy.received) == 2
 
 
 def test_a_lost_answer_to_a_queued_submission_is_not_submitted_twice(comfy, make_backend):

@@ -21,6 +21,7 @@ from imagen import (
     Result,
     TransientBackendError,
 )
+from imagen.retry import call_with_retry
 from imagen_comfyui.client import ComfyClient
 from imagen_comfyui.run import RunFollower, RunResult
 from imagen_comfyui.settings import read_settings
@@ -66,7 +67,14 @@ class ComfyUIBackend(Backend):
         follower.connect()  # before /prompt, so no event of the run is missed
         context.report_run_id(prompt_id)
         try:
-            self._submit(graph, prompt_id)
+            # Safe to repeat: a failed submission is looked up by its id before another.
+            call_with_retry(
+                lambda: self._submit(graph, prompt_id),
+                what="submitting the workflow",
+                context=context,
+                policy=self.settings.retry,
+                safe_to_repeat=True,
+            )
             run = follower.follow()
         finally:
             follower.close()

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from imagen import GeneratedImage, PermanentBackendError, TransientBackendError
+from imagen.retry import retry_after
 from imagen_comfyui.settings import ComfyUISettings
 
 __all__ = ["ComfyClient"]
@@ -52,7 +53,8 @@ class ComfyClient:
             response = self.http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise TransientBackendError(
-                f"ComfyUI at {self.base_url} did not answer {method} {path} in time"
+                f"ComfyUI at {self.base_url} did not answer {method} {path} in time",
+                sent=not isinstance(exc, httpx.ConnectTimeout),
             ) from exc
         except httpx.TransportError as exc:
             raise TransientBackendError(
@@ -62,7 +64,7 @@ class ComfyClient:
         if status in (408, 429) or status >= 500:
             raise TransientBackendError(
                 f"ComfyUI at {self.base_url} answered {method} {path} with {status}",
-                retry_after=_retry_after(response),
+                retry_after=retry_after(response.headers),
             )
         if status in (401, 403):
             raise PermanentBackendError(
@@ -199,8 +201,3 @@ def _node_name(graph: dict[str, Any], node: str, class_type: str | None) -> str:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return text or type(exc).__name__
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else None

@@ -7,6 +7,7 @@ from typing import Any
 
 from imagen import BackendConfig
 from imagen.config import Setting
+from imagen.retry import RETRY_SETTINGS, RetryPolicy, read_policy
 from imagen_comfyui.templates import MAPPINGS, TEMPLATES, template_graph
 from imagen_comfyui.workflow import Workflow, WorkflowError, load_graph
 
@@ -69,6 +70,7 @@ SLICE: dict[str, Setting] = {
     ),
     "price_per_second": Setting(float, None, "USD per second of execution, for cost records"),
     "price_per_image": Setting(float, None, "USD per image, for cost records"),
+    **RETRY_SETTINGS,
 }
 _TEMPLATE_DEFAULTS = {
     "checkpoint": {"default_steps": 25, "sampler": "euler", "scheduler": "normal", "cfg": 7.0},
@@ -102,6 +104,7 @@ class ComfyUISettings:
     idle_timeout_s: float
     price_per_second: float | None
     price_per_image: float | None
+    retry: RetryPolicy
 
 
 def _value(config: BackendConfig, key: str) -> Any:
@@ -148,6 +151,7 @@ def read_settings(config: BackendConfig) -> ComfyUISettings:
         idle_timeout_s=_positive(config, "idle_timeout_s"),
         price_per_second=_value(config, "price_per_second"),
         price_per_image=_value(config, "price_per_image"),
+        retry=read_policy(config),
     )
 
 

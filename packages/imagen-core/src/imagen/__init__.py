@@ -14,6 +14,7 @@ from imagen.errors import (
     ImagenError,
     OutputError,
     PermanentBackendError,
+    PossiblyBilledError,
     RequestError,
     TransientBackendError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "ImagenError",
     "OutputError",
     "PermanentBackendError",
+    "PossiblyBilledError",
     "Progress",
     "Request",
     "RequestError",

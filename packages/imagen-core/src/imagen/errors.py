@@ -9,8 +9,10 @@ The tree::
     │                                a size out of bounds, a bad --from image)
     ├── OutputError                  an image could not be written where the config says
     ├── BackendError                 a generation failed upstream (the run failed)
-    │   ├── TransientBackendError    worth retrying later (timeouts, 5xx, 429); retry_after
+    │   ├── TransientBackendError    worth retrying later (timeouts, 5xx, 429); retry_after,
+    │   │                            and sent (the request may have reached the upstream)
     │   └── PermanentBackendError    retrying won't help (bad request, content policy)
+    │       └── PossiblyBilledError  a paid call failed after it was sent: not retried
     └── Cancelled                    the caller cancelled the run
         └── DeadlineExceeded         the context's deadline passed
 
@@ -30,6 +32,7 @@ __all__ = [
     "ImagenError",
     "OutputError",
     "PermanentBackendError",
+    "PossiblyBilledError",
     "RequestError",
     "TransientBackendError",
 ]
@@ -131,6 +134,8 @@ class TransientBackendError(BackendError):
     """A failure that may go away: a timeout, a dropped connection, 5xx, 429.
 
     :param retry_after: seconds the upstream asked us to wait before retrying, if it said.
+    :param sent: the request may have reached the upstream before it failed (a timeout or
+        a dropped connection after sending): repeating a paid call could bill it twice.
     """
 
     exit_code = 5
@@ -142,13 +147,22 @@ class TransientBackendError(BackendError):
         backend: str | None = None,
         upstream_id: str | None = None,
         retry_after: float | None = None,
+        sent: bool = False,
     ) -> None:
         super().__init__(message, backend=backend, upstream_id=upstream_id)
         self.retry_after = retry_after
+        self.sent = sent
 
 
 class PermanentBackendError(BackendError):
     """A failure that retrying won't fix: a bad request, a refused prompt, a lost run."""
+
+
+class PossiblyBilledError(PermanentBackendError):
+    """A paid call failed after its request was sent: it may have run (and been billed).
+
+    Never retried automatically; the message tells the user to check before trying again.
+    """
 
 
 class Cancelled(ImagenError):
