@@ -51,12 +51,16 @@ def _heavy(modules: set[str]) -> list[str]:
 
 
 def test_help_imports_nothing_heavy(home):
+    del home.env["IMAGEN_LOAD_PLUGINS"]  # every installed adapter's plugin loads
     modules = _modules_after(home, "--help")
     assert "imagen.plugins" in modules  # plugins were loaded: their commands are in --help
+    for plugin in ("imagen_comfyui.plugin", "imagen_replicate.plugin"):
+        assert plugin in modules
     assert _heavy(modules) == []
 
 
 def test_listing_plugins_and_backend_types_imports_nothing_heavy(home):
+    del home.env["IMAGEN_LOAD_PLUGINS"]
     assert _heavy(_modules_after(home, "plugins")) == []
 
 

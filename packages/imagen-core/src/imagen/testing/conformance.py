@@ -202,9 +202,12 @@ class BackendConformance:
         with pytest.raises(ConfigError) as raised:
             backend_factory(self._config(invalid_slice.settings, env)).close()
         error = raised.value
-        named = (error.key or "").split(".")[
-            -1
-        ] == invalid_slice.key or invalid_slice.key in error.message
+        key_path = error.key or ""
+        named = (
+            key_path == invalid_slice.key
+            or key_path.endswith("." + invalid_slice.key)
+            or invalid_slice.key in error.message
+        )
         assert named, f"the error does not name {invalid_slice.key!r}: {error}"
         for secret in self._secrets(env):
             assert secret not in str(error), "the error shows a credential"

@@ -1,0 +1,3 @@
+"""Replicate backend for imagen."""
+
+__version__ = "0.1.0"

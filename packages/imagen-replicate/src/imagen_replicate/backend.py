@@ -1,0 +1,325 @@
+"""The ``replicate`` backend: create predictions with the SDK, follow them, stream outputs.
+
+Facts from the SDK (``shared/protocols.md``) that shape this module:
+
+- ``replicate.run()`` can return nothing without an error, so predictions are created with
+  ``predictions.create`` (no ``Prefer: wait``) and followed here, with our own deadline.
+- The SDK's ``Prediction`` model rejects the documented status ``aborted``, so statuses are
+  read as plain JSON through the SDK's own HTTP client (same base URL, token, user agent).
+- The SDK retries GETs up to 10 times on its own; that is switched off, so the shared
+  policy (``imagen.retry``) is the only one and the two never multiply.
+- ``FileOutput`` downloads send the API token to the file host; outputs are fetched here
+  with a client that has no credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import mimetypes
+import re
+import time
+from typing import Any, ClassVar
+
+try:
+    import httpx
+    import replicate
+    from replicate.exceptions import ReplicateError
+except ImportError as exc:  # pragma: no cover - only without the package's dependencies
+    raise ImportError(f"{exc}; install them with: pip install imagen-replicate") from exc
+
+from imagen import (
+    Backend,
+    BackendConfig,
+    Cancelled,
+    Context,
+    GeneratedImage,
+    PermanentBackendError,
+    Progress,
+    Request,
+    Result,
+    TransientBackendError,
+)
+from imagen.retry import call_with_retry, is_transient_status, retry_after
+from imagen_replicate.mapping import plan
+from imagen_replicate.settings import read_settings
+
+__all__ = ["ReplicateBackend"]
+
+_STEP = re.compile(r"(\d+)/(\d+) \[")
+_WAIT_HINT = re.compile(r"(\d+)\s*(?:s\b|sec|second)")
+_LOG_TAIL = 1000
+_CHUNK = 1 << 16
+
+
+class ReplicateBackend(Backend):
+    """Generates with a model on Replicate."""
+
+    reproducible: ClassVar[bool] = False  # hosted models don't promise the same pixels
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self.settings = read_settings(config)
+        timeout = httpx.Timeout(self.settings.http_timeout_s, connect=10.0)
+        self.sdk = replicate.Client(
+            api_token=self.settings.token, base_url=self.settings.base_url, timeout=timeout
+        )
+        # The SDK wraps every transport in a RetryTransport (10 attempts for GETs); ours is
+        # the one policy, so the SDK's makes a single attempt.
+        self.sdk._client._transport.max_attempts = 1  # type: ignore[attr-defined]
+        self.files = httpx.Client(timeout=timeout, follow_redirects=True)  # no credentials
+
+    def close(self) -> None:
+        self.sdk._client.close()
+        self.files.close()
+
+    # -- the contract ---------------------------------------------------------------------
+
+    def generate(self, request: Request, context: Context) -> Result:
+        context.check()
+        prepared = plan(request, self.settings.family, self.settings.overrides, self.settings.fixed)
+        ids: list[str] = []
+        for batch in prepared.batches:
+            prediction = call_with_retry(
+                lambda batch=batch: self._create(batch),
+                what="creating the prediction",
+                context=context,
+                policy=self.settings.retry,
+            )
+            ids.append(prediction["id"])
+            context.report_run_id(",".join(ids))  # one id per prediction, for resume
+        return self._collect(ids, request, context, prepared.ignored, prepared.size_note)
+
+    def resume(self, run_id: str, request: Request, context: Context) -> Result:
+        prepared = plan(request, self.settings.family, self.settings.overrides, self.settings.fixed)
+        return self._collect(
+            run_id.split(","), request, context, prepared.ignored, prepared.size_note
+        )
+
+    # -- predictions ------------------------------------------------------------------------
+
+    def _create(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        settings = self.settings
+        try:
+            if settings.version:
+                prediction = self.sdk.predictions.create(version=settings.version, input=inputs)
+            else:
+                prediction = self.sdk.predictions.create(model=settings.owner_name, input=inputs)
+        except ReplicateError as exc:
+            raise self._api_error(exc) from exc
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, "creating the prediction") from exc
+        return {"id": prediction.id, "status": prediction.status}
+
+    def _get(self, prediction_id: str) -> dict[str, Any]:
+        try:
+            response = self.sdk._client.get(f"/v1/predictions/{prediction_id}")
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, "reading the prediction") from exc
+        if response.status_code >= 400:
+            raise self._status_error(response, prediction_id)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise TransientBackendError(
+                f"Replicate sent non-JSON for prediction {prediction_id}", upstream_id=prediction_id
+            ) from exc
+
+    def _cancel(self, prediction_id: str) -> None:
+        # Best effort: we are stopping anyway, and the SDK may not parse the answer.
+        with contextlib.suppress(Exception):
+            self.sdk.predictions.cancel(prediction_id)
+
+    def _follow(self, prediction_id: str, context: Context) -> dict[str, Any]:
+        """Poll until the prediction ends; cancel it upstream if we are cancelled or time out."""
+        deadline = time.monotonic() + self.settings.timeout_s
+        last_status = None
+        while True:
+            prediction = call_with_retry(
+                lambda: self._get(prediction_id),
+                what="reading the prediction",
+                context=context,
+                policy=self.settings.retry,
+                safe_to_repeat=True,
+            )
+            status = prediction.get("status")
+            if status != last_status:
+                last_status = status
+                self._report(status, context)
+            step = _last_step(prediction.get("logs") or "")
+            if status == "processing" and step is not None:
+                context.progress(Progress("step", *step))
+            if status == "succeeded":
+                return prediction
+            if status == "failed":
+                raise PermanentBackendError(
+                    f"prediction {prediction_id} failed: {prediction.get('error') or 'no reason given'}",
+                    upstream_id=prediction_id,
+                )
+            if status == "canceled":
+                raise PermanentBackendError(
+                    f"prediction {prediction_id} was canceled on Replicate",
+                    upstream_id=prediction_id,
+                )
+            if status == "aborted":
+                raise TransientBackendError(  # it never ran, so nothing was billed
+                    f"prediction {prediction_id} was aborted before it started (its deadline "
+                    "passed)",
+                    upstream_id=prediction_id,
+                )
+            if time.monotonic() >= deadline:
+                self._cancel(prediction_id)
+                raise TransientBackendError(
+                    f"prediction {prediction_id} was still {status} after "
+                    f"{self.settings.timeout_s:g} s (timeout_s); canceled",
+                    upstream_id=prediction_id,
+                )
+            try:
+                context.wait(self.settings.poll_interval_s)
+            except Cancelled:
+                self._cancel(prediction_id)
+                raise
+
+    def _report(self, status: str | None, context: Context) -> None:
+        if status == "starting":
+            context.progress(Progress("queued"))
+        elif status == "processing":
+            context.progress(Progress("started"))
+        elif status == "succeeded":
+            context.progress(Progress("downloading"))
+
+    # -- outputs ----------------------------------------------------------------------------
+
+    def _collect(
+        self,
+        ids: list[str],
+        request: Request,
+        context: Context,
+        ignored: list[str],
+        size_note: str | None,
+    ) -> Result:
+        predictions = [self._follow(prediction_id, context) for prediction_id in ids]
+        images = []
+        for prediction in predictions:
+            outputs = prediction.get("output")
+            urls = outputs if isinstance(outputs, list) else [outputs]
+            if not outputs or not all(isinstance(url, str) for url in urls):
+                raise PermanentBackendError(
+                    f"prediction {prediction['id']} succeeded without an image output",
+                    upstream_id=prediction["id"],
+                )
+            images += [self._image(url) for url in urls]
+        context.progress(Progress("finished"))
+        return Result(images, self._metadata(predictions, len(images), ignored, size_note))
+
+    def _image(self, url: str) -> GeneratedImage:
+        if url.startswith("data:"):
+            header, _, payload = url.partition(",")
+            mime_type = header[5:].split(";")[0] or "image/png"
+            return GeneratedImage.from_bytes(base64.b64decode(payload), mime_type)
+        mime_type = mimetypes.guess_type(url.split("?")[0])[0] or "image/png"
+        return GeneratedImage.from_chunks(self._download(url), mime_type)
+
+    def _download(self, url: str) -> Any:
+        try:
+            with self.files.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise TransientBackendError(
+                        f"downloading {url} answered {response.status_code}"
+                    )
+                yield from response.iter_bytes(_CHUNK)
+        except httpx.HTTPError as exc:
+            raise TransientBackendError(f"downloading {url} failed: {type(exc).__name__}") from exc
+
+    def _metadata(
+        self,
+        predictions: list[dict[str, Any]],
+        images: int,
+        ignored: list[str],
+        size_note: str | None,
+    ) -> dict[str, Any]:
+        predict_time = (
+            sum((p.get("metrics") or {}).get("predict_time") or 0.0 for p in predictions)
+            if all((p.get("metrics") or {}).get("predict_time") is not None for p in predictions)
+            else None
+        )
+        first = predictions[0]
+        metadata: dict[str, Any] = {
+            "prediction_id": ",".join(p["id"] for p in predictions),
+            "upstream_id": ",".join(p["id"] for p in predictions),
+            "model": first.get("model") or self.settings.owner_name,
+            "version": first.get("version"),
+            "predict_time_s": predict_time,
+            "logs": (first.get("logs") or "")[-_LOG_TAIL:],
+            "family": self.settings.family.name,
+            "input": first.get("input"),
+        }
+        if self.settings.price is not None:
+            cost = self.settings.price.cost(images, predict_time)
+            if cost is not None:
+                metadata["cost_usd"] = cost
+        if size_note:
+            metadata["size"] = size_note
+        if ignored:
+            metadata["ignored"] = ignored
+        return {key: value for key, value in metadata.items() if value is not None}
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _api_error(self, exc: ReplicateError) -> Exception:
+        status = exc.status or 0
+        detail = exc.detail or exc.title or "no detail"
+        if status in (401, 403):
+            return PermanentBackendError(
+                f"Replicate refused the token in {self.settings.token_env} ({status}): {detail}"
+            )
+        if status == 404:
+            return PermanentBackendError(f"Replicate has no model {self.settings.model}: {detail}")
+        if is_transient_status(status):
+            hint = _WAIT_HINT.search(detail)
+            return TransientBackendError(
+                f"Replicate answered {status}: {detail}",
+                retry_after=float(hint.group(1)) if status == 429 and hint else None,
+            )
+        return PermanentBackendError(f"Replicate rejected the input ({status}): {detail}")
+
+    def _status_error(self, response: httpx.Response, prediction_id: str) -> Exception:
+        try:
+            body = response.json()
+            detail = body.get("detail") or body.get("title") or response.reason_phrase
+        except ValueError:
+            detail = response.reason_phrase
+        status = response.status_code
+        if is_transient_status(status):
+            return TransientBackendError(
+                f"Replicate answered {status}: {detail}",
+                upstream_id=prediction_id,
+                retry_after=retry_after(response.headers),
+            )
+        if status in (401, 403):
+            return PermanentBackendError(
+                f"Replicate refused the token in {self.settings.token_env} ({status}): {detail}"
+            )
+        if status == 404:
+            return PermanentBackendError(
+                f"prediction {prediction_id} is unknown to Replicate", upstream_id=prediction_id
+            )
+        return PermanentBackendError(
+            f"Replicate answered {status}: {detail}", upstream_id=prediction_id
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError, what: str) -> TransientBackendError:
+        base = self.settings.base_url or "https://api.replicate.com"
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return TransientBackendError(f"cannot reach Replicate at {base}: {type(exc).__name__}")
+        # The request was sent: it may have been processed.
+        return TransientBackendError(f"{what} failed: {type(exc).__name__} from {base}", sent=True)
+
+
+def _last_step(logs: str) -> tuple[int, int] | None:
+    """The last ``n/total [`` progress-bar step in the model's logs, if any."""
+    found = _STEP.findall(logs)
+    if not found:
+        return None
+    current, total = (int(part) for part in found[-1])
+    return (current, total) if 0 <= current <= total else None

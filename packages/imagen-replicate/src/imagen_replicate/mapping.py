@@ -1,0 +1,210 @@
+"""How a Request becomes a Replicate model's ``input``: one mapping per model family.
+
+Each family names the model inputs that receive the request's fields and how the size is
+expressed (an aspect ratio, a custom width and height, or plain width and height). A field
+the family has no input for is listed as ignored. The slice's ``inputs:`` overrides any
+name (or drops a field with ``null``); its ``input:`` adds fixed inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagen import PermanentBackendError, Request
+
+__all__ = ["FAMILIES", "Family", "Plan", "family_for", "plan"]
+
+FLUX_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
+PRO_RATIOS = ("1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family's input names and size rule.
+
+    :param inputs: request field → model input name (``count`` is the outputs per call).
+    :param size: ``aspect_ratio`` (nearest of ``ratios``), ``custom`` (``aspect_ratio:
+        custom`` with width and height in steps of ``step`` within ``bounds``), ``width_height``
+        or ``none``.
+    :param max_outputs: images one prediction can make; more means several predictions.
+    """
+
+    name: str
+    inputs: Mapping[str, str]
+    size: str = "width_height"
+    ratios: tuple[str, ...] = ()
+    bounds: tuple[int, int] = (64, 2048)
+    step: int = 8
+    max_outputs: int = 4
+    doc: str = ""
+
+
+FAMILIES: dict[str, Family] = {
+    "flux-schnell": Family(
+        "flux-schnell",
+        {
+            "prompt": "prompt",
+            "seed": "seed",
+            "count": "num_outputs",
+            "steps": "num_inference_steps",
+        },
+        size="aspect_ratio",
+        ratios=FLUX_RATIOS,
+        max_outputs=4,
+        doc="black-forest-labs/flux-schnell: aspect_ratio, num_outputs ≤ 4, steps ≤ 4",
+    ),
+    "flux-dev": Family(
+        "flux-dev",
+        {
+            "prompt": "prompt",
+            "seed": "seed",
+            "count": "num_outputs",
+            "steps": "num_inference_steps",
+        },
+        size="aspect_ratio",
+        ratios=FLUX_RATIOS,
+        max_outputs=4,
+        doc="black-forest-labs/flux-dev: aspect_ratio, num_outputs ≤ 4, steps ≤ 50",
+    ),
+    "flux-pro": Family(
+        "flux-pro",
+        {"prompt": "prompt", "seed": "seed"},
+        size="custom",
+        ratios=PRO_RATIOS,
+        bounds=(256, 1440),
+        step=32,
+        max_outputs=1,
+        doc="black-forest-labs/flux-1.1-pro: one image per prediction; aspect_ratio custom with "
+        "width and height, 256-1440 in steps of 32",
+    ),
+    "sdxl": Family(
+        "sdxl",
+        {
+            "prompt": "prompt",
+            "negative_prompt": "negative_prompt",
+            "seed": "seed",
+            "count": "num_outputs",
+            "steps": "num_inference_steps",
+            "width": "width",
+            "height": "height",
+        },
+        size="width_height",
+        max_outputs=4,
+        doc="stability-ai/sdxl and models with the same inputs: width, height, num_outputs ≤ 4",
+    ),
+}
+
+
+def family_for(model: str) -> str:
+    """The family a model reference most likely belongs to (``sdxl`` when unknown)."""
+    name = model.split(":")[0].split("/")[-1].lower()
+    if "schnell" in name:
+        return "flux-schnell"
+    if "flux" in name and "pro" in name:
+        return "flux-pro"
+    if "flux" in name:
+        return "flux-dev"
+    return "sdxl"
+
+
+@dataclass
+class Plan:
+    """The inputs of the predictions that make one request."""
+
+    batches: list[dict[str, Any]]
+    ignored: list[str] = field(default_factory=list)
+    size_note: str | None = None
+
+
+def _nearest_ratio(width: int, height: int, ratios: tuple[str, ...]) -> str:
+    def distance(ratio: str) -> float:
+        w, h = (int(part) for part in ratio.split(":"))
+        return abs(math.log(width / height) - math.log(w / h))
+
+    return min(ratios, key=distance)
+
+
+def _size(
+    request: Request, family: Family, names: Mapping[str, str | None]
+) -> tuple[dict[str, Any], str | None]:
+    width, height = request.width, request.height
+    if not width and not height:
+        return {}, None
+    width = width or height
+    height = height or width
+    assert width is not None
+    assert height is not None
+    if family.size == "aspect_ratio":
+        ratio = _nearest_ratio(width, height, family.ratios)
+        return {"aspect_ratio": ratio}, f"{width}x{height} asked: aspect ratio {ratio} sent"
+    if family.size == "custom":
+        low, high = family.bounds
+        if not (low <= width <= high and low <= height <= high):
+            raise PermanentBackendError(
+                f"{family.name} takes widths and heights from {low} to {high} (in steps of "
+                f"{family.step}), not {width}x{height}; or one of the aspect ratios "
+                f"{', '.join(family.ratios)}"
+            )
+        snapped = [round(side / family.step) * family.step for side in (width, height)]
+        note = (
+            None
+            if snapped == [width, height]
+            else f"{width}x{height} rounded to {snapped[0]}x{snapped[1]}"
+        )
+        return {"aspect_ratio": "custom", "width": snapped[0], "height": snapped[1]}, note
+    sized = {}
+    for key, value in (("width", width), ("height", height)):
+        name = names.get(key)
+        if name:
+            sized[name] = value
+    return sized, None
+
+
+def plan(
+    request: Request,
+    family: Family,
+    overrides: Mapping[str, str | None],
+    fixed: Mapping[str, Any],
+) -> Plan:
+    """The predictions (and their inputs) that make ``request`` on a model of ``family``."""
+    names: dict[str, str | None] = {**family.inputs, **overrides}
+    base: dict[str, Any] = dict(fixed)
+    ignored: list[str] = []
+    values = {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "seed": request.seed,
+        "steps": request.steps,
+    }
+    for field_name, value in values.items():
+        if value in (None, ""):
+            continue
+        if names.get(field_name):
+            base[names[field_name]] = value  # type: ignore[index]
+        else:
+            ignored.append(field_name)
+    size, note = ({}, None)
+    if family.size in ("aspect_ratio", "custom") or names.get("width") or names.get("height"):
+        size, note = _size(request, family, names)
+    elif request.width or request.height:
+        ignored += [name for name in ("width", "height") if getattr(request, name)]
+    base.update(size)
+    base.update(request.options)  # --opt KEY=VALUE: passed through as model inputs
+    per_call = family.max_outputs if names.get("count") else 1
+    batches = []
+    remaining = request.count
+    offset = 0
+    while remaining > 0:
+        count = min(per_call, remaining)
+        batch = dict(base)
+        if names.get("count"):
+            batch[names["count"]] = count  # type: ignore[index]
+        if offset and "seed" in values and request.seed is not None and names.get("seed"):
+            batch[names["seed"]] = request.seed + offset  # type: ignore[index]
+        batches.append(batch)
+        remaining -= count
+        offset += count
+    return Plan(batches, ignored, note)

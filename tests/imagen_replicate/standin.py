@@ -1,0 +1,392 @@
+"""A loopback Replicate API, as the real ``replicate`` 1.0.7 SDK sees it (``shared/protocols.md``).
+
+- ``POST /v1/models/{owner}/{name}/predictions`` (official models) and ``POST
+  /v1/predictions`` with ``version`` create a prediction: 201 with ``id``, ``model``,
+  ``version`` (a string), ``status: starting``, ``urls``; ``Prefer: wait`` is honoured.
+- ``GET /v1/predictions/{id}`` moves it through ``starting`` → ``processing`` (logs with a
+  progress bar) → ``succeeded`` with ``output`` (a list of URLs for Flux schnell/dev and
+  SDXL, one URL for flux-1.1-pro, or ``data:`` URIs), ``metrics.predict_time``.
+- ``POST /v1/predictions/{id}/cancel`` cancels; ``GET /v1/models/{o}/{n}/versions/{v}``.
+- Errors are problem JSON ``{title, detail, status}``: 401 without the token, 404 for an
+  unknown model, 422 for invalid input, 429 and 503 when told to.
+- Output files are served under ``/files/`` without needing a token; the stand-in records
+  whether a download carried one.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from PIL import Image
+
+from imagen.testing import LoopbackServer
+
+MODELS: dict[str, dict[str, Any]] = {
+    "black-forest-labs/flux-schnell": {"single": False, "max_steps": 4, "ratios": True},
+    "black-forest-labs/flux-dev": {"single": False, "max_steps": 50, "ratios": True},
+    "black-forest-labs/flux-1.1-pro": {"single": True, "max_steps": None, "ratios": True},
+    "stability-ai/sdxl": {"single": False, "max_steps": 500, "ratios": False},
+}
+SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
+RATIOS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21", "custom"}
+
+
+class Prediction:
+    def __init__(self, model: str, version: str, inputs: dict[str, Any], duration: float) -> None:
+        self.id = uuid.uuid4().hex[:26]
+        self.model = model
+        self.version = version
+        self.input = inputs
+        self.created = time.monotonic()
+        self.duration = duration
+        self.canceled = False
+        self.fail: str | None = None
+        self.aborted = False
+
+    def status(self) -> str:
+        if self.aborted:
+            return "aborted"
+        if self.canceled:
+            return "canceled"
+        elapsed = time.monotonic() - self.created
+        if elapsed < self.duration * 0.2:
+            return "starting"
+        if elapsed < self.duration:
+            return "processing"
+        return "failed" if self.fail else "succeeded"
+
+
+def _png(seed: int, index: int, width: int, height: int, fmt: str = "png") -> bytes:
+    colour = ((seed * 37 + index * 101) % 256, (seed * 11) % 256, (index * 53 + 7) % 256)
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(out, fmt.upper().replace("JPG", "JPEG"))
+    return out.getvalue()
+
+
+class ReplicateStandIn(LoopbackServer):
+    """The stand-in server; its ``url`` is the SDK's ``base_url``."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(_Handler)
+        self.token = token
+        self.predictions: dict[str, Prediction] = {}
+        self.lock = threading.Lock()
+        self.received: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.file_requests: list[dict[str, Any]] = []
+        self.files: dict[str, bytes] = {}
+        self.data_uris = False
+        self.last_seed: int | None = None
+        self.big_output: bytes | None = None
+        self.stall_create_s = 0.0
+        self._fail: str | None = None
+        self._fail_times = 0
+        self._slow: float | None = None
+        self._get_failures: list[tuple[int, dict[str, str]]] = []
+        self._create_failures: list[tuple[int, dict[str, str], str]] = []
+        self._abort = False
+
+    # -- controls --------------------------------------------------------------------------
+
+    def fail_next(self, kind: str, times: int = 20) -> None:
+        """transient: the next ``times`` creates answer 503; permanent: the next prediction
+        ends ``failed`` with the model's error."""
+        self._fail, self._fail_times = kind, times
+
+    def slow_next(self, seconds: float) -> None:
+        self._slow = seconds
+
+    def fail_gets(self, status: int, times: int, headers: dict[str, str] | None = None) -> None:
+        """The next ``times`` prediction GETs answer ``status`` (with ``headers``)."""
+        self._get_failures += [(status, headers or {})] * times
+
+    def fail_create(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        self._create_failures.append((status, headers or {}, detail))
+
+    def abort_next(self) -> None:
+        self._abort = True
+
+    def count(self, method: str, prefix: str) -> int:
+        return sum(1 for m, path in self.requests if m == method and path.startswith(prefix))
+
+    # -- behaviour -------------------------------------------------------------------------
+
+    def create(
+        self, model: str, version: str, inputs: dict[str, Any]
+    ) -> Prediction | tuple[int, Any, dict]:
+        with self.lock:
+            if self._create_failures:
+                status, headers, detail = self._create_failures.pop(0)
+                return (
+                    status,
+                    {"title": "Request failed", "detail": detail, "status": status},
+                    headers,
+                )
+            if self._fail == "transient":
+                self._fail_times -= 1
+                if self._fail_times <= 0:
+                    self._fail = None
+                return (
+                    503,
+                    {"title": "Service Unavailable", "detail": "Try again later", "status": 503},
+                    {},
+                )
+            spec = MODELS.get(model)
+            if spec is None:
+                return (
+                    404,
+                    {
+                        "title": "Not found",
+                        "detail": "The requested resource could not be found.",
+                        "status": 404,
+                    },
+                    {},
+                )
+            problems = []
+            steps = inputs.get("num_inference_steps")
+            if spec["max_steps"] and isinstance(steps, int) and steps > spec["max_steps"]:
+                problems.append(
+                    f"- input.num_inference_steps: Must be less than or equal to {spec['max_steps']}"
+                )
+            if spec["ratios"] and inputs.get("aspect_ratio") not in (None, *RATIOS):
+                problems.append(
+                    f"- input.aspect_ratio: aspect_ratio must be one of {sorted(RATIOS)}"
+                )
+            outputs = inputs.get("num_outputs", 1)
+            if not isinstance(outputs, int) or not 1 <= outputs <= 4:
+                problems.append("- input.num_outputs: Must be between 1 and 4")
+            if not inputs.get("prompt"):
+                problems.append("- input.prompt: prompt is required")
+            if problems:
+                return (
+                    422,
+                    {
+                        "title": "Input validation failed",
+                        "detail": "\n".join(problems),
+                        "status": 422,
+                    },
+                    {},
+                )
+            prediction = Prediction(model, version, inputs, self._slow or 0.1)
+            self._slow = None
+            if self._fail == "permanent":
+                prediction.fail, self._fail = (
+                    "NSFW content detected. Try running it again, or try a different prompt.",
+                    None,
+                )
+            if self._abort:
+                prediction.aborted, self._abort = True, False
+            self.predictions[prediction.id] = prediction
+            self.last_seed = inputs.get("seed")
+            return prediction
+
+    def body(self, prediction: Prediction) -> dict[str, Any]:
+        status = prediction.status()
+        base = self.url
+        answer: dict[str, Any] = {
+            "id": prediction.id,
+            "model": prediction.model,
+            "version": prediction.version,
+            "input": prediction.input,
+            "logs": "",
+            "output": None,
+            "data_removed": False,
+            "error": None,
+            "status": status,
+            "source": "api",
+            "created_at": "2026-11-25T08:00:00.000Z",
+            "started_at": None,
+            "completed_at": None,
+            "urls": {
+                "get": f"{base}/v1/predictions/{prediction.id}",
+                "cancel": f"{base}/v1/predictions/{prediction.id}/cancel",
+                "web": f"https://replicate.com/p/{prediction.id}",
+            },
+            "metrics": {},
+        }
+        if status == "processing":
+            done = min(4, int(4 * (time.monotonic() - prediction.created) / prediction.duration))
+            answer["logs"] = (
+                f"Using seed: {prediction.input.get('seed')}\n{done * 25:3d}%|##  | {done}/4 [00:01<00:01]\n"
+            )
+        if status == "failed":
+            answer["error"] = prediction.fail
+        if status == "succeeded":
+            answer["logs"] = (
+                f"Using seed: {prediction.input.get('seed')}\n100%|####| 4/4 [00:01<00:00]\n"
+            )
+            answer["output"] = self._outputs(prediction)
+            answer["metrics"] = {
+                "predict_time": round(prediction.duration * 0.8, 3),
+                "image_count": len(answer["output"]) if isinstance(answer["output"], list) else 1,
+            }
+            answer["completed_at"] = "2026-11-25T08:00:01.100Z"
+        return answer
+
+    def _outputs(self, prediction: Prediction) -> Any:
+        inputs = prediction.input
+        fmt = inputs.get("output_format", "png")
+        count = inputs.get("num_outputs", 1)
+        width = inputs.get("width") or 64
+        height = inputs.get("height") or 64
+        urls = []
+        for index in range(count):
+            name = f"{prediction.id}/out-{index}.{fmt}"
+            if name not in self.files:
+                data = self.big_output or _png(inputs.get("seed") or 0, index, width, height, fmt)
+                self.files[name] = data
+            if self.data_uris:
+                mime = "image/jpeg" if fmt == "jpg" else f"image/{fmt}"
+                urls.append(f"data:{mime};base64,{base64.b64encode(self.files[name]).decode()}")
+            else:
+                urls.append(f"{self.url}/files/{name}")
+        return urls[0] if MODELS[prediction.model]["single"] else urls
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ReplicateStandIn
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(
+        self,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        if self.headers.get("Authorization") != f"Bearer {self.server.token}":
+            self._send(
+                401,
+                {
+                    "title": "Unauthenticated",
+                    "detail": "You did not pass a valid authentication token",
+                    "status": 401,
+                },
+            )
+            return False
+        return True
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def do_POST(self) -> None:
+        self.server.requests.append(("POST", self.path))
+        if not self._authorized():
+            return
+        body = self._body()
+        parts = self.path.strip("/").split("/")
+        if self.server.stall_create_s and parts[-1] == "predictions":
+            time.sleep(self.server.stall_create_s)
+        if parts[:2] == ["v1", "models"] and parts[-1] == "predictions" and len(parts) == 5:
+            self._create(f"{parts[2]}/{parts[3]}", "dp-4d0bcc010b3049749a251855f12800be", body)
+        elif parts == ["v1", "predictions"]:
+            version = body.get("version", "")
+            model = "stability-ai/sdxl" if version == SDXL_VERSION else "unknown/model"
+            self._create(model, version, body)
+        elif len(parts) == 4 and parts[:2] == ["v1", "predictions"] and parts[3] == "cancel":
+            prediction = self.server.predictions.get(parts[2])
+            if prediction is None:
+                self._send(404, {"title": "Not found", "detail": "Not found", "status": 404})
+                return
+            prediction.canceled = True
+            self._send(200, self.server.body(prediction))
+        else:
+            self._send(404, {"title": "Not found", "detail": "Not found", "status": 404})
+
+    def _create(self, model: str, version: str, body: dict[str, Any]) -> None:
+        self.server.received.append({"model": model, **body})
+        created = self.server.create(model, version, body.get("input") or {})
+        if isinstance(created, tuple):
+            status, problem, headers = created
+            self._send(status, problem, headers, "application/problem+json")
+            return
+        wait = self.headers.get("Prefer", "")
+        if wait.startswith("wait"):
+            limit = float(wait.partition("=")[2] or 60)
+            deadline = time.monotonic() + limit
+            while created.status() in ("starting", "processing") and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self._send(201, self.server.body(created))
+
+    def do_GET(self) -> None:
+        self.server.requests.append(("GET", self.path))
+        parts = self.path.strip("/").split("/")
+        if parts[0] == "files":
+            name = "/".join(parts[1:])
+            self.server.file_requests.append(
+                {"name": name, "authorization": self.headers.get("Authorization")}
+            )
+            data = self.server.files.get(name)
+            if data is None:
+                self._send(404, b"not found", content_type="text/plain")
+                return
+            mime = (
+                "image/png"
+                if name.endswith(".png")
+                else "image/webp"
+                if name.endswith(".webp")
+                else "image/jpeg"
+            )
+            self._send(200, data, content_type=mime)
+            return
+        if not self._authorized():
+            return
+        if len(parts) == 3 and parts[:2] == ["v1", "predictions"]:
+            if self.server._get_failures:
+                status, headers = self.server._get_failures.pop(0)
+                self._send(
+                    status,
+                    {
+                        "detail": "Request was throttled. Expected available in 1 second.",
+                        "status": status,
+                    },
+                    headers,
+                )
+                return
+            prediction = self.server.predictions.get(parts[2])
+            if prediction is None:
+                self._send(404, {"title": "Not found", "detail": "Not found", "status": 404})
+                return
+            self._send(200, self.server.body(prediction))
+        elif len(parts) == 6 and parts[:2] == ["v1", "models"] and parts[4] == "versions":
+            self._send(
+                200,
+                {
+                    "id": parts[5],
+                    "created_at": "2023-01-01T00:00:00Z",
+                    "cog_version": "0.8.6",
+                    "openapi_schema": {
+                        "components": {
+                            "schemas": {
+                                "Output": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "uri"},
+                                }
+                            }
+                        }
+                    },
+                },
+            )
+        else:
+            self._send(404, {"title": "Not found", "detail": "Not found", "status": 404})
