@@ -50,9 +50,9 @@ class Prediction:
         self.fail: str | None = None
         self.aborted = False
 
-    def status(self) -> str:
-        if self.aborted:
-            return "aborted"
+    def status(self, reading: bool = True) -> str:
+        if self.aborted and reading:
+            return "aborted"  # its deadline passed before it started: seen on the next read
         if self.canceled:
             return "canceled"
         elapsed = time.monotonic() - self.created
@@ -187,8 +187,8 @@ class ReplicateStandIn(LoopbackServer):
             self.last_seed = inputs.get("seed")
             return prediction
 
-    def body(self, prediction: Prediction) -> dict[str, Any]:
-        status = prediction.status()
+    def body(self, prediction: Prediction, reading: bool = True) -> dict[str, Any]:
+        status = prediction.status(reading)
         base = self.url
         answer: dict[str, Any] = {
             "id": prediction.id,
@@ -327,7 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
             deadline = time.monotonic() + limit
             while created.status() in ("starting", "processing") and time.monotonic() < deadline:
                 time.sleep(0.01)
-        self._send(201, self.server.body(created))
+        self._send(201, self.server.body(created, reading=False))
 
     def do_GET(self) -> None:
         self.server.requests.append(("GET", self.path))

@@ -2,10 +2,12 @@
 
 Facts from the SDK (``shared/protocols.md``) that shape this module:
 
-- ``replicate.run()`` can return nothing without an error, so predictions are created with
-  ``predictions.create`` (no ``Prefer: wait``) and followed here, with our own deadline.
-- The SDK's ``Prediction`` model rejects the documented status ``aborted``, so statuses are
-  read as plain JSON through the SDK's own HTTP client (same base URL, token, user agent).
+- ``replicate.run()`` can return nothing without an error, so predictions are created
+  (without ``Prefer: wait``) and followed here, with our own deadline.
+- The SDK's ``Prediction`` model rejects the documented status ``aborted``, and its
+  ``predictions.create`` sends the POST with no timeout at all (``timeout=None`` unless
+  ``wait`` is set). So predictions are created and read as plain JSON through the SDK's own
+  HTTP client (its base URL, token, user agent and transport), with our timeout.
 - The SDK retries GETs up to 10 times on its own; that is switched off, so the shared
   policy (``imagen.retry``) is the only one and the two never multiply.
 - ``FileOutput`` downloads send the API token to the file host; outputs are fetched here
@@ -24,7 +26,6 @@ from typing import Any, ClassVar
 try:
     import httpx
     import replicate
-    from replicate.exceptions import ReplicateError
 except ImportError as exc:  # pragma: no cover - only without the package's dependencies
     raise ImportError(f"{exc}; install them with: pip install imagen-replicate") from exc
 
@@ -60,14 +61,14 @@ class ReplicateBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self.settings = read_settings(config)
-        timeout = httpx.Timeout(self.settings.http_timeout_s, connect=10.0)
+        self.timeout = httpx.Timeout(self.settings.http_timeout_s, connect=10.0)
         self.sdk = replicate.Client(
-            api_token=self.settings.token, base_url=self.settings.base_url, timeout=timeout
+            api_token=self.settings.token, base_url=self.settings.base_url, timeout=self.timeout
         )
         # The SDK wraps every transport in a RetryTransport (10 attempts for GETs); ours is
         # the one policy, so the SDK's makes a single attempt.
         self.sdk._client._transport.max_attempts = 1  # type: ignore[attr-defined]
-        self.files = httpx.Client(timeout=timeout, follow_redirects=True)  # no credentials
+        self.files = httpx.Client(timeout=self.timeout, follow_redirects=True)  # no credentials
 
     def close(self) -> None:
         self.sdk._client.close()
@@ -100,29 +101,32 @@ class ReplicateBackend(Backend):
 
     def _create(self, inputs: dict[str, Any]) -> dict[str, Any]:
         settings = self.settings
-        try:
-            if settings.version:
-                prediction = self.sdk.predictions.create(version=settings.version, input=inputs)
-            else:
-                prediction = self.sdk.predictions.create(model=settings.owner_name, input=inputs)
-        except ReplicateError as exc:
-            raise self._api_error(exc) from exc
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "creating the prediction") from exc
-        return {"id": prediction.id, "status": prediction.status}
+        if settings.version:
+            path, body = "/v1/predictions", {"input": inputs, "version": settings.version}
+        else:
+            path, body = f"/v1/models/{settings.owner_name}/predictions", {"input": inputs}
+        return self._request("POST", path, "creating the prediction", json=body)
 
     def _get(self, prediction_id: str) -> dict[str, Any]:
+        path = f"/v1/predictions/{prediction_id}"
+        return self._request("GET", path, "reading the prediction", prediction_id)
+
+    def _request(
+        self, method: str, path: str, what: str, prediction_id: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
-            response = self.sdk._client.get(f"/v1/predictions/{prediction_id}")
+            response = self.sdk._client.request(method, path, timeout=self.timeout, **kwargs)
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "reading the prediction") from exc
+            raise self._transport_error(exc, what) from exc
         if response.status_code >= 400:
             raise self._status_error(response, prediction_id)
         try:
             return response.json()
         except ValueError as exc:
             raise TransientBackendError(
-                f"Replicate sent non-JSON for prediction {prediction_id}", upstream_id=prediction_id
+                f"{what}: Replicate sent a body that is not JSON",
+                upstream_id=prediction_id,
+                sent=True,
             ) from exc
 
     def _cancel(self, prediction_id: str) -> None:
@@ -266,24 +270,7 @@ class ReplicateBackend(Backend):
 
     # -- errors ----------------------------------------------------------------------------
 
-    def _api_error(self, exc: ReplicateError) -> Exception:
-        status = exc.status or 0
-        detail = exc.detail or exc.title or "no detail"
-        if status in (401, 403):
-            return PermanentBackendError(
-                f"Replicate refused the token in {self.settings.token_env} ({status}): {detail}"
-            )
-        if status == 404:
-            return PermanentBackendError(f"Replicate has no model {self.settings.model}: {detail}")
-        if is_transient_status(status):
-            hint = _WAIT_HINT.search(detail)
-            return TransientBackendError(
-                f"Replicate answered {status}: {detail}",
-                retry_after=float(hint.group(1)) if status == 429 and hint else None,
-            )
-        return PermanentBackendError(f"Replicate rejected the input ({status}): {detail}")
-
-    def _status_error(self, response: httpx.Response, prediction_id: str) -> Exception:
+    def _status_error(self, response: httpx.Response, prediction_id: str | None) -> Exception:
         try:
             body = response.json()
             detail = body.get("detail") or body.get("title") or response.reason_phrase
@@ -291,21 +278,29 @@ class ReplicateBackend(Backend):
             detail = response.reason_phrase
         status = response.status_code
         if is_transient_status(status):
+            # Replicate's 429 names its wait in the text ("available in 1 second") when no
+            # Retry-After header says it.
+            wait = retry_after(response.headers)
+            hint = _WAIT_HINT.search(str(detail)) if status == 429 else None
+            if wait is None and hint is not None:
+                wait = float(hint.group(1))
             return TransientBackendError(
                 f"Replicate answered {status}: {detail}",
                 upstream_id=prediction_id,
-                retry_after=retry_after(response.headers),
+                retry_after=wait,
             )
         if status in (401, 403):
             return PermanentBackendError(
                 f"Replicate refused the token in {self.settings.token_env} ({status}): {detail}"
             )
-        if status == 404:
+        if status == 404 and prediction_id is not None:
             return PermanentBackendError(
                 f"prediction {prediction_id} is unknown to Replicate", upstream_id=prediction_id
             )
+        if status == 404:
+            return PermanentBackendError(f"Replicate has no model {self.settings.model}: {detail}")
         return PermanentBackendError(
-            f"Replicate answered {status}: {detail}", upstream_id=prediction_id
+            f"Replicate rejected the input ({status}): {detail}", upstream_id=prediction_id
         )
 
     def _transport_error(self, exc: httpx.HTTPError, what: str) -> TransientBackendError:
