@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from standin import ComfyStandIn
+from comfy_standin import ComfyStandIn
 
 from imagen import BackendConfig
 from imagen_comfyui.backend import ComfyUIBackend

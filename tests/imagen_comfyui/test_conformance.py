@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from standin import ComfyStandIn
+from comfy_standin import ComfyStandIn
 
 from imagen.testing import BackendConformance, InvalidSlice
 

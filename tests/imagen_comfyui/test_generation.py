@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from standin import ComfyStandIn
+from comfy_standin import ComfyStandIn
 
 from imagen import Cancelled, Context, PermanentBackendError, Request, TransientBackendError
 from imagen.testing import RecordingContext

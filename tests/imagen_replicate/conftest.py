@@ -10,12 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from standin import ReplicateStandIn
+from replicate_standin import TOKEN, ReplicateStandIn
 
 from imagen import BackendConfig
 from imagen_replicate.backend import ReplicateBackend
-
-TOKEN = "r8_loopback_test_token_0123456789"
 
 
 @pytest.fixture

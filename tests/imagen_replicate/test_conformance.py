@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from standin import ReplicateStandIn
+from replicate_standin import ReplicateStandIn
 
 from imagen import Request
 from imagen.testing import BackendConformance, InvalidSlice

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from standin import SDXL_VERSION
+from replicate_standin import SDXL_VERSION, TOKEN
 
-from conftest import TOKEN
 from imagen import (
     Cancelled,
     ConfigError,

@@ -34,6 +34,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "black-forest-labs/flux-1.1-pro": {"single": True, "max_steps": None, "ratios": True},
     "stability-ai/sdxl": {"single": False, "max_steps": 500, "ratios": False},
 }
+TOKEN = "r8_loopback_test_token_0123456789"
 SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
 RATIOS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21", "custom"}
 
