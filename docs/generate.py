@@ -89,6 +89,28 @@ def comfyui_keys() -> str:
     return table(SLICE)
 
 
+def replicate_keys() -> str:
+    """The replicate type's slice keys, its families and its price table."""
+    from imagen_replicate.mapping import FAMILIES
+    from imagen_replicate.pricing import PRICES
+    from imagen_replicate.settings import SLICE
+
+    families = "\n".join(
+        f"| `{f.name}` | {', '.join(f'{k} → `{v}`' for k, v in f.inputs.items())} | {f.size} | "
+        f"{f.max_outputs} | {f.doc} |"
+        for f in FAMILIES.values()
+    )
+    prices = "\n".join(
+        f"| `{model}` | {f'${p.per_image} per image' if p.per_image else f'${p.per_second} per second'} |"
+        for model, p in PRICES.items()
+    )
+    return (
+        f"{table(SLICE)}\n### Families\n\n| family | inputs | size | images per prediction | "
+        f"models |\n|---|---|---|---|---|\n{families}\n\n### Price table\n\n| model | price |\n"
+        f"|---|---|\n{prices}\n"
+    )
+
+
 def config_keys() -> str:
     """Every key of the sections imagen-core reads, with type, default and meaning."""
     from imagen import config
@@ -108,6 +130,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "config-keys": ("config.md", config_keys),
     "mock-keys": ("config.md", mock_keys),
     "comfyui-keys": ("backends/comfyui.md", comfyui_keys),
+    "replicate-keys": ("backends/replicate.md", replicate_keys),
 }
 
 
