@@ -238,6 +238,8 @@ def generate(
         if progress is not None:
             progress.clear()
     explicit = {name for name in ("negative_prompt", "steps") if given.get(name)}
+    if given.get("seed") is not None:
+        explicit.add("seed")
     _report(outcome, backend or config.default_backend, as_json, quiet, explicit)
     if (
         source is not None

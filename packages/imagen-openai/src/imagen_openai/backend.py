@@ -1,0 +1,240 @@
+"""The ``openai`` backend: ``images.generate`` through the official SDK.
+
+- The SDK retries POSTs twice by default: its ``max_retries`` is 0 here, so imagen's shared
+  policy is the only one. A generation is paid: one that may have reached OpenAI (a timeout
+  after sending) is never repeated; it fails saying it may have been billed.
+- The call blocks until the images exist (minutes at high quality). It runs in a helper
+  thread so a cancellation returns at once; OpenAI has no way to stop it.
+- Images arrive as base64 in the JSON; each is decoded a slice at a time while imagen
+  writes it, so it is never held twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import threading
+import typing
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+try:
+    import openai
+    from openai.types import ImageModel
+except ImportError as exc:  # pragma: no cover - only without the package's dependencies
+    raise ImportError(f"{exc}; install it with: pip install imagen-openai") from exc
+
+from imagen import (
+    Backend,
+    BackendConfig,
+    Cancelled,
+    Context,
+    GeneratedImage,
+    PermanentBackendError,
+    Progress,
+    Request,
+    Result,
+    TransientBackendError,
+)
+from imagen.retry import call_with_retry, is_transient_status, retry_after
+from imagen_openai.models import MAX_IMAGES, cost_from_table, cost_from_usage, size_for
+from imagen_openai.settings import CHOICES, read_settings
+
+__all__ = ["OpenAIBackend"]
+
+T = TypeVar("T")
+_MIME = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+_OPTIONS = (*CHOICES, "output_compression")
+_B64_SLICE = 4 * 16384  # base64 characters decoded at a time (a multiple of 4)
+
+
+class _Base64Reader(io.RawIOBase):
+    """A binary stream over base64 text, decoded slice by slice as it is read."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._position = 0
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending and self._position < len(self._text):
+            chunk = self._text[self._position : self._position + _B64_SLICE]
+            self._position += len(chunk)
+            try:
+                self._pending = base64.b64decode(chunk, validate=True)
+            except binascii.Error as exc:
+                raise TransientBackendError(
+                    f"OpenAI sent an image that is not base64: {exc}"
+                ) from exc
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def close(self) -> None:
+        self._text = ""
+        super().close()
+
+
+class OpenAIBackend(Backend):
+    """Generates with OpenAI's gpt-image models."""
+
+    reproducible: ClassVar[bool] = False  # the Images API takes no seed
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self.settings = read_settings(config, typing.get_args(ImageModel))
+        self.client = openai.OpenAI(
+            api_key=self.settings.api_key,
+            base_url=self.settings.base_url,
+            organization=self.settings.organization,
+            project=self.settings.project,
+            timeout=self.settings.timeout_s,
+            max_retries=0,  # imagen's policy retries; the SDK's would multiply it
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def generate(self, request: Request, context: Context) -> Result:
+        context.check()
+        settings = self.settings
+        size = size_for(settings.model, request.width, request.height)
+        params = dict(settings.defaults)
+        params.update({key: request.options[key] for key in _OPTIONS if key in request.options})
+        if size:
+            params["size"] = size
+        images: list[GeneratedImage] = []
+        usages: list[dict[str, Any]] = []
+        context.progress(Progress("started"))
+        remaining = request.count
+        while remaining:
+            n = min(MAX_IMAGES, remaining)
+            response = call_with_retry(
+                lambda n=n: self._cancellable(
+                    lambda: self._generate(request.prompt, n, params), context
+                ),
+                what="generating the images",
+                context=context,
+                policy=settings.retry,
+            )
+            fmt = response.get("output_format") or params.get("output_format") or "png"
+            for item in response.get("data") or []:
+                if not item.get("b64_json"):
+                    raise PermanentBackendError("OpenAI answered without image data")
+                stream = io.BufferedReader(_Base64Reader(item["b64_json"]))
+                extra = (
+                    {"revised_prompt": item["revised_prompt"]} if item.get("revised_prompt") else {}
+                )
+                images.append(GeneratedImage(stream, _MIME.get(fmt, "image/png"), metadata=extra))  # type: ignore[arg-type]
+            usages.append(response.get("usage") or {})
+            remaining -= n
+        context.progress(Progress("finished"))
+        return Result(images, self._metadata(request, params, response, usages, len(images)))
+
+    # -- the call --------------------------------------------------------------------------
+
+    def _generate(self, prompt: str, n: int, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            raw = self.client.images.with_raw_response.generate(
+                model=self.settings.model, prompt=prompt, n=n, **params
+            )
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from exc
+        except openai.APITimeoutError as exc:
+            raise TransientBackendError("OpenAI did not answer in time", sent=True) from exc
+        except openai.APIConnectionError as exc:
+            sent = "Connect" not in type(exc.__cause__).__name__
+            raise TransientBackendError(
+                f"cannot reach OpenAI at {self.client.base_url}: {exc}", sent=sent
+            ) from exc
+        try:
+            return json.loads(raw.content)
+        except ValueError as exc:
+            raise TransientBackendError(
+                f"OpenAI answered {raw.status_code} with a body that is not JSON", sent=True
+            ) from exc
+
+    def _cancellable(self, call: Callable[[], T], context: Context) -> T:
+        """Run ``call`` in a helper thread; return at once if the context is cancelled."""
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["value"] = call()
+            except BaseException as exc:  # noqa: BLE001 (handed back to the caller)
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, name="openai-call", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            try:
+                context.wait(0.1)
+            except Cancelled:
+                # OpenAI cannot stop a generation: its answer is dropped when it comes.
+                raise Cancelled(
+                    "cancelled; the request already sent to OpenAI may still be billed"
+                ) from None
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    def _status_error(self, exc: openai.APIStatusError) -> Exception:
+        status = exc.status_code
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = body.get("message") or str(exc)
+        code = body.get("code") or getattr(exc, "code", None)
+        if code in ("moderation_blocked", "content_policy_violation"):
+            return PermanentBackendError(f"OpenAI's safety system rejected the request: {message}")
+        if status == 401:
+            return PermanentBackendError(
+                f"OpenAI refused the key in {self.settings.api_key_env} (401): {message}"
+            )
+        if is_transient_status(status):
+            return TransientBackendError(
+                f"OpenAI answered {status}: {message}",
+                retry_after=retry_after(exc.response.headers),
+            )
+        return PermanentBackendError(f"OpenAI answered {status}: {message}")
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def _metadata(
+        self,
+        request: Request,
+        params: dict[str, Any],
+        last: dict[str, Any],
+        usages: list[dict[str, Any]],
+        images: int,
+    ) -> dict[str, Any]:
+        settings = self.settings
+        ignored = [name for name in ("negative_prompt", "steps", "seed") if getattr(request, name)]
+        ignored += [f"options.{key}" for key in request.options if key not in _OPTIONS]
+        quality = last.get("quality") or params.get("quality")
+        size = last.get("size") or params.get("size")
+        costs = [cost_from_usage(settings.model, usage) for usage in usages]
+        cost: float | None
+        if settings.price_per_image is not None:
+            cost = round(settings.price_per_image * images, 6)
+        elif all(value is not None for value in costs):
+            cost = round(sum(costs), 6)  # type: ignore[arg-type]
+        else:
+            cost = cost_from_table(settings.model, quality, size, images)
+        metadata: dict[str, Any] = {
+            "model": settings.model,
+            "size": size,
+            "quality": quality,
+            "background": last.get("background") or params.get("background"),
+            "output_format": last.get("output_format") or params.get("output_format"),
+            "usage": usages[0] if len(usages) == 1 else usages,
+            "cost_usd": cost,
+            "seed_note": "the Images API takes no seed: the same request gives different pixels",
+        }
+        if ignored:
+            metadata["ignored"] = ignored
+        return {key: value for key, value in metadata.items() if value not in (None, {}, [])}

@@ -1,0 +1,19 @@
+"""Registers the ``openai`` backend type without importing the openai SDK (~0.5 s)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from imagen import Backend, BackendConfig, BackendFactory, hookimpl
+
+
+def openai_backend(config: BackendConfig) -> Backend:
+    """OpenAI Images: the gpt-image models, sized and priced per model."""
+    from imagen_openai.backend import OpenAIBackend
+
+    return OpenAIBackend(config)
+
+
+@hookimpl
+def imagen_backend() -> Mapping[str, BackendFactory]:
+    return {"openai": openai_backend}
