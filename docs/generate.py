@@ -111,6 +111,28 @@ def replicate_keys() -> str:
     )
 
 
+def openai_keys() -> str:
+    """The openai type's slice keys and its price table."""
+    from imagen_openai.models import PRICES
+    from imagen_openai.settings import SLICE
+
+    rows = []
+    for model, (tokens, per_image) in PRICES.items():
+        token_text = (
+            f"${tokens.text_in} / ${tokens.image_in} / ${tokens.image_out}"
+            if tokens
+            else "— (priced per image)"
+        )
+        images = ", ".join(f"{q} ${a} / ${b}" for q, (a, b) in per_image.items())
+        rows.append(f"| `{model}` | {token_text} | {images} |")
+    return (
+        f"{table(SLICE)}\n### Price table\n\n| model | per 1M tokens: text in / image in / "
+        f"image out | per image: 1024x1024 / other sizes |\n|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+
+
 def config_keys() -> str:
     """Every key of the sections imagen-core reads, with type, default and meaning."""
     from imagen import config
@@ -131,6 +153,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "mock-keys": ("config.md", mock_keys),
     "comfyui-keys": ("backends/comfyui.md", comfyui_keys),
     "replicate-keys": ("backends/replicate.md", replicate_keys),
+    "openai-keys": ("backends/openai.md", openai_keys),
 }
 
 

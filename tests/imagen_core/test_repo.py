@@ -125,3 +125,20 @@ def test_starter_config_uses_only_documented_keys(home):
     assert set(data["preview"]) <= set(PREVIEW)
     for style in data["styles"].values():
         assert set(style) <= set(STYLE)
+
+
+def test_starter_examples_use_each_adapters_own_keys():
+    import yaml
+
+    from imagen.cli.configure import starter_text
+    from imagen_comfyui.settings import SLICE as COMFYUI
+    from imagen_openai.settings import SLICE as OPENAI
+    from imagen_replicate.settings import SLICE as REPLICATE
+
+    slices = {"comfyui": COMFYUI, "replicate": REPLICATE, "openai": OPENAI, "mock": None}
+    backends = yaml.safe_load(starter_text(set(slices)))["backends"]
+    assert {b["type"] for b in backends.values()} == set(slices)
+    for name, backend in backends.items():
+        keys = slices[backend["type"]]
+        if keys is not None:
+            assert set(backend) - {"type"} <= set(keys), name
