@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from PIL import Image
 
-from imagen.testing import LoopbackServer
+from imagen.testing import LoopbackHandler, LoopbackServer
 
 KEY = "sk-loopback-test-key-0123456789"
 MODELS = (
@@ -97,12 +95,8 @@ class OpenAIStandIn(LoopbackServer):
         self._not_json = True
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     server: OpenAIStandIn
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def _send(
         self,
@@ -111,15 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-request-id", f"req_{uuid.uuid4().hex[:12]}")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        request_id = {"x-request-id": f"req_{uuid.uuid4().hex[:12]}"}
+        self.send(status, body, {**request_id, **(headers or {})}, content_type)
 
     def _error(
         self,
@@ -135,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         server = self.server
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        body = self.read_json()
         server.received.append({"body": body, "headers": dict(self.headers)})
         if self.path != "/v1/images/generations":
             self._error(404, f"Invalid URL (POST {self.path})")

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from PIL import Image
 
-from imagen.testing import LoopbackServer
+from imagen.testing import LoopbackHandler, LoopbackServer
 
 MODELS: dict[str, dict[str, Any]] = {
     "black-forest-labs/flux-schnell": {"single": False, "max_steps": 4, "ratios": True},
@@ -251,28 +249,9 @@ class ReplicateStandIn(LoopbackServer):
         return urls[0] if MODELS[prediction.model]["single"] else urls
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     server: ReplicateStandIn
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(
-        self,
-        status: int,
-        body: Any,
-        headers: dict[str, str] | None = None,
-        content_type: str = "application/json",
-    ) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+    _send = LoopbackHandler.send
 
     def _authorized(self) -> bool:
         if self.headers.get("Authorization") != f"Bearer {self.server.token}":
@@ -287,15 +266,11 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"{}")
-
     def do_POST(self) -> None:
         self.server.requests.append(("POST", self.path))
         if not self._authorized():
             return
-        body = self._body()
+        body = self.read_json()
         parts = self.path.strip("/").split("/")
         if self.server.stall_create_s and parts[-1] == "predictions":
             time.sleep(self.server.stall_create_s)

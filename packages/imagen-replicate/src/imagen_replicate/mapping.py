@@ -42,15 +42,17 @@ class Family:
     doc: str = ""
 
 
+_FLUX_INPUTS = {
+    "prompt": "prompt",
+    "seed": "seed",
+    "count": "num_outputs",
+    "steps": "num_inference_steps",
+}
+
 FAMILIES: dict[str, Family] = {
     "flux-schnell": Family(
         "flux-schnell",
-        {
-            "prompt": "prompt",
-            "seed": "seed",
-            "count": "num_outputs",
-            "steps": "num_inference_steps",
-        },
+        _FLUX_INPUTS,
         size="aspect_ratio",
         ratios=FLUX_RATIOS,
         max_outputs=4,
@@ -58,12 +60,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "flux-dev": Family(
         "flux-dev",
-        {
-            "prompt": "prompt",
-            "seed": "seed",
-            "count": "num_outputs",
-            "steps": "num_inference_steps",
-        },
+        _FLUX_INPUTS,
         size="aspect_ratio",
         ratios=FLUX_RATIOS,
         max_outputs=4,

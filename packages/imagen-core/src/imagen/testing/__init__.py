@@ -24,12 +24,13 @@ point, so nothing needs importing into ``conftest.py``.
 """
 
 from imagen.testing.conformance import BackendConformance, InvalidSlice, StandIn
-from imagen.testing.loopback import LoopbackServer, serve
+from imagen.testing.loopback import LoopbackHandler, LoopbackServer, serve
 from imagen.testing.recording import RecordingContext
 
 __all__ = [
     "BackendConformance",
     "InvalidSlice",
+    "LoopbackHandler",
     "LoopbackServer",
     "RecordingContext",
     "StandIn",

@@ -2,13 +2,45 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from typing import Any, Self
 
-__all__ = ["LoopbackServer", "serve"]
+__all__ = ["LoopbackHandler", "LoopbackServer", "serve"]
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """A request handler for stand-ins: keep-alive HTTP/1.1, quiet, with JSON helpers."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def read_json(self) -> Any:
+        """The request body as JSON (``{}`` when there is none)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def send(
+        self,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        """Answer ``status`` with ``body`` (bytes as they are, anything else as JSON)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
 
 
 class LoopbackServer(ThreadingHTTPServer):
