@@ -1,0 +1,3 @@
+"""The imagen job queue on PostgreSQL."""
+
+__version__ = "0.1.0"

