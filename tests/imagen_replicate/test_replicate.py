@@ -290,3 +290,17 @@ def test_generate_end_to_end(home, replicate_api):
     assert record["metadata"]["cost_usd"] == 0.006
     assert record["reproducible"] is False
     assert TOKEN not in Path(result["images"][0]["sidecar"]).read_text()
+
+
+def test_a_split_run_reports_one_ordered_progress(replicate_api, make_backend):
+    replicate_api.slow_next(0.3)
+    context = RecordingContext()
+    make_backend().generate(Request("x", count=6), context)
+    kinds = [event.kind for event in context.events if event.kind != "step"]
+    assert kinds == ["queued", "started", "downloading", "finished"]
+    last: dict[str, int] = {}
+    for event in context.events:
+        if event.kind == "step":
+            assert event.message in ("prediction 1/2", "prediction 2/2")
+            assert event.current >= last.get(event.message, 0)
+            last[event.message] = event.current

@@ -134,7 +134,9 @@ class ReplicateBackend(Backend):
         with contextlib.suppress(Exception):
             self.sdk.predictions.cancel(prediction_id)
 
-    def _follow(self, prediction_id: str, context: Context) -> dict[str, Any]:
+    def _follow(
+        self, prediction_id: str, context: Context, seen: set[str], label: str = ""
+    ) -> dict[str, Any]:
         """Poll until the prediction ends; cancel it upstream if we are cancelled or time out."""
         deadline = time.monotonic() + self.settings.timeout_s
         last_status = None
@@ -149,10 +151,10 @@ class ReplicateBackend(Backend):
             status = prediction.get("status")
             if status != last_status:
                 last_status = status
-                self._report(status, context)
+                self._report(status, context, seen)
             step = _last_step(prediction.get("logs") or "")
             if status == "processing" and step is not None:
-                context.progress(Progress("step", *step))
+                context.progress(Progress("step", *step, message=label))
             if status == "succeeded":
                 return prediction
             if status == "failed":
@@ -184,13 +186,13 @@ class ReplicateBackend(Backend):
                 self._cancel(prediction_id)
                 raise
 
-    def _report(self, status: str | None, context: Context) -> None:
-        if status == "starting":
-            context.progress(Progress("queued"))
-        elif status == "processing":
-            context.progress(Progress("started"))
-        elif status == "succeeded":
-            context.progress(Progress("downloading"))
+    def _report(self, status: str | None, context: Context, seen: set[str]) -> None:
+        """Report a status change once per run, however many predictions make it up."""
+        kind = {"starting": "queued", "processing": "started"}.get(status or "")
+        if kind is None or kind in seen or (kind == "queued" and "started" in seen):
+            return
+        seen.add(kind)
+        context.progress(Progress(kind))  # type: ignore[arg-type]
 
     # -- outputs ----------------------------------------------------------------------------
 
@@ -202,7 +204,18 @@ class ReplicateBackend(Backend):
         ignored: list[str],
         size_note: str | None,
     ) -> Result:
-        predictions = [self._follow(prediction_id, context) for prediction_id in ids]
+        seen: set[str] = set()  # progress kinds reported so far
+        predictions = [
+            # Each prediction counts its own steps: label them so they never seem to go back.
+            self._follow(
+                prediction_id,
+                context,
+                seen,
+                f"prediction {number}/{len(ids)}" if len(ids) > 1 else "",
+            )
+            for number, prediction_id in enumerate(ids, start=1)
+        ]
+        context.progress(Progress("downloading"))
         images = []
         for prediction in predictions:
             outputs = prediction.get("output")
