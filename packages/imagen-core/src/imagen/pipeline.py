@@ -112,6 +112,7 @@ def generate(
     preview: bool | None = None,
     pool: BackendPool | None = None,
     labels: dict[str, Any] | None = None,
+    resume: str | None = None,
 ) -> Outcome:
     """Run the pipeline once: make ``request.count`` images and save them.
 
@@ -120,6 +121,9 @@ def generate(
     :param output_dir: overrides ``output.directory``.
     :param preview: overrides ``preview.enabled``.
     :param pool: built backends to reuse across runs.
+    :param resume: the upstream run id of an earlier attempt: follow that run with the
+        backend's ``resume`` instead of starting (and paying for) a new one. Ignored by a
+        backend that cannot resume; ``run.labels["resume"]`` says what happened.
     :raises ImagenError: config, request, backend and output errors, typed.
     """
     own_pool = pool is None
@@ -141,14 +145,19 @@ def generate(
             preview=config.preview.enabled if preview is None else preview,
             labels={"entry": "cli", **(labels or {})},
         )
-        return _execute(run, instance)
+        if resume is not None:
+            run.labels["resume"] = "resumed" if instance.supports_resume else "not supported"
+        return _execute(run, instance, resume if instance.supports_resume else None)
     finally:
         if own_pool:
             pool.close()
 
 
-def _call_backend(run: Run, backend: Backend) -> Result:
+def _call_backend(run: Run, backend: Backend, resume: str | None) -> Result:
     try:
+        if resume is not None:
+            run.context.report_run_id(resume)
+            return backend.resume(resume, run.request, run.context)
         return backend.generate(run.request, run.context)
     except ImagenError as exc:
         if isinstance(exc, BackendError):
@@ -163,12 +172,12 @@ def _call_backend(run: Run, backend: Backend) -> Result:
         ) from exc
 
 
-def _execute(run: Run, backend: Backend) -> Outcome:
+def _execute(run: Run, backend: Backend, resume: str | None = None) -> Outcome:
     clock = time.perf_counter()
     outcome = None
     error: BaseException | None = None
     try:
-        with _call_backend(run, backend) as result:
+        with _call_backend(run, backend, resume) as result:
             duration = time.perf_counter() - clock
             metadata = secrets.redact_data(result.metadata)
             outcome = Outcome([], metadata, duration)

@@ -79,4 +79,8 @@ def status(state: State, database_url: str | None, as_json: bool) -> None:
 
 @hookimpl
 def imagen_register_commands(cli: click.Group) -> None:
+    from imagen_worker.commands import jobs, worker
+
     cli.add_command(db)
+    cli.add_command(worker)
+    cli.add_command(jobs)

@@ -1,0 +1,278 @@
+"""``imagen worker`` and ``imagen jobs``: run the queue and manage its jobs.
+
+This module is imported at every imagen start (the plugin adds its commands), so it imports
+click and imagen's light modules only; psycopg comes inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from imagen.cli import State
+from imagen.errors import RequestError
+
+__all__ = ["jobs", "worker"]
+
+_COLUMNS = (
+    "id",
+    "status",
+    "owner",
+    "prompt",
+    "backend",
+    "count",
+    "attempts",
+    "max_attempts",
+    "error",
+    "upstream_run_id",
+    "image_id",
+    "created_at",
+    "finished_at",
+)
+
+
+def database_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--database-url",
+        help="PostgreSQL URL (default: worker.database_url, $IMAGEN_DATABASE_URL, or the "
+        "embedded server).",
+    )(command)
+
+
+def _connect(state: State, url: str | None) -> Any:
+    from imagen_worker.database import connect, database_url
+
+    return connect(database_url(url, state.config()))
+
+
+@click.command()
+@database_option
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Jobs run at once by this process.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running jobs get to finish on SIGTERM before they are released.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Safety poll interval, for missed notifications.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds a claimed job is held without a heartbeat before others take it back.",
+)
+@click.pass_obj
+def worker(
+    state: State,
+    database_url: str | None,
+    concurrency: int,
+    grace: float,
+    poll: float,
+    lease: float,
+) -> None:
+    """Run jobs from the imagen.jobs queue until SIGTERM or Ctrl-C (then exit 0)."""
+    from imagen_worker.daemon import Worker, WorkerSettings
+    from imagen_worker.database import database_url as resolve
+
+    config = state.config()
+    settings = WorkerSettings(concurrency=concurrency, poll_s=poll, lease_s=lease, grace_s=grace)
+    daemon = Worker(config, resolve(database_url, config), settings)
+
+    def stop(signum: int, frame: object) -> None:
+        daemon.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    daemon.run()
+
+
+@click.group()
+def jobs() -> None:
+    """Submit, list, show, cancel and retry queued jobs."""
+
+
+def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for row in rows:
+        prompt = row["prompt"] if len(row["prompt"]) <= 40 else row["prompt"][:39] + "…"
+        click.echo(
+            f"{row['id']:>6}  {row['status']:<9}  {row['owner']:<12}  {prompt}"
+            + (f"  ({row['error']})" if row.get("error") else "")
+        )
+
+
+@jobs.command()
+@click.argument("prompt")
+@click.option("-b", "--backend", help="Backend instance (default: default_backend).")
+@click.option("-s", "--style")
+@click.option("--negative", "negative_prompt", default="")
+@click.option("--width", type=click.IntRange(min=1))
+@click.option("--height", type=click.IntRange(min=1))
+@click.option("--steps", type=click.IntRange(min=1))
+@click.option("--seed", type=click.IntRange(min=0))
+@click.option("-n", "--count", type=click.IntRange(1, 64), default=1)
+@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE")
+@click.option("--priority", type=int, default=0)
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3)
+@click.option("--owner", default=lambda: os.environ.get("USER") or "local", show_default="$USER")
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+@click.pass_obj
+def submit(
+    state: State,
+    prompt: str,
+    opts: tuple[str, ...],
+    as_json: bool,
+    database_url: str | None,
+    **fields: Any,
+) -> None:
+    """Queue PROMPT as a job; prints its id."""
+    from psycopg.rows import dict_row
+    from psycopg.types.json import Jsonb
+
+    from imagen.cli.generate import parse_option
+
+    options = dict(parse_option(text) for text in opts)
+    columns = ["prompt", "options", *fields]
+    values = {"prompt": prompt, "options": Jsonb(options), **fields}
+    with _connect(state, database_url) as conn:
+        conn.row_factory = dict_row
+        row = conn.execute(
+            f"INSERT INTO imagen.jobs ({', '.join(columns)}) "
+            f"VALUES ({', '.join('%(' + c + ')s' for c in columns)}) RETURNING id, status",
+            values,
+        ).fetchone()
+    click.echo(json.dumps(row) if as_json else str(row["id"]))
+
+
+@jobs.command(name="list")
+@click.option("--status", type=click.Choice(["pending", "running", "done", "failed", "cancelled"]))
+@click.option("--owner")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+@click.pass_obj
+def list_jobs(
+    state: State,
+    status: str | None,
+    owner: str | None,
+    limit: int,
+    as_json: bool,
+    database_url: str | None,
+) -> None:
+    """List jobs, newest first."""
+    from psycopg.rows import dict_row
+
+    with _connect(state, database_url) as conn:
+        conn.row_factory = dict_row
+        rows = conn.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM imagen.jobs "
+            "WHERE (%(status)s::text IS NULL OR status = %(status)s) "
+            "AND (%(owner)s::text IS NULL OR owner = %(owner)s) ORDER BY id DESC LIMIT %(limit)s",
+            {"status": status, "owner": owner, "limit": limit},
+        ).fetchall()
+    _show(rows, as_json)
+
+
+def _one(conn: Any, job_id: int) -> dict[str, Any]:
+    row = conn.execute("SELECT * FROM imagen.jobs WHERE id = %s", (job_id,)).fetchone()
+    if row is None:
+        raise RequestError(f"no job {job_id}")
+    return row
+
+
+@jobs.command()
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@database_option
+@click.pass_obj
+def show(state: State, job_id: int, as_json: bool, database_url: str | None) -> None:
+    """Show one job and its images."""
+    from psycopg.rows import dict_row
+
+    with _connect(state, database_url) as conn:
+        conn.row_factory = dict_row
+        row = _one(conn, job_id)
+        row["images"] = conn.execute(
+            "SELECT id, local_path, storage_location, mime_type, width, height, seed "
+            "FROM imagen.images WHERE job_id = %s ORDER BY id",
+            (job_id,),
+        ).fetchall()
+    if as_json:
+        click.echo(json.dumps(row, indent=2, default=str))
+        return
+    for key, value in row.items():
+        if value not in (None, "", [], {}) and key != "images":
+            click.echo(f"{key + ':':<18} {value}")
+    for image in row["images"]:
+        click.echo(f"{'image:':<18} {image['local_path']}")
+
+
+@jobs.command()
+@click.argument("job_id", type=int)
+@database_option
+@click.pass_obj
+def cancel(state: State, job_id: int, database_url: str | None) -> None:
+    """Cancel a job: at once when pending, through its worker when running."""
+    from psycopg.rows import dict_row
+
+    with _connect(state, database_url) as conn:
+        conn.row_factory = dict_row
+        _one(conn, job_id)
+        row = conn.execute(
+            "UPDATE imagen.jobs SET cancel_requested = true, updated_at = now() "
+            "WHERE id = %s AND status IN ('pending', 'running') RETURNING status",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            raise RequestError(f"job {job_id} has already ended")
+        if row["status"] == "pending":
+            conn.execute(
+                "UPDATE imagen.jobs SET status = 'cancelled', finished_at = now() "
+                "WHERE id = %s AND status = 'pending'",
+                (job_id,),
+            )
+    click.echo(
+        f"job {job_id}: " + ("cancelled" if row["status"] == "pending" else "cancel requested")
+    )
+
+
+@jobs.command()
+@click.argument("job_id", type=int)
+@database_option
+@click.pass_obj
+def retry(state: State, job_id: int, database_url: str | None) -> None:
+    """Queue a failed or cancelled job again, with fresh attempts."""
+    with _connect(state, database_url) as conn:
+        _one(conn, job_id)
+        row = conn.execute(
+            "UPDATE imagen.jobs SET status = 'pending', attempts = 0, error = NULL, "
+            "cancel_requested = false, run_after = now(), finished_at = NULL, updated_at = now() "
+            "WHERE id = %s AND status IN ('failed', 'cancelled') RETURNING id",
+            (job_id,),
+        ).fetchone()
+    if row is None:
+        raise RequestError(f"job {job_id} is not failed or cancelled")
+    click.echo(f"job {job_id}: queued again")

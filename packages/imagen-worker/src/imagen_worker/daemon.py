@@ -1,0 +1,434 @@
+"""The worker daemon: claims jobs, runs them through the pipeline, records the results.
+
+One listener connection LISTENs on ``imagen_jobs`` and claims when a job arrives (or every
+``poll_s`` as a safety net); each claimed job runs in a thread of a pool of
+``concurrency`` with a connection of its own; a heartbeat extends the leases of the jobs
+running here. A job whose worker died is taken back when its lease expires and, if its
+backend reported an upstream run, resumes that run instead of paying for it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from imagen import (
+    Cancelled,
+    Context,
+    ImagenError,
+    PermanentBackendError,
+    Progress,
+    Request,
+    TransientBackendError,
+)
+from imagen.config import Config
+from imagen.pipeline import BackendPool, generate
+from imagen_worker import queries
+
+__all__ = ["Worker", "WorkerSettings", "request_from_row"]
+
+log = logging.getLogger("imagen")
+_PROGRESS_EVERY_S = 0.5  # at most two progress writes a second per job
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a worker runs."""
+
+    concurrency: int = 1
+    poll_s: float = 5.0
+    lease_s: float = 60.0
+    grace_s: float = 30.0
+    retry_base_s: float = 5.0
+    retry_max_s: float = 600.0
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    )
+
+
+def request_from_row(row: dict[str, Any]) -> Request:
+    """The Request a job row asks for (RequestError when the row is impossible)."""
+    options = row.get("options") or {}
+    if not isinstance(options, dict):
+        raise PermanentBackendError("options must be a JSON object")
+    return Request(
+        prompt=row["prompt"],
+        negative_prompt=row.get("negative_prompt") or "",
+        width=row.get("width"),
+        height=row.get("height"),
+        steps=row.get("steps"),
+        seed=row.get("seed"),
+        style=row.get("style"),
+        count=row.get("count") or 1,
+        options=options,
+    )
+
+
+@dataclass
+class _Running:
+    job_id: int
+    context: Context
+    future: Future[None]
+
+
+class Worker:
+    """Runs the queue of one database until :meth:`stop` is called."""
+
+    def __init__(self, config: Config, url: str, settings: WorkerSettings | None = None) -> None:
+        self.config = config
+        self.url = url
+        self.settings = settings or WorkerSettings()
+        self.pool = BackendPool(config)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._finished = threading.Event()
+        self._retry_due = float("inf")
+        self._running: dict[int, _Running] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection] = []  # the job threads', closed at the end
+        self.executor = ThreadPoolExecutor(
+            self.settings.concurrency, thread_name_prefix="imagen-job"
+        )
+
+    # -- control ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; :meth:`run` then waits for running jobs (up to the grace period)."""
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Serve until stopped; reconnects when the database goes away."""
+        heartbeat = threading.Thread(target=self._heartbeat, name="imagen-heartbeat", daemon=True)
+        heartbeat.start()
+        delay = 0.5
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._serve()
+                    delay = 0.5
+                except psycopg.OperationalError as exc:
+                    log.warning(
+                        "database connection lost (%s); reconnecting in %.1f s",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                        delay,
+                    )
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 30.0)
+        finally:
+            self._shutdown()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        with psycopg.connect(self.url, autocommit=True, row_factory=dict_row) as conn:
+            conn.execute("LISTEN imagen_jobs")  # before the catch-up claim: nothing slips by
+            log.info(
+                "worker %s listening (concurrency %d)",
+                self.settings.worker_id,
+                self.settings.concurrency,
+            )
+            next_poll = 0.0
+            while not self._stop.is_set():
+                if time.monotonic() >= next_poll:
+                    self._recover(conn)
+                    self._cancel_pending(conn)
+                    next_poll = time.monotonic() + self.settings.poll_s
+                self._claim(conn)
+                with self._lock:
+                    due, self._retry_due = self._retry_due, float("inf")
+                if due < next_poll:
+                    self._wait(conn, due)
+                    if time.monotonic() < due:  # woken early: keep the retry's wake-up
+                        with self._lock:
+                            self._retry_due = min(self._retry_due, due)
+                else:
+                    self._wait(conn, next_poll)
+
+    def _wait(self, conn: psycopg.Connection, until: float) -> None:
+        """Wait for a notification, a freed slot, a stop, or ``until``; act on cancellations.
+
+        No query runs while the notifies() generator is open: psycopg queues notifications
+        that arrive during other queries only while the generator is closed.
+        """
+        while not self._stop.is_set() and time.monotonic() < until:
+            events = []
+            for note in conn.notifies(timeout=0.2, stop_after=1):
+                with contextlib.suppress(ValueError):
+                    events.append(json.loads(note.payload))
+            for event in events:
+                if event.get("event") == "cancel":
+                    self._cancel(conn, int(event["id"]))
+            if any(event.get("event") == "inserted" for event in events):
+                return
+            if self._wake.is_set():
+                self._wake.clear()
+                if self._free_slots() > 0:
+                    return
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            return self.settings.concurrency - len(self._running)
+
+    def _claim(self, conn: psycopg.Connection) -> None:
+        slots = self._free_slots()
+        if slots <= 0 or self._stop.is_set():
+            return
+        rows = conn.execute(
+            queries.CLAIM,
+            {"worker": self.settings.worker_id, "lease": self.settings.lease_s, "limit": slots},
+        ).fetchall()
+        for row in rows:
+            context = Context(
+                on_progress=self._progress_writer(row["id"]),
+                on_run_id=self._run_id_writer(row["id"]),
+            )
+            log.info(
+                "claimed job %s (attempt %s of %s)", row["id"], row["attempts"], row["max_attempts"]
+            )
+            with self._lock:
+                future = self.executor.submit(self._execute, row, context)
+                self._running[row["id"]] = _Running(row["id"], context, future)
+
+    def _recover(self, conn: psycopg.Connection) -> None:
+        for row in conn.execute(queries.RECOVER).fetchall():
+            log.warning(
+                "job %s: its worker stopped responding; %s",
+                row["id"],
+                "failed (no attempts left)" if row["status"] == "failed" else "back in the queue",
+            )
+
+    def _cancel_pending(self, conn: psycopg.Connection) -> None:
+        for row in conn.execute(queries.CANCEL_PENDING).fetchall():
+            log.info("job %s cancelled before it started", row["id"])
+
+    def _cancel(self, conn: psycopg.Connection, job_id: int) -> None:
+        with self._lock:
+            running = self._running.get(job_id)
+        if running is not None:
+            log.info("job %s: cancelling", job_id)
+            running.context.cancel()
+        else:
+            self._cancel_pending(conn)
+
+    # -- a job ---------------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _execute(self, row: dict[str, Any], context: Context) -> None:
+        job_id = row["id"]
+        try:
+            outcome = self._generate(row, context)
+            self._finish_done(row, outcome)
+            log.info("job %s done: %d image(s)", job_id, len(outcome.images))
+        except Cancelled:
+            if self._stop.is_set() and not row.get("cancel_requested"):
+                return  # shutting down: released to pending by _shutdown
+            self._record(queries.FINISH, {"id": job_id, "status": "cancelled", "error": None})
+            log.info("job %s cancelled", job_id)
+        except TransientBackendError as exc:
+            if row["attempts"] < row["max_attempts"]:
+                delay = exc.retry_after or min(
+                    self.settings.retry_max_s,
+                    self.settings.retry_base_s * 2 ** (row["attempts"] - 1),
+                )
+                self._record(queries.RETRY, {"id": job_id, "error": str(exc), "delay": delay})
+                with self._lock:  # wake up to claim it again when it is due
+                    self._retry_due = min(self._retry_due, time.monotonic() + delay)
+                log.info("job %s will be retried in %.0f s: %s", job_id, delay, exc)
+            else:
+                error = f"gave up after {row['attempts']} attempts: {exc}"
+                self._record(queries.FINISH, {"id": job_id, "status": "failed", "error": error})
+                log.info("job %s failed: %s", job_id, error)
+        except ImagenError as exc:
+            self._record(queries.FINISH, {"id": job_id, "status": "failed", "error": str(exc)})
+            log.info("job %s failed: %s", job_id, exc)
+        except Exception as exc:
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            self._record(queries.FINISH, {"id": job_id, "status": "failed", "error": error})
+            log.exception("job %s failed", job_id)
+        finally:
+            with self._lock:
+                self._running.pop(job_id, None)
+            self._wake.set()
+
+    def _run_id_writer(self, job_id: int) -> Any:
+        def write(run_id: str) -> None:  # recorded at once: a crash after this resumes the run
+            self._connection().execute(queries.SET_RUN_ID, (run_id, job_id))
+
+        return write
+
+    def _progress_writer(self, job_id: int) -> Any:
+        last_write = [0.0]
+
+        def write(progress: Progress) -> None:
+            now = time.monotonic()
+            if progress.kind == "step" and now - last_write[0] < _PROGRESS_EVERY_S:
+                return
+            last_write[0] = now
+            state = {
+                "kind": progress.kind,
+                "current": progress.current,
+                "total": progress.total,
+                "message": progress.message,
+            }
+            conn = self._connection()
+            conn.execute(queries.SET_PROGRESS, (json.dumps({"last": state}), job_id))
+            conn.execute(
+                "SELECT pg_notify('imagen_progress', %s)", (json.dumps({"id": job_id, **state}),)
+            )
+
+        return write
+
+    def _generate(self, row: dict[str, Any], context: Context) -> Any:
+        job_id = row["id"]
+        request = request_from_row(row)
+        labels = {"entry": "worker", "job_id": job_id, "owner": row["owner"]}
+        resume = row.get("upstream_run_id")
+        try:
+            outcome = generate(
+                self.config,
+                request,
+                backend=row.get("backend"),
+                context=context,
+                pool=self.pool,
+                labels=labels,
+                resume=resume,
+            )
+        except PermanentBackendError as exc:
+            if resume is None or "lost" not in str(exc):
+                raise
+            # The earlier attempt's run is gone upstream: only now is a new one paid for.
+            self._set_note(job_id, f"resubmitted: {exc}")
+            return generate(
+                self.config,
+                request,
+                backend=row.get("backend"),
+                context=context,
+                pool=self.pool,
+                labels=labels,
+            )
+        if resume is not None:
+            can_resume = self.pool.get(row.get("backend")).supports_resume
+            self._set_note(
+                job_id, "resumed" if can_resume else "resubmitted: the backend cannot resume"
+            )
+        return outcome
+
+    def _set_note(self, job_id: int, note: str) -> None:
+        self._connection().execute(queries.SET_PROGRESS, (json.dumps({"resume": note}), job_id))
+
+    def _finish_done(self, row: dict[str, Any], outcome: Any) -> None:
+        """Insert the images and mark the job done, in one transaction."""
+        conn = self._connection()
+        with conn.transaction():
+            image_ids = []
+            for image in outcome.images:
+                record = image.record
+                image_ids.append(
+                    conn.execute(
+                        queries.INSERT_IMAGE,
+                        {
+                            "owner": row["owner"],
+                            "job_id": row["id"],
+                            "local_path": str(image.path),
+                            "storage_location": (record.get("cloud") or {}).get("path"),
+                            "prompt": record.get("prompt"),
+                            "backend": record.get("backend"),
+                            "seed": record.get("image_seed") or record.get("seed"),
+                            "width": record.get("width"),
+                            "height": record.get("height"),
+                            "mime_type": image.mime_type,
+                            "metadata": Jsonb(record.get("metadata") or {}),
+                        },
+                    ).fetchone()["id"]
+                )
+            done = conn.execute(
+                queries.DONE,
+                {
+                    "id": row["id"],
+                    "worker": self.settings.worker_id,
+                    "image_id": image_ids[0] if image_ids else None,
+                },
+            )
+            if done.rowcount != 1:
+                raise RuntimeError(
+                    "lost the job's lease before recording it (another worker took it)"
+                )
+
+    def _record(self, query: str, params: dict[str, Any]) -> None:
+        self._connection().execute(query, {"worker": self.settings.worker_id, **params})
+
+    # -- leases and shutdown -----------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        conn: psycopg.Connection | None = None
+        while not self._finished.wait(self.settings.lease_s / 3):
+            with self._lock:
+                ids = list(self._running)
+            if not ids:
+                continue
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.url, autocommit=True)
+                conn.execute(
+                    queries.HEARTBEAT,
+                    {"ids": ids, "worker": self.settings.worker_id, "lease": self.settings.lease_s},
+                )
+            except psycopg.OperationalError:
+                conn = None  # the database is away; the next beat reconnects
+        if conn is not None:
+            conn.close()
+
+    def _shutdown(self) -> None:
+        """Let running jobs finish within the grace period, then cancel and release the rest."""
+        deadline = time.monotonic() + self.settings.grace_s
+        with self._lock:
+            running = list(self._running.values())
+        for job in running:
+            _settle(job.future, deadline - time.monotonic())
+        with self._lock:
+            left = list(self._running.values())
+        for job in left:
+            job.context.cancel()
+        for job in left:
+            _settle(job.future, 30)
+        if left:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute(
+                    queries.RELEASE,
+                    {"ids": [job.job_id for job in left], "worker": self.settings.worker_id},
+                )
+            log.info("released %d running job(s) back to the queue", len(left))
+        self.executor.shutdown(wait=True)
+        self._finished.set()
+        for conn in self._connections:
+            conn.close()
+        self.pool.close()
+
+
+def _settle(future: Future[None], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for ``future``; its own errors were already recorded."""
+    with contextlib.suppress(Exception):  # a timeout, or an error _execute recorded
+        future.result(timeout=max(0.0, timeout))

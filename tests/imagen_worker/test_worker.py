@@ -1,0 +1,260 @@
+"""The worker daemon against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from psycopg.rows import dict_row
+
+from imagen import Backend, GeneratedImage, Result, TransientBackendError, hookimpl
+from imagen.backends.drawing import render
+from imagen.config import parse_config
+from imagen.yamlfile import Located
+from imagen_worker.daemon import Worker, WorkerSettings
+
+
+def _config(tmp_path: Path, backends: dict | None = None):
+    return parse_config(
+        Located(
+            {
+                "output": {"directory": str(tmp_path / "out"), "write_metadata_json": False},
+                "backends": backends or {"mock": {"type": "mock"}},
+            }
+        )
+    )
+
+
+@contextmanager
+def running(config, url: str, **settings) -> Iterator[Worker]:
+    worker = Worker(config, url, WorkerSettings(**{"poll_s": 30.0, **settings}))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    time.sleep(0.3)  # listening
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(60)
+        assert not thread.is_alive()
+
+
+def submit(conn, prompt: str = "a cat", **fields) -> int:
+    columns = ["owner", "prompt", *fields]
+    values = [
+        "alice",
+        prompt,
+        *(json.dumps(v) if isinstance(v, dict) else v for v in fields.values()),
+    ]
+    sql = f"INSERT INTO imagen.jobs ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))}) RETURNING id"
+    return conn.execute(sql, values).fetchone()[0]
+
+
+def job(conn, job_id: int) -> dict:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute("SELECT * FROM imagen.jobs WHERE id = %s", (job_id,)).fetchone()
+
+
+def wait_for(conn, job_id: int, statuses: tuple[str, ...], timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = job(conn, job_id)
+        if row["status"] in statuses:
+            return row
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} is {job(conn, job_id)['status']}, not {statuses}")
+
+
+def test_notify_wakes_the_worker_and_results_are_recorded_together(conn, db_url, tmp_path):
+    with running(_config(tmp_path), db_url):
+        started = time.monotonic()
+        job_id = submit(conn, "a lighthouse", width=64, height=64, count=2, seed=5)
+        row = wait_for(conn, job_id, ("done",))
+        assert time.monotonic() - started < 25  # woken by NOTIFY, not the 30 s poll
+    images = conn.execute(
+        "SELECT id, job_id, owner, local_path, seed, width FROM imagen.images ORDER BY id"
+    ).fetchall()
+    assert len(images) == 2
+    assert row["image_id"] == images[0][0]
+    assert {image[1] for image in images} == {job_id}
+    assert all(Path(image[3]).is_file() for image in images)
+    assert [image[4] for image in images] == [5, 6]
+    assert row["attempts"] == 1
+    assert row["lease_owner"] is None
+
+
+def test_the_safety_poll_picks_up_a_missed_notification(conn, db_url, tmp_path):
+    conn.execute("ALTER TABLE imagen.jobs DISABLE TRIGGER jobs_inserted")
+    job_id = submit(conn, width=32, height=32)
+    with running(_config(tmp_path), db_url, poll_s=0.5):
+        wait_for(conn, job_id, ("done",))
+
+
+def test_bad_rows_fail_with_a_clear_error(conn, db_url, tmp_path):
+    with running(_config(tmp_path), db_url):
+        unknown = submit(conn, backend="nope")
+        huge = submit(conn, width=99999, height=64)
+        fine = submit(conn, width=32, height=32)
+        assert 'no backend instance "nope"' in wait_for(conn, unknown, ("failed",))["error"]
+        assert "out of bounds" in wait_for(conn, huge, ("failed",))["error"]
+        wait_for(conn, fine, ("done",))  # the worker carried on
+
+
+def test_transient_failures_are_retried_then_fail_after_max_attempts(conn, db_url, tmp_path):
+    with running(_config(tmp_path), db_url, retry_base_s=0.1):
+        job_id = submit(conn, options={"fail": "transient"}, max_attempts=3)
+        row = wait_for(conn, job_id, ("failed",))
+    assert row["attempts"] == 3
+    assert row["error"].startswith("gave up after 3 attempts: ")
+
+
+class _FlakyOnce(Backend):
+    calls = 0
+
+    def generate(self, request, context):
+        type(self).calls += 1
+        if type(self).calls == 1:
+            raise TransientBackendError("upstream 503", retry_after=0.1)
+        return Result([GeneratedImage.from_bytes(render("x", 1, 16, 16), "image/png")])
+
+
+def test_retry_then_success(conn, db_url, tmp_path, register_plugin):
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def imagen_backend():
+            return {"flaky": _FlakyOnce}
+
+    register_plugin(Plugin(), "flaky")
+    config = _config(tmp_path, {"flaky": {"type": "flaky"}})
+    with running(config, db_url):
+        row = wait_for(conn, submit(conn), ("done",))
+    assert row["attempts"] == 2
+
+
+def test_cancel_pending_and_running(conn, db_url, tmp_path):
+    with running(_config(tmp_path), db_url, concurrency=1):
+        slow = submit(conn, options={"delay": 30})
+        waiting = submit(conn)
+        wait_for(conn, slow, ("running",))
+        conn.execute("UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s", (waiting,))
+        conn.execute("UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s", (slow,))
+        assert wait_for(conn, slow, ("cancelled",), timeout=10)["status"] == "cancelled"
+        assert wait_for(conn, waiting, ("cancelled",), timeout=10)["status"] == "cancelled"
+
+
+def _worker_process(db_url: str, home, *args: str) -> subprocess.Popen:
+    env = {**home.env, "IMAGEN_LOAD_PLUGINS": "imagen-worker", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "imagen", "worker", "--database-url", db_url, *args],
+        cwd=home.cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_killed_worker_is_recovered_by_another(conn, db_url, home):
+    home.write_config(f"output:\n  directory: {home.root / 'out'}\n")
+    job_id = submit(conn, options={"delay": 20})
+    doomed = _worker_process(db_url, home, "--lease", "2")
+    wait_for(conn, job_id, ("running",))
+    doomed.send_signal(signal.SIGKILL)
+    doomed.communicate(timeout=10)
+    conn.execute("UPDATE imagen.jobs SET options = '{}' WHERE id = %s", (job_id,))  # quick retry
+    rescuer = _worker_process(db_url, home, "--poll", "0.5", "--lease", "2")
+    try:
+        row = wait_for(conn, job_id, ("done",), timeout=60)
+    finally:
+        rescuer.send_signal(signal.SIGTERM)
+        _, stderr = rescuer.communicate(timeout=30)
+    assert row["attempts"] == 2
+    assert rescuer.returncode == 0, stderr
+
+
+def test_sigterm_releases_running_jobs_without_counting_the_attempt(conn, db_url, home):
+    home.write_config(f"output:\n  directory: {home.root / 'out'}\n")
+    job_id = submit(conn, options={"delay": 30})
+    process = _worker_process(db_url, home, "--grace", "0.5")
+    wait_for(conn, job_id, ("running",))
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    row = job(conn, job_id)
+    assert (row["status"], row["attempts"], row["lease_owner"]) == ("pending", 0, None)
+
+
+def test_several_workers_run_each_job_exactly_once(conn, db_url, home):
+    home.write_config(
+        f"output:\n  directory: {home.root / 'out'}\n  write_metadata_json: false\n"
+        "  naming: '{index}-{seed}-{time}.{ext}'\n"
+    )
+    ids = [submit(conn, f"job {n}", width=16, height=16, seed=n) for n in range(120)]
+    workers = [
+        _worker_process(db_url, home, "--concurrency", "4", "--poll", "0.5") for _ in range(3)
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = conn.execute(
+                "SELECT count(*) FROM imagen.jobs WHERE status = 'done'"
+            ).fetchone()[0]
+            if done == len(ids):
+                break
+            time.sleep(0.2)
+    finally:
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        for process in workers:
+            process.communicate(timeout=60)
+    assert conn.execute(
+        "SELECT count(*), max(attempts) FROM imagen.jobs WHERE status = 'done'"
+    ).fetchone() == (120, 1)
+    per_job = conn.execute("SELECT job_id, count(*) FROM imagen.images GROUP BY job_id").fetchall()
+    assert len(per_job) == 120
+    assert {count for _, count in per_job} == {1}
+
+
+def test_jobs_commands(conn, db_url, home):
+    env_url = ["--database-url", db_url]
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-worker"
+    job_id = int(
+        home.run(
+            "jobs",
+            "submit",
+            "a fox",
+            "--width",
+            "32",
+            "--height",
+            "32",
+            "--owner",
+            "bob",
+            *env_url,
+            check=True,
+        ).stdout
+    )
+    listed = json.loads(home.run("jobs", "list", "--json", *env_url, check=True).stdout)
+    assert listed[0]["id"] == job_id
+    assert listed[0]["owner"] == "bob"
+    assert (
+        home.run("jobs", "cancel", str(job_id), *env_url, check=True).stdout.strip()
+        == f"job {job_id}: cancelled"
+    )
+    assert job(conn, job_id)["status"] == "cancelled"
+    assert (
+        home.run("jobs", "retry", str(job_id), *env_url, check=True).stdout.strip()
+        == f"job {job_id}: queued again"
+    )
+    shown = json.loads(home.run("jobs", "show", str(job_id), "--json", *env_url, check=True).stdout)
+    assert shown["status"] == "pending"
+    missing = home.run("jobs", "show", "999999", *env_url)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "imagen: no job 999999"
