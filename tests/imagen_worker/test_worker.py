@@ -258,3 +258,24 @@ def test_jobs_commands(conn, db_url, home):
     missing = home.run("jobs", "show", "999999", *env_url)
     assert missing.returncode == 2
     assert missing.stderr.strip() == "imagen: no job 999999"
+
+
+def test_a_database_connection_killed_mid_run_is_survived(conn, db_url, tmp_path):
+    with running(_config(tmp_path), db_url, poll_s=1.0):
+        job_id = submit(conn, options={"delay": 2})
+        wait_for(conn, job_id, ("running",))
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+        assert killed >= 1  # the listener, at least
+        row = wait_for(conn, job_id, ("done",))
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM imagen.images WHERE job_id = %s", (job_id,)
+            ).fetchone()[0]
+            == 1
+        )
+        later = submit(conn, width=16, height=16)  # the worker listens again
+        wait_for(conn, later, ("done",))
+    assert row["attempts"] == 1

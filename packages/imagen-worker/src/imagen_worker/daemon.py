@@ -227,6 +227,26 @@ class Worker:
 
     # -- a job ---------------------------------------------------------------------------------
 
+    def _db(self, work: Any, *, what: str, patient: bool = True) -> Any:
+        """Run ``work(conn)`` on this thread's connection, reconnecting if the database went away.
+
+        ``patient`` work (a job's results) is retried with backoff until it succeeds,
+        however long the database is gone: a result is never dropped. Other work (progress)
+        gives up at once.
+        """
+        delay = 0.5
+        while True:
+            try:
+                return work(self._connection())
+            except psycopg.OperationalError as exc:
+                self._local.conn = None
+                if not patient:
+                    log.debug("%s skipped: the database is away (%s)", what, exc)
+                    return None
+                log.warning("%s: the database is away; retrying in %.1f s", what, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     def _connection(self) -> psycopg.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
@@ -275,7 +295,10 @@ class Worker:
 
     def _run_id_writer(self, job_id: int) -> Any:
         def write(run_id: str) -> None:  # recorded at once: a crash after this resumes the run
-            self._connection().execute(queries.SET_RUN_ID, (run_id, job_id))
+            self._db(
+                lambda conn: conn.execute(queries.SET_RUN_ID, (run_id, job_id)),
+                what=f"job {job_id}: recording its run id",
+            )
 
         return write
 
@@ -293,11 +316,15 @@ class Worker:
                 "total": progress.total,
                 "message": progress.message,
             }
-            conn = self._connection()
-            conn.execute(queries.SET_PROGRESS, (json.dumps({"last": state}), job_id))
-            conn.execute(
-                "SELECT pg_notify('imagen_progress', %s)", (json.dumps({"id": job_id, **state}),)
-            )
+
+            def record(conn: psycopg.Connection) -> None:
+                conn.execute(queries.SET_PROGRESS, (json.dumps({"last": state}), job_id))
+                conn.execute(
+                    "SELECT pg_notify('imagen_progress', %s)",
+                    (json.dumps({"id": job_id, **state}),),
+                )
+
+            self._db(record, what=f"job {job_id}: progress", patient=False)
 
         return write
 
@@ -337,11 +364,19 @@ class Worker:
         return outcome
 
     def _set_note(self, job_id: int, note: str) -> None:
-        self._connection().execute(queries.SET_PROGRESS, (json.dumps({"resume": note}), job_id))
+        self._db(
+            lambda conn: conn.execute(queries.SET_PROGRESS, (json.dumps({"resume": note}), job_id)),
+            what=f"job {job_id}: recording the resume",
+        )
 
     def _finish_done(self, row: dict[str, Any], outcome: Any) -> None:
         """Insert the images and mark the job done, in one transaction."""
-        conn = self._connection()
+        self._db(
+            lambda conn: self._insert_results(conn, row, outcome),
+            what=f"job {row['id']}: recording its images",
+        )
+
+    def _insert_results(self, conn: psycopg.Connection, row: dict[str, Any], outcome: Any) -> None:
         with conn.transaction():
             image_ids = []
             for image in outcome.images:
@@ -378,7 +413,8 @@ class Worker:
                 )
 
     def _record(self, query: str, params: dict[str, Any]) -> None:
-        self._connection().execute(query, {"worker": self.settings.worker_id, **params})
+        values = {"worker": self.settings.worker_id, **params}
+        self._db(lambda conn: conn.execute(query, values), what=f"job {params['id']}: recording")
 
     # -- leases and shutdown -----------------------------------------------------------------------
 
