@@ -192,14 +192,14 @@ def test_sigterm_releases_running_jobs_without_counting_the_attempt(conn, db_url
     assert (row["status"], row["attempts"], row["lease_owner"]) == ("pending", 0, None)
 
 
-def test_several_workers_run_each_job_exactly_once(conn, db_url, home):
+def test_four_workers_run_500_jobs_each_exactly_once(conn, db_url, home):
     home.write_config(
         f"output:\n  directory: {home.root / 'out'}\n  write_metadata_json: false\n"
         "  naming: '{index}-{seed}-{time}.{ext}'\n"
     )
-    ids = [submit(conn, f"job {n}", width=16, height=16, seed=n) for n in range(120)]
+    ids = [submit(conn, f"job {n}", width=16, height=16, seed=n) for n in range(500)]
     workers = [
-        _worker_process(db_url, home, "--concurrency", "4", "--poll", "0.5") for _ in range(3)
+        _worker_process(db_url, home, "--concurrency", "4", "--poll", "0.5") for _ in range(4)
     ]
     try:
         deadline = time.monotonic() + 120
@@ -217,9 +217,9 @@ def test_several_workers_run_each_job_exactly_once(conn, db_url, home):
             process.communicate(timeout=60)
     assert conn.execute(
         "SELECT count(*), max(attempts) FROM imagen.jobs WHERE status = 'done'"
-    ).fetchone() == (120, 1)
+    ).fetchone() == (500, 1)
     per_job = conn.execute("SELECT job_id, count(*) FROM imagen.images GROUP BY job_id").fetchall()
-    assert len(per_job) == 120
+    assert len(per_job) == 500
     assert {count for _, count in per_job} == {1}
 
 
