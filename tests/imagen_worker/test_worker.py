@@ -255,6 +255,13 @@ def test_jobs_commands(conn, db_url, home):
     )
     shown = json.loads(home.run("jobs", "show", str(job_id), "--json", *env_url, check=True).stdout)
     assert shown["status"] == "pending"
+    conn.execute(
+        "UPDATE imagen.jobs SET status = 'done', finished_at = now() - interval '40 days' "
+        "WHERE id = %s",
+        (job_id,),
+    )
+    pruned = home.run("jobs", "prune", "--older-than", "30", *env_url, check=True)
+    assert pruned.stdout.strip() == "deleted 1 finished job(s) older than 30 days"
     missing = home.run("jobs", "show", "999999", *env_url)
     assert missing.returncode == 2
     assert missing.stderr.strip() == "imagen: no job 999999"

@@ -276,3 +276,25 @@ def retry(state: State, job_id: int, database_url: str | None) -> None:
     if row is None:
         raise RequestError(f"job {job_id} is not failed or cancelled")
     click.echo(f"job {job_id}: queued again")
+
+
+@jobs.command()
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Delete finished jobs (done, failed, cancelled) older than this many days.",
+)
+@database_option
+@click.pass_obj
+def prune(state: State, days: float, database_url: str | None) -> None:
+    """Delete old finished jobs, keeping the queue table small (their images stay)."""
+    with _connect(state, database_url) as conn:
+        deleted = conn.execute(
+            "DELETE FROM imagen.jobs WHERE status IN ('done', 'failed', 'cancelled') "
+            "AND finished_at < now() - make_interval(secs => %s)",
+            (days * 86400,),
+        ).rowcount
+    click.echo(f"deleted {deleted} finished job(s) older than {days:g} days")
