@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -286,3 +287,65 @@ def test_a_database_connection_killed_mid_run_is_survived(conn, db_url, tmp_path
         later = submit(conn, width=16, height=16)  # the worker listens again
         wait_for(conn, later, ("done",))
     assert row["attempts"] == 1
+
+
+def test_the_embedded_database_survives_a_killed_user(home):
+    """No database configured: the embedded server; a SIGKILLed user doesn't break the next."""
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-worker"
+    home.env["XDG_DATA_HOME"] = str(home.root / "data")
+    data = home.root / "data" / "imagen" / "pg"
+    try:
+        first = home.run("db", "migrate", check=True)
+        assert first.stdout.startswith("applied 0001 initial")
+        assert (
+            f"imagen: no database configured: using the embedded PostgreSQL in {data}"
+            in first.stderr
+        )
+        worker = _worker_process_embedded(home)
+        time.sleep(3)
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate(timeout=10)
+        submitted = home.run("jobs", "submit", "after the crash", check=True)
+        listed = json.loads(home.run("jobs", "list", "--json", check=True).stdout)
+        assert listed[0]["id"] == int(submitted.stdout)
+    finally:
+        # A SIGKILLed user leaves the server running (by design: the next one reattaches);
+        # stop it the way pg_ctl's fast mode does.
+        pid_file = data / "postmaster.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+            deadline = time.monotonic() + 30
+            while pid_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+
+def _worker_process_embedded(home) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "imagen", "worker"],
+        cwd=home.cwd,
+        env=home.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_the_worker_logs_one_logfmt_line_per_event(conn, db_url, home):
+    home.write_config(f"output:\n  directory: {home.root / 'out'}\n")
+    job_id = submit(conn, width=16, height=16)
+    failing = submit(conn, backend="nope")
+    process = _worker_process(db_url, home, "--poll", "0.5")
+    wait_for(conn, job_id, ("done",))
+    wait_for(conn, failing, ("failed",))
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    lines = stderr.splitlines()
+    assert any(line.startswith("imagen: event=listening worker=") for line in lines)
+    assert f"imagen: event=claimed job={job_id} attempt=1 max_attempts=3" in lines
+    assert any(
+        line.startswith(f"imagen: event=done job={job_id} images=1 duration_s=") for line in lines
+    )
+    assert any(
+        line.startswith(f'imagen: event=failed job={failing} error="no backend instance')
+        for line in lines
+    )

@@ -7,6 +7,7 @@ click and imagen's light modules only; psycopg comes inside the commands.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from collections.abc import Callable
@@ -94,6 +95,7 @@ def worker(
     from imagen_worker.daemon import Worker, WorkerSettings
     from imagen_worker.database import database_url as resolve
 
+    logging.getLogger("imagen").setLevel(logging.DEBUG if state.debug else logging.INFO)
     config = state.config()
     settings = WorkerSettings(concurrency=concurrency, poll_s=poll, lease_s=lease, grace_s=grace)
     daemon = Worker(config, resolve(database_url, config), settings)

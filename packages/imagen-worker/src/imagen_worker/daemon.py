@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -42,6 +43,7 @@ __all__ = ["Worker", "WorkerSettings", "request_from_row"]
 
 log = logging.getLogger("imagen")
 _PROGRESS_EVERY_S = 0.5  # at most two progress writes a second per job
+_BARE = re.compile(r"[\w.:/@-]+")  # logfmt values that need no quotes
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,23 @@ class WorkerSettings:
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
+
+
+def event(name: str, **fields: Any) -> None:
+    """Log one worker event as one logfmt line: ``event=done job=12 images=2``."""
+    parts = [f"event={name}"]
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, str) and _BARE.fullmatch(value):
+            text = value
+        elif isinstance(value, bool | int | float):
+            text = json.dumps(value)
+        else:
+            text = json.dumps(value, separators=(",", ":"), default=str)
+        parts.append(f"{key}={text}")
+    level = logging.WARNING if name in ("db_lost", "db_wait", "recovered") else logging.INFO
+    log.log(level, "%s", " ".join(parts))
 
 
 def request_from_row(row: dict[str, Any]) -> Request:
@@ -122,11 +141,8 @@ class Worker:
                     self._serve()
                     delay = 0.5
                 except psycopg.OperationalError as exc:
-                    log.warning(
-                        "database connection lost (%s); reconnecting in %.1f s",
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
-                        delay,
-                    )
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                    event("db_lost", reconnect_in_s=delay, reason=reason)
                     self._stop.wait(delay)
                     delay = min(delay * 2, 30.0)
         finally:
@@ -137,10 +153,8 @@ class Worker:
     def _serve(self) -> None:
         with psycopg.connect(self.url, autocommit=True, row_factory=dict_row) as conn:
             conn.execute("LISTEN imagen_jobs")  # before the catch-up claim: nothing slips by
-            log.info(
-                "worker %s listening (concurrency %d)",
-                self.settings.worker_id,
-                self.settings.concurrency,
+            event(
+                "listening", worker=self.settings.worker_id, concurrency=self.settings.concurrency
             )
             next_poll = 0.0
             while not self._stop.is_set():
@@ -197,8 +211,12 @@ class Worker:
                 on_progress=self._progress_writer(row["id"]),
                 on_run_id=self._run_id_writer(row["id"]),
             )
-            log.info(
-                "claimed job %s (attempt %s of %s)", row["id"], row["attempts"], row["max_attempts"]
+            event(
+                "claimed",
+                job=row["id"],
+                attempt=row["attempts"],
+                max_attempts=row["max_attempts"],
+                resume=row.get("upstream_run_id"),
             )
             with self._lock:
                 future = self.executor.submit(self._execute, row, context)
@@ -206,21 +224,17 @@ class Worker:
 
     def _recover(self, conn: psycopg.Connection) -> None:
         for row in conn.execute(queries.RECOVER).fetchall():
-            log.warning(
-                "job %s: its worker stopped responding; %s",
-                row["id"],
-                "failed (no attempts left)" if row["status"] == "failed" else "back in the queue",
-            )
+            event("recovered", job=row["id"], status=row["status"])
 
     def _cancel_pending(self, conn: psycopg.Connection) -> None:
         for row in conn.execute(queries.CANCEL_PENDING).fetchall():
-            log.info("job %s cancelled before it started", row["id"])
+            event("cancelled", job=row["id"], running=False)
 
     def _cancel(self, conn: psycopg.Connection, job_id: int) -> None:
         with self._lock:
             running = self._running.get(job_id)
         if running is not None:
-            log.info("job %s: cancelling", job_id)
+            event("cancelling", job=job_id)
             running.context.cancel()
         else:
             self._cancel_pending(conn)
@@ -243,7 +257,7 @@ class Worker:
                 if not patient:
                     log.debug("%s skipped: the database is away (%s)", what, exc)
                     return None
-                log.warning("%s: the database is away; retrying in %.1f s", what, delay)
+                event("db_wait", what=what, retry_in_s=delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -261,12 +275,17 @@ class Worker:
         try:
             outcome = self._generate(row, context)
             self._finish_done(row, outcome)
-            log.info("job %s done: %d image(s)", job_id, len(outcome.images))
+            event(
+                "done",
+                job=job_id,
+                images=len(outcome.images),
+                duration_s=round(outcome.duration_s, 3),
+            )
         except Cancelled:
             if self._stop.is_set() and not row.get("cancel_requested"):
                 return  # shutting down: released to pending by _shutdown
             self._record(queries.FINISH, {"id": job_id, "status": "cancelled", "error": None})
-            log.info("job %s cancelled", job_id)
+            event("cancelled", job=job_id, running=True)
         except TransientBackendError as exc:
             if row["attempts"] < row["max_attempts"]:
                 delay = exc.retry_after or min(
@@ -276,18 +295,19 @@ class Worker:
                 self._record(queries.RETRY, {"id": job_id, "error": str(exc), "delay": delay})
                 with self._lock:  # wake up to claim it again when it is due
                     self._retry_due = min(self._retry_due, time.monotonic() + delay)
-                log.info("job %s will be retried in %.0f s: %s", job_id, delay, exc)
+                event("retried", job=job_id, delay_s=round(delay, 1), error=str(exc))
             else:
                 error = f"gave up after {row['attempts']} attempts: {exc}"
                 self._record(queries.FINISH, {"id": job_id, "status": "failed", "error": error})
-                log.info("job %s failed: %s", job_id, error)
+                event("failed", job=job_id, error=error)
         except ImagenError as exc:
             self._record(queries.FINISH, {"id": job_id, "status": "failed", "error": str(exc)})
-            log.info("job %s failed: %s", job_id, exc)
+            event("failed", job=job_id, error=str(exc))
         except Exception as exc:
             error = f"internal error: {type(exc).__name__}: {exc}"
             self._record(queries.FINISH, {"id": job_id, "status": "failed", "error": error})
-            log.exception("job %s failed", job_id)
+            event("failed", job=job_id, error=error)
+            log.debug("job %s failed", job_id, exc_info=True)
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
@@ -456,7 +476,7 @@ class Worker:
                     queries.RELEASE,
                     {"ids": [job.job_id for job in left], "worker": self.settings.worker_id},
                 )
-            log.info("released %d running job(s) back to the queue", len(left))
+            event("released", jobs=[job.job_id for job in left])
         self.executor.shutdown(wait=True)
         self._finished.set()
         for conn in self._connections:
