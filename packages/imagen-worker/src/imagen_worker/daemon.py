@@ -43,6 +43,14 @@ __all__ = ["Worker", "WorkerSettings", "request_from_row"]
 
 log = logging.getLogger("imagen")
 _PROGRESS_EVERY_S = 0.5  # at most two progress writes a second per job
+# TCP keepalives make a connection that died silently (a cut network, a NAT timeout) fail
+# within about a minute instead of waiting forever on its LISTEN.
+_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 _BARE = re.compile(r"[\w.:/@-]+")  # logfmt values that need no quotes
 
 
@@ -151,7 +159,7 @@ class Worker:
     # -- the loop ----------------------------------------------------------------------------
 
     def _serve(self) -> None:
-        with psycopg.connect(self.url, autocommit=True, row_factory=dict_row) as conn:
+        with psycopg.connect(self.url, **_KEEPALIVE, autocommit=True, row_factory=dict_row) as conn:
             conn.execute("LISTEN imagen_jobs")  # before the catch-up claim: nothing slips by
             event(
                 "listening", worker=self.settings.worker_id, concurrency=self.settings.concurrency
@@ -264,7 +272,7 @@ class Worker:
     def _connection(self) -> psycopg.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+            conn = psycopg.connect(self.url, **_KEEPALIVE, autocommit=True, row_factory=dict_row)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -447,7 +455,7 @@ class Worker:
                 continue
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(self.url, autocommit=True)
+                    conn = psycopg.connect(self.url, **_KEEPALIVE, autocommit=True)
                 conn.execute(
                     queries.HEARTBEAT,
                     {"ids": ids, "worker": self.settings.worker_id, "lease": self.settings.lease_s},
@@ -471,7 +479,7 @@ class Worker:
         for job in left:
             _settle(job.future, 30)
         if left:
-            with psycopg.connect(self.url, autocommit=True) as conn:
+            with psycopg.connect(self.url, **_KEEPALIVE, autocommit=True) as conn:
                 conn.execute(
                     queries.RELEASE,
                     {"ids": [job.job_id for job in left], "worker": self.settings.worker_id},
