@@ -17,7 +17,14 @@ from typing import Any
 
 import websocket
 
-from imagen import Cancelled, Context, PermanentBackendError, Progress, TransientBackendError
+from imagen import (
+    Cancelled,
+    Context,
+    PermanentBackendError,
+    Progress,
+    RunLostError,
+    TransientBackendError,
+)
 from imagen_comfyui.client import ComfyClient
 from imagen_comfyui.settings import ComfyUISettings
 
@@ -224,7 +231,7 @@ class RunFollower:
             entry = self.client.history(self.prompt_id)
             if entry is not None:
                 return self._from_history(entry)
-            raise PermanentBackendError(
+            raise RunLostError(
                 f"run {self.prompt_id} was lost: ComfyUI has it neither queued, running nor in "
                 "its history (was the server restarted?)",
                 upstream_id=self.prompt_id,

@@ -16,6 +16,7 @@ from imagen.errors import (
     PermanentBackendError,
     PossiblyBilledError,
     RequestError,
+    RunLostError,
     TransientBackendError,
 )
 from imagen.plugins import hookimpl
@@ -42,6 +43,7 @@ __all__ = [
     "Request",
     "RequestError",
     "Result",
+    "RunLostError",
     "TransientBackendError",
     "__version__",
     "hookimpl",

@@ -199,7 +199,7 @@ class Backend(abc.ABC):
 
         Follow it to its end and return its images, exactly as ``generate`` would have, so a
         caller that lost track of a run (a crash, a restart) never pays for it twice. Raise
-        :class:`~imagen.errors.PermanentBackendError` when the run is lost upstream.
+        :class:`~imagen.errors.RunLostError` when the run is gone upstream.
         Backends whose upstream keeps no runs leave this unimplemented.
         """
         raise NotImplementedError(f"backend type {self.config.type!r} cannot resume runs")

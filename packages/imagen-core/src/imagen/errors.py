@@ -12,7 +12,8 @@ The tree::
     │   ├── TransientBackendError    worth retrying later (timeouts, 5xx, 429); retry_after,
     │   │                            and sent (the request may have reached the upstream)
     │   └── PermanentBackendError    retrying won't help (bad request, content policy)
-    │       └── PossiblyBilledError  a paid call failed after it was sent: not retried
+    │       ├── PossiblyBilledError  a paid call failed after it was sent: not retried
+    │       └── RunLostError         resume found the upstream run gone (a restart, expiry)
     └── Cancelled                    the caller cancelled the run
         └── DeadlineExceeded         the context's deadline passed
 
@@ -34,6 +35,7 @@ __all__ = [
     "PermanentBackendError",
     "PossiblyBilledError",
     "RequestError",
+    "RunLostError",
     "TransientBackendError",
 ]
 
@@ -162,6 +164,13 @@ class PossiblyBilledError(PermanentBackendError):
     """A paid call failed after its request was sent: it may have run (and been billed).
 
     Never retried automatically; the message tells the user to check before trying again.
+    """
+
+
+class RunLostError(PermanentBackendError):
+    """The upstream run to re-attach to no longer exists (the service restarted or expired it).
+
+    ``resume`` raises it; a caller that still wants the images must start a new run.
     """
 
 

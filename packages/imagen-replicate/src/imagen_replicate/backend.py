@@ -39,6 +39,7 @@ from imagen import (
     Progress,
     Request,
     Result,
+    RunLostError,
     TransientBackendError,
 )
 from imagen.retry import call_with_retry, is_transient_status, retry_after
@@ -307,7 +308,7 @@ class ReplicateBackend(Backend):
                 f"Replicate refused the token in {self.settings.token_env} ({status}): {detail}"
             )
         if status == 404 and prediction_id is not None:
-            return PermanentBackendError(
+            return RunLostError(
                 f"prediction {prediction_id} is unknown to Replicate", upstream_id=prediction_id
             )
         if status == 404:

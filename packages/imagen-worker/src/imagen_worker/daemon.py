@@ -34,6 +34,7 @@ from imagen import (
     PermanentBackendError,
     Progress,
     Request,
+    RunLostError,
     TransientBackendError,
 )
 from imagen.config import Config
@@ -374,8 +375,9 @@ class Worker:
         request = request_from_row(row)
         labels = {"entry": "worker", "job_id": job_id, "owner": row["owner"]}
         resume = row.get("upstream_run_id")
-        try:
-            outcome = generate(
+
+        def run(resume: str | None) -> Any:
+            return generate(
                 self.config,
                 request,
                 backend=row.get("backend"),
@@ -384,19 +386,13 @@ class Worker:
                 labels=labels,
                 resume=resume,
             )
-        except PermanentBackendError as exc:
-            if resume is None or "lost" not in str(exc):
-                raise
+
+        try:
+            outcome = run(resume)
+        except RunLostError as exc:
             # The earlier attempt's run is gone upstream: only now is a new one paid for.
             self._set_note(job_id, f"resubmitted: {exc}")
-            return generate(
-                self.config,
-                request,
-                backend=row.get("backend"),
-                context=context,
-                pool=self.pool,
-                labels=labels,
-            )
+            return run(None)
         if resume is not None:
             can_resume = self.pool.get(row.get("backend")).supports_resume
             self._set_note(

@@ -22,6 +22,7 @@ from imagen.errors import (
     Cancelled,
     ConfigError,
     PermanentBackendError,
+    RunLostError,
     TransientBackendError,
 )
 from imagen.metadata import sniff
@@ -374,7 +375,7 @@ class BackendConformance:
             _check_images(other.resume(first.run_ids[-1], slow, RecordingContext()), 1)
             thread.join(60)
             _check_images(results["first"], 1)
-            with pytest.raises(PermanentBackendError):
+            with pytest.raises(RunLostError):
                 other.resume(str(uuid.uuid4()), base_request, RecordingContext())
         finally:
             other.close()
