@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 from psycopg.rows import dict_row
 
@@ -349,3 +350,47 @@ def test_the_worker_logs_one_logfmt_line_per_event(conn, db_url, home):
         line.startswith(f'imagen: event=failed job={failing} error="no backend instance')
         for line in lines
     )
+
+
+class _Resumable(Backend):
+    calls: ClassVar[list[tuple[str, str | None]]] = []
+
+    def generate(self, request, context):
+        context.report_run_id("run-new")
+        type(self).calls.append(("generate", None))
+        return Result([GeneratedImage.from_bytes(render("x", 1, 16, 16), "image/png")])
+
+    def resume(self, run_id, request, context):
+        type(self).calls.append(("resume", run_id))
+        if run_id == "run-gone":
+            from imagen import RunLostError
+
+            raise RunLostError(f"run {run_id} was lost")
+        return Result([GeneratedImage.from_bytes(render("x", 2, 16, 16), "image/png")])
+
+
+def test_a_recovered_job_resumes_its_run_and_resubmits_only_a_lost_one(
+    conn, db_url, tmp_path, register_plugin
+):
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def imagen_backend():
+            return {"resumable": _Resumable}
+
+    register_plugin(Plugin(), "resumable")
+    _Resumable.calls = []
+    config = _config(tmp_path, {"r": {"type": "resumable"}})
+    kept = submit(conn)
+    lost = submit(conn)
+    conn.execute("UPDATE imagen.jobs SET upstream_run_id = 'run-kept' WHERE id = %s", (kept,))
+    conn.execute("UPDATE imagen.jobs SET upstream_run_id = 'run-gone' WHERE id = %s", (lost,))
+    with running(config, db_url):
+        kept_row = wait_for(conn, kept, ("done",))
+        lost_row = wait_for(conn, lost, ("done",))
+    assert ("resume", "run-kept") in _Resumable.calls
+    assert kept_row["progress"]["resume"] == "resumed"
+    assert kept_row["upstream_run_id"] == "run-kept"
+    assert lost_row["progress"]["resume"] == 'resubmitted: backend "r": run run-gone was lost'
+    assert lost_row["upstream_run_id"] == "run-new"  # the new run, recorded at once
+    assert _Resumable.calls.count(("generate", None)) == 1  # only the lost one paid again
