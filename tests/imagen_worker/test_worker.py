@@ -255,6 +255,13 @@ def test_jobs_commands(conn, db_url, home):
         home.run("jobs", "retry", str(job_id), *env_url, check=True).stdout.strip()
         == f"job {job_id}: queued again"
     )
+    again = json.loads(
+        home.run("jobs", "cancel", str(job_id), "--json", *env_url, check=True).stdout
+    )
+    assert again == {"id": job_id, "outcome": "cancelled"}
+    assert json.loads(
+        home.run("jobs", "retry", str(job_id), "--json", *env_url, check=True).stdout
+    ) == {"id": job_id, "outcome": "queued again"}
     shown = json.loads(home.run("jobs", "show", str(job_id), "--json", *env_url, check=True).stdout)
     assert shown["status"] == "pending"
     conn.execute(

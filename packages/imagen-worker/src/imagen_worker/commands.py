@@ -234,9 +234,10 @@ def show(state: State, job_id: int, as_json: bool, database_url: str | None) -> 
 
 @jobs.command()
 @click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
 @database_option
 @click.pass_obj
-def cancel(state: State, job_id: int, database_url: str | None) -> None:
+def cancel(state: State, job_id: int, as_json: bool, database_url: str | None) -> None:
     """Cancel a job: at once when pending, through its worker when running."""
     from psycopg.rows import dict_row
 
@@ -256,16 +257,18 @@ def cancel(state: State, job_id: int, database_url: str | None) -> None:
                 "WHERE id = %s AND status = 'pending'",
                 (job_id,),
             )
+    outcome = "cancelled" if row["status"] == "pending" else "cancel requested"
     click.echo(
-        f"job {job_id}: " + ("cancelled" if row["status"] == "pending" else "cancel requested")
+        json.dumps({"id": job_id, "outcome": outcome}) if as_json else f"job {job_id}: {outcome}"
     )
 
 
 @jobs.command()
 @click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
 @database_option
 @click.pass_obj
-def retry(state: State, job_id: int, database_url: str | None) -> None:
+def retry(state: State, job_id: int, as_json: bool, database_url: str | None) -> None:
     """Queue a failed or cancelled job again, with fresh attempts."""
     with _connect(state, database_url) as conn:
         _one(conn, job_id)
@@ -277,10 +280,15 @@ def retry(state: State, job_id: int, database_url: str | None) -> None:
         ).fetchone()
     if row is None:
         raise RequestError(f"job {job_id} is not failed or cancelled")
-    click.echo(f"job {job_id}: queued again")
+    click.echo(
+        json.dumps({"id": job_id, "outcome": "queued again"})
+        if as_json
+        else f"job {job_id}: queued again"
+    )
 
 
 @jobs.command()
+@click.option("--json", "as_json", is_flag=True)
 @click.option(
     "--older-than",
     "days",
@@ -291,7 +299,7 @@ def retry(state: State, job_id: int, database_url: str | None) -> None:
 )
 @database_option
 @click.pass_obj
-def prune(state: State, days: float, database_url: str | None) -> None:
+def prune(state: State, as_json: bool, days: float, database_url: str | None) -> None:
     """Delete old finished jobs, keeping the queue table small (their images stay)."""
     with _connect(state, database_url) as conn:
         deleted = conn.execute(
@@ -299,4 +307,8 @@ def prune(state: State, days: float, database_url: str | None) -> None:
             "AND finished_at < now() - make_interval(secs => %s)",
             (days * 86400,),
         ).rowcount
-    click.echo(f"deleted {deleted} finished job(s) older than {days:g} days")
+    click.echo(
+        json.dumps({"deleted": deleted})
+        if as_json
+        else f"deleted {deleted} finished job(s) older than {days:g} days"
+    )
