@@ -31,6 +31,7 @@ from imagen_comfyui.settings import ComfyUISettings
 __all__ = ["RunFollower", "RunResult"]
 
 _TICK = 0.5  # seconds between cancellation checks while waiting on the socket
+_LOST_GRACE_S = 3.0  # how long a run may be missing from /queue before it counts as lost
 
 
 @dataclass
@@ -63,7 +64,8 @@ class RunFollower:
         self.started = False
         self.cancelling = False
         self.outputs: list[dict[str, Any]] = []
-        self.submitted_at = time.monotonic()
+        self.created = time.monotonic()
+        self.submitted_at = self.created
         self.started_at: float | None = None
         self.last_news = time.monotonic()
         self.last_frame = time.monotonic()
@@ -231,6 +233,11 @@ class RunFollower:
             entry = self.client.history(self.prompt_id)
             if entry is not None:
                 return self._from_history(entry)
+            if time.monotonic() - self.created < _LOST_GRACE_S:
+                # Its submission may still be on its way (the id is reported before the
+                # POST, so a resume can start first): look again before calling it lost.
+                self.context.wait(0.2)
+                return None
             raise RunLostError(
                 f"run {self.prompt_id} was lost: ComfyUI has it neither queued, running nor in "
                 "its history (was the server restarted?)",
