@@ -67,8 +67,8 @@ def test_context_cancel_from_another_thread_wakes_wait():
     threading.Timer(0.05, context.cancel).start()
     started = time.monotonic()
     with pytest.raises(Cancelled):
-        context.wait(10)
-    assert time.monotonic() - started < 5  # woke on the flag, not after the full wait
+        context.wait(3600)
+    assert time.monotonic() - started < 60  # woke on the flag, not after the hour
     assert context.cancelled
 
 

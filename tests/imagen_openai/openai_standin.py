@@ -139,8 +139,9 @@ class _Handler(LoopbackHandler):
             failure = server._failures.pop(0) if server._failures else None
             not_json, server._not_json = server._not_json, False
             slow, server._slow = server._slow, None
-        if server.stall_s or slow:
-            time.sleep(slow or server.stall_s)
+        if (server.stall_s or slow) and not server.pause(slow or server.stall_s):
+            self.close_connection = True  # stopped while holding the request: hang up
+            return
         if failure:
             status, error, headers = failure
             self._send(status, error, headers)

@@ -185,10 +185,9 @@ def test_cancellation_returns_at_once(openai_api, make_backend):
     openai_api.slow_next(20)
     context = RecordingContext()
     threading.Timer(0.3, context.cancel).start()
-    started = time.monotonic()
     with pytest.raises(Cancelled, match="may still be billed"):
         make_backend().generate(Request("slow"), context)
-    assert time.monotonic() - started < 10
+    assert openai_api.paused == 1  # returned while OpenAI was still holding the request
 
 
 def test_cost_from_usage_tokens(openai_api, make_backend):

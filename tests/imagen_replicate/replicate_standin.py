@@ -272,8 +272,10 @@ class _Handler(LoopbackHandler):
             return
         body = self.read_json()
         parts = self.path.strip("/").split("/")
-        if self.server.stall_create_s and parts[-1] == "predictions":
-            time.sleep(self.server.stall_create_s)
+        stall = self.server.stall_create_s if parts[-1] == "predictions" else 0.0
+        if stall and not self.server.pause(stall):
+            self.close_connection = True  # stopped while holding the request: hang up
+            return
         if parts[:2] == ["v1", "models"] and parts[-1] == "predictions" and len(parts) == 5:
             self._create(f"{parts[2]}/{parts[3]}", "dp-4d0bcc010b3049749a251855f12800be", body)
         elif parts == ["v1", "predictions"]:

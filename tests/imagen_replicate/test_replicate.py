@@ -293,7 +293,7 @@ def test_generate_end_to_end(home, replicate_api):
 
 
 def test_a_split_run_reports_one_ordered_progress(replicate_api, make_backend):
-    replicate_api.slow_next(0.3)
+    replicate_api.slow_next(1.0)  # "queued" comes with the create; polls see it processing
     context = RecordingContext()
     make_backend().generate(Request("x", count=6), context)
     kinds = [event.kind for event in context.events if event.kind != "step"]

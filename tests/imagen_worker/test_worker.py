@@ -75,11 +75,9 @@ def wait_for(conn, job_id: int, statuses: tuple[str, ...], timeout: float = 30.0
 
 
 def test_notify_wakes_the_worker_and_results_are_recorded_together(conn, db_url, tmp_path):
-    with running(_config(tmp_path), db_url):
-        started = time.monotonic()
+    with running(_config(tmp_path), db_url, poll_s=3600):  # only NOTIFY can wake it in time
         job_id = submit(conn, "a lighthouse", width=64, height=64, count=2, seed=5)
         row = wait_for(conn, job_id, ("done",))
-        assert time.monotonic() - started < 25  # woken by NOTIFY, not the 30 s poll
     images = conn.execute(
         "SELECT id, job_id, owner, local_path, seed, width FROM imagen.images ORDER BY id"
     ).fetchall()

@@ -81,6 +81,7 @@ class ReplicateBackend(Backend):
         context.check()
         prepared = plan(request, self.settings.family, self.settings.overrides, self.settings.fixed)
         ids: list[str] = []
+        seen: set[str] = set()  # progress kinds reported so far
         for batch in prepared.batches:
             prediction = call_with_retry(
                 lambda batch=batch: self._create(batch),
@@ -90,7 +91,8 @@ class ReplicateBackend(Backend):
             )
             ids.append(prediction["id"])
             context.report_run_id(",".join(ids))  # one id per prediction, for resume
-        return self._collect(ids, request, context, prepared.ignored, prepared.size_note)
+            self._report(prediction.get("status"), context, seen)
+        return self._collect(ids, request, context, prepared.ignored, prepared.size_note, seen)
 
     def resume(self, run_id: str, request: Request, context: Context) -> Result:
         prepared = plan(request, self.settings.family, self.settings.overrides, self.settings.fixed)
@@ -204,8 +206,9 @@ class ReplicateBackend(Backend):
         context: Context,
         ignored: list[str],
         size_note: str | None,
+        seen: set[str] | None = None,
     ) -> Result:
-        seen: set[str] = set()  # progress kinds reported so far
+        seen = set() if seen is None else seen  # progress kinds reported so far
         predictions = [
             # Each prediction counts its own steps: label them so they never seem to go back.
             self._follow(

@@ -55,6 +55,28 @@ class LoopbackServer(ThreadingHTTPServer):
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(("127.0.0.1", 0), handler)
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._paused = 0
+        self._paused_lock = threading.Lock()
+
+    @property
+    def paused(self) -> int:
+        """How many requests :meth:`pause` is holding right now."""
+        return self._paused
+
+    def pause(self, seconds: float) -> bool:
+        """Hold a handler for ``seconds`` (a slow upstream); False if the server stopped first.
+
+        Use it instead of ``time.sleep`` in a handler: a stopped stand-in releases its held
+        requests at once, so no client is left waiting on it after the test.
+        """
+        with self._paused_lock:
+            self._paused += 1
+        try:
+            return not self._stopping.wait(seconds)
+        finally:
+            with self._paused_lock:
+                self._paused -= 1
 
     @property
     def url(self) -> str:
@@ -70,7 +92,8 @@ class LoopbackServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving, release paused handlers and close the socket."""
+        self._stopping.set()
         self.shutdown()
         self.server_close()
         if self._thread is not None:
