@@ -7,8 +7,8 @@ Each part uses a fresh database on the same server. Numbers are from one worker 
 beside pgqueuer (the ``bench`` hatch environment installs it) on the same server, in the
 same run:
 
-- queue overhead: jobs/s with a job that does nothing (claim, record done), imagen and
-  pgqueuer (8 at a time each);
+- queue overhead: jobs/s draining a backlog of jobs that do nothing (claim, record done),
+  timed from the consumer's start, imagen and pgqueuer (8 at a time each);
 - full pipeline: jobs/s with the built-in backend at 16x16 (render, write, record);
 - pickup latency: insert committed → job function entered, p50/p95, one job at a time,
   woken by NOTIFY, imagen and pgqueuer;
@@ -102,10 +102,10 @@ def database(base: str) -> Iterator[str]:
 
 
 @contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
+def running(worker: Worker, settle_s: float = 0.3) -> Iterator[Worker]:
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
-    time.sleep(0.3)
+    time.sleep(settle_s)  # listening before the first insert
     try:
         yield worker
     finally:
@@ -136,8 +136,7 @@ def _insert(conn: psycopg.Connection, count: int, **fields: Any) -> None:
         )
 
 
-def _drain(conn: psycopg.Connection, count: int, timeout: float = 600) -> float:
-    started = time.perf_counter()
+def _drain(conn: psycopg.Connection, count: int, started: float, timeout: float = 600) -> float:
     while time.perf_counter() - started < timeout:
         done = conn.execute("SELECT count(*) FROM imagen.jobs WHERE status = 'done'").fetchone()[0]
         if done >= count:
@@ -149,14 +148,16 @@ def _drain(conn: psycopg.Connection, count: int, timeout: float = 600) -> float:
 def throughput(
     base: str, out: Path, jobs: int, concurrency: int, noop: bool, backend: str = "mock"
 ) -> float:
+    """Jobs/s draining a backlog of ``jobs``, from the worker's start (as pgqueuer's run is)."""
     with database(base) as url, psycopg.connect(url, autocommit=True) as conn:
+        _insert(conn, jobs, backend=backend)
         kind = NoopWorker if noop else Worker
         worker = kind(
             _config(out, backend), url, WorkerSettings(concurrency=concurrency, poll_s=1.0)
         )
-        with running(worker):
-            _insert(conn, jobs, backend=backend)
-            elapsed = _drain(conn, jobs)
+        started = time.perf_counter()
+        with running(worker, settle_s=0):
+            elapsed = _drain(conn, jobs, started)
         return jobs / elapsed
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -74,10 +74,27 @@ def wait_for(conn, job_id: int, statuses: tuple[str, ...], timeout: float = 30.0
     raise AssertionError(f"job {job_id} is {job(conn, job_id)['status']}, not {statuses}")
 
 
+def notifications(conn, channel: str, until: Callable[[dict], bool]) -> list[dict]:
+    """The JSON payloads on ``channel`` up to the first that ``until`` accepts."""
+    seen = []
+    for note in conn.notifies(timeout=30):
+        if note.channel == channel:
+            seen.append(json.loads(note.payload))
+            if until(seen[-1]):
+                return seen
+    raise AssertionError(f"no such notification on {channel}; saw {seen}")
+
+
 def test_notify_wakes_the_worker_and_results_are_recorded_together(conn, db_url, tmp_path):
+    conn.execute("LISTEN imagen_progress")
     with running(_config(tmp_path), db_url, poll_s=3600):  # only NOTIFY can wake it in time
         job_id = submit(conn, "a lighthouse", width=64, height=64, count=2, seed=5)
+        announced = notifications(conn, "imagen_progress", lambda n: "status" in n)
         row = wait_for(conn, job_id, ("done",))
+    assert announced[-1] == {"id": job_id, "status": "done"}
+    assert {"id": job_id, "kind": "started", "current": None, "total": None, "message": ""} in (
+        announced
+    )
     images = conn.execute(
         "SELECT id, job_id, owner, local_path, seed, width FROM imagen.images ORDER BY id"
     ).fetchall()
@@ -90,11 +107,24 @@ def test_notify_wakes_the_worker_and_results_are_recorded_together(conn, db_url,
     assert row["lease_owner"] is None
 
 
-def test_the_safety_poll_picks_up_a_missed_notification(conn, db_url, tmp_path):
+def test_the_safety_poll_picks_up_a_missed_notification(conn, db_url, tmp_path, caplog):
+    caplog.set_level("INFO", logger="imagen")
     conn.execute("ALTER TABLE imagen.jobs DISABLE TRIGGER jobs_inserted")
-    job_id = submit(conn, width=32, height=32)
+    early = submit(conn, width=32, height=32)  # before the worker: its catch-up claim
     with running(_config(tmp_path), db_url, poll_s=0.5):
-        wait_for(conn, job_id, ("done",))
+        wait_for(conn, early, ("done",))
+        missed = [submit(conn, width=32, height=32) for _ in range(2)]
+        for job_id in missed:
+            wait_for(conn, job_id, ("done",))
+        wait_for(conn, submit(conn, width=32, height=32), ("done",))
+        conn.execute("ALTER TABLE imagen.jobs ENABLE TRIGGER jobs_inserted")
+        wait_for(conn, submit(conn, width=32, height=32), ("done",))
+    events = [r.getMessage().split()[0] for r in caplog.records if "notify" in r.getMessage()]
+    assert events == ["event=notify_missed", "event=notify_back"]  # once each, not per job
+    warning = next(r for r in caplog.records if "notify_missed" in r.getMessage())
+    assert warning.levelname == "WARNING"
+    assert f"jobs=[{missed[0]}" in warning.getMessage()
+    assert "running on the safety poll alone" in warning.getMessage()
 
 
 def test_bad_rows_fail_with_a_clear_error(conn, db_url, tmp_path):
@@ -190,6 +220,24 @@ def test_sigterm_releases_running_jobs_without_counting_the_attempt(conn, db_url
     assert process.returncode == 0, stderr
     row = job(conn, job_id)
     assert (row["status"], row["attempts"], row["lease_owner"]) == ("pending", 0, None)
+
+
+def test_released_and_requeued_jobs_are_announced_to_the_workers(conn, db_url, home):
+    conn.execute("LISTEN imagen_jobs")
+    home.write_config(f"output:\n  directory: {home.root / 'out'}\n")
+    job_id = submit(conn, options={"delay": 30})
+    process = _worker_process(db_url, home, "--grace", "0.1")
+    wait_for(conn, job_id, ("running",))
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    events = notifications(conn, "imagen_jobs", lambda n: n["event"] == "released")
+    assert events == [{"id": job_id, "event": "inserted"}, {"id": job_id, "event": "released"}]
+    conn.execute("UPDATE imagen.jobs SET status = 'failed' WHERE id = %s", (job_id,))
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-worker"
+    home.run("jobs", "retry", str(job_id), "--database-url", db_url, check=True)
+    assert notifications(conn, "imagen_jobs", lambda n: True) == [
+        {"id": job_id, "event": "requeued"}
+    ]
 
 
 def test_four_workers_run_500_jobs_each_exactly_once(conn, db_url, home):

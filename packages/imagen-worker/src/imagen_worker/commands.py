@@ -17,6 +17,7 @@ import click
 
 from imagen.cli import State
 from imagen.errors import RequestError
+from imagen_worker import queries
 
 __all__ = ["jobs", "worker"]
 
@@ -272,12 +273,7 @@ def retry(state: State, job_id: int, as_json: bool, database_url: str | None) ->
     """Queue a failed or cancelled job again, with fresh attempts."""
     with _connect(state, database_url) as conn:
         _one(conn, job_id)
-        row = conn.execute(
-            "UPDATE imagen.jobs SET status = 'pending', attempts = 0, error = NULL, "
-            "cancel_requested = false, run_after = now(), finished_at = NULL, updated_at = now() "
-            "WHERE id = %s AND status IN ('failed', 'cancelled') RETURNING id",
-            (job_id,),
-        ).fetchone()
+        row = conn.execute(queries.REQUEUE, (job_id,)).fetchone()
     if row is None:
         raise RequestError(f"job {job_id} is not failed or cancelled")
     click.echo(

@@ -53,6 +53,7 @@ _KEEPALIVE = {
     "keepalives_interval": 10,
     "keepalives_count": 3,
 }
+_WARNINGS = frozenset({"db_lost", "db_wait", "recovered", "notify_missed", "lease_lost"})
 _BARE = re.compile(r"[\w.:/@-]+")  # logfmt values that need no quotes
 
 
@@ -73,6 +74,9 @@ class WorkerSettings:
 
 def event(name: str, **fields: Any) -> None:
     """Log one worker event as one logfmt line: ``event=done job=12 images=2``."""
+    level = logging.WARNING if name in _WARNINGS else logging.INFO
+    if not log.isEnabledFor(level):
+        return
     parts = [f"event={name}"]
     for key, value in fields.items():
         if value is None:
@@ -84,7 +88,6 @@ def event(name: str, **fields: Any) -> None:
         else:
             text = json.dumps(value, separators=(",", ":"), default=str)
         parts.append(f"{key}={text}")
-    level = logging.WARNING if name in ("db_lost", "db_wait", "recovered") else logging.INFO
     log.log(level, "%s", " ".join(parts))
 
 
@@ -104,6 +107,38 @@ def request_from_row(row: dict[str, Any]) -> Request:
         count=row.get("count") or 1,
         options=options,
     )
+
+
+@dataclass
+class _Ending:
+    """How a job ended: the statement that records it, and the event to log once it has."""
+
+    query: str
+    params: dict[str, Any]
+    event: str
+    fields: dict[str, Any]
+    retry_in_s: float | None = None
+
+    @classmethod
+    def finish(cls, job_id: int, status: str, error: str | None, **fields: Any) -> _Ending:
+        params = {"id": job_id, "status": status, "error": error}
+        return cls(queries.FINISH, params, status, {"error": error, **fields})
+
+
+def _image_row(image: Any) -> dict[str, Any]:
+    """A saved image as the DONE statement's JSON record."""
+    record = image.record
+    return {
+        "local_path": str(image.path),
+        "storage_location": (record.get("cloud") or {}).get("path"),
+        "prompt": record.get("prompt"),
+        "backend": record.get("backend"),
+        "seed": record.get("image_seed") or record.get("seed"),
+        "width": record.get("width"),
+        "height": record.get("height"),
+        "mime_type": image.mime_type,
+        "metadata": record.get("metadata") or {},
+    }
 
 
 @dataclass
@@ -130,6 +165,8 @@ class Worker:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[psycopg.Connection] = []  # the job threads', closed at the end
+        self._unclaimed = 0  # queue events that came while every slot was busy
+        self._poll_alone = False  # the safety poll found jobs no notification announced
         self.executor = ThreadPoolExecutor(
             self.settings.concurrency, thread_name_prefix="imagen-job"
         )
@@ -152,8 +189,7 @@ class Worker:
                     self._serve()
                     delay = 0.5
                 except psycopg.OperationalError as exc:
-                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                    event("db_lost", reconnect_in_s=delay, reason=reason)
+                    event("db_lost", reconnect_in_s=delay, reason=_first_line(exc))
                     self._stop.wait(delay)
                     delay = min(delay * 2, 30.0)
         finally:
@@ -169,12 +205,17 @@ class Worker:
                 "listening", worker=self.settings.worker_id, concurrency=self.settings.concurrency
             )
             next_poll = 0.0
+            first = True  # the catch-up claim: what arrived while we were not listening
             while not self._stop.is_set():
-                if time.monotonic() >= next_poll:
+                polling = time.monotonic() >= next_poll
+                if polling:
                     self._recover(conn)
                     self._cancel_pending(conn)
                     next_poll = time.monotonic() + self.settings.poll_s
-                self._claim(conn)
+                claimed = self._claim(conn)
+                if polling and not first:
+                    self._check_notifications(claimed)
+                first = False
                 with self._lock:
                     due, self._retry_due = self._retry_due, float("inf")
                 if due < next_poll:
@@ -184,6 +225,24 @@ class Worker:
                             self._retry_due = min(self._retry_due, due)
                 else:
                     self._wait(conn, next_poll)
+
+    def _check_notifications(self, claimed: list[dict[str, Any]]) -> None:
+        """Say so when the safety poll finds new jobs that no notification announced."""
+        missed = [
+            row["id"]
+            for row in claimed
+            if row["attempts"] == 1 and row["run_after"] <= row["created_at"]
+        ]
+        if missed and not self._poll_alone:
+            self._poll_alone = True
+            event(
+                "notify_missed",
+                jobs=missed,
+                poll_s=self.settings.poll_s,
+                note="running on the safety poll alone: no notification announced these "
+                "jobs (a disabled jobs_inserted trigger, or a transaction-mode pooler "
+                "between the worker and PostgreSQL, drops them)",
+            )
 
     def _wait(self, conn: psycopg.Connection, until: float) -> None:
         """Wait for a new job, a freed slot, a stop, or ``until``; act on cancellations.
@@ -204,7 +263,13 @@ class Worker:
             for item in items:
                 if item.get("event") == "cancel":
                     self._cancel(conn, int(item["id"]))
-            if any(item.get("event") == "inserted" for item in items):
+            if any(item.get("event") != "cancel" for item in items):  # inserted, released…
+                if self._poll_alone:
+                    self._poll_alone = False
+                    event("notify_back")
+                if self._free_slots() <= 0:
+                    with self._lock:  # a job thread ending now claims it (see _next)
+                        self._unclaimed += 1
                 return
             if (freed or self._wake.is_set()) and self._free_slots() > 0:
                 self._wake.clear()
@@ -214,29 +279,35 @@ class Worker:
         with self._lock:
             return self.settings.concurrency - len(self._running)
 
-    def _claim(self, conn: psycopg.Connection) -> None:
+    def _claim(self, conn: psycopg.Connection) -> list[dict[str, Any]]:
+        """Claim jobs for the free slots and start each in the thread pool."""
         slots = self._free_slots()
         if slots <= 0 or self._stop.is_set():
-            return
-        rows = conn.execute(
-            queries.CLAIM,
-            {"worker": self.settings.worker_id, "lease": self.settings.lease_s, "limit": slots},
-        ).fetchall()
+            return []
+        rows = self._claim_rows(conn, slots)
         for row in rows:
-            context = Context(
-                on_progress=self._progress_writer(row["id"]),
-                on_run_id=self._run_id_writer(row["id"]),
-            )
-            event(
-                "claimed",
-                job=row["id"],
-                attempt=row["attempts"],
-                max_attempts=row["max_attempts"],
-                resume=row.get("upstream_run_id"),
-            )
-            with self._lock:
-                future = self.executor.submit(self._execute, row, context)
+            context = self._context_for(row)
+            with self._lock:  # registered before its thread can look itself up
+                future = self.executor.submit(self._run_chain, row, context)
                 self._running[row["id"]] = _Running(row["id"], context, future)
+        return rows
+
+    def _claim_rows(self, conn: psycopg.Connection, limit: int) -> list[dict[str, Any]]:
+        params = {"worker": self.settings.worker_id, "lease": self.settings.lease_s, "limit": limit}
+        return conn.execute(queries.CLAIM, params).fetchall()
+
+    def _context_for(self, row: dict[str, Any]) -> Context:
+        event(
+            "claimed",
+            job=row["id"],
+            attempt=row["attempts"],
+            max_attempts=row["max_attempts"],
+            resume=row.get("upstream_run_id"),
+        )
+        return Context(
+            on_progress=self._progress_writer(row["id"]),
+            on_run_id=self._run_id_writer(row["id"]),
+        )
 
     def _recover(self, conn: psycopg.Connection) -> None:
         for row in conn.execute(queries.RECOVER).fetchall():
@@ -273,7 +344,7 @@ class Worker:
                 if not patient:
                     log.debug("%s skipped: the database is away (%s)", what, exc)
                     return None
-                event("db_wait", what=what, retry_in_s=delay)
+                event("db_wait", what=what, retry_in_s=delay, reason=_first_line(exc))
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -286,54 +357,101 @@ class Worker:
                 self._connections.append(conn)
         return conn
 
-    def _execute(self, row: dict[str, Any], context: Context) -> None:
+    def _run_chain(self, row: dict[str, Any] | None, context: Context) -> None:
+        """Run a job, then the next ones this thread can claim, until the queue is empty.
+
+        How a job ended and the claim of the next one go in one statement: under a backlog a
+        job costs one round trip and one commit, and the slot never goes back to the listener.
+        """
+        while row is not None:
+            ending = self._execute(row, context)
+            row, context = self._end(row, ending)
+
+    def _end(
+        self, row: dict[str, Any], ending: _Ending | None
+    ) -> tuple[dict[str, Any] | None, Context]:
+        """Record how ``row`` ended; hand this thread's slot to the next pending job, or free it."""
+        job_id = row["id"]
+        with self._lock:
+            unclaimed = self._unclaimed
+        claim = not self._stop.is_set()
+        if ending is not None:
+            recorded, rows = self._db(
+                lambda conn: self._record_and_claim(conn, ending, claim),
+                what=f"job {job_id}: recording how it ended",
+            )
+            if recorded:
+                event(ending.event, job=job_id, **ending.fields)
+                if ending.retry_in_s is not None:  # wake up to claim it again when it is due
+                    with self._lock:
+                        self._retry_due = min(self._retry_due, time.monotonic() + ending.retry_in_s)
+            else:
+                event("lease_lost", job=job_id, ended=ending.event)
+        else:
+            rows = None
+        with self._lock:
+            current = self._running.pop(job_id)
+            if rows:
+                row = rows[0]
+                context = self._context_for(row)
+                self._running[row["id"]] = _Running(row["id"], context, current.future)
+                return row, context
+            missed = self._unclaimed != unclaimed
+        self._wake.set()
+        if missed:  # a job arrived while this slot was busy: wake the listener to claim it
+            self._db(
+                lambda conn: conn.execute("SELECT pg_notify(%s, '')", (self._channel,)),
+                what="announcing a free slot",
+                patient=False,
+            )
+        return None, current.context
+
+    def _record_and_claim(
+        self, conn: psycopg.Connection, ending: _Ending, claim: bool
+    ) -> tuple[bool, list[dict[str, Any]]]:
+        params = {"worker": self.settings.worker_id, **ending.params}
+        if not claim:
+            return bool(conn.execute(queries.recording(ending.query), params).fetchall()), []
+        params.update(lease=self.settings.lease_s, limit=1)
+        rows = conn.execute(queries.recording_then_claiming(ending.query), params).fetchall()
+        recorded = rows[0].pop("recorded") > 0
+        return recorded, [row for row in rows if row["id"] is not None]
+
+    def _execute(self, row: dict[str, Any], context: Context) -> _Ending | None:
+        """Run one job; return how it ended (None: released at shutdown, nothing to record)."""
         job_id = row["id"]
         try:
             outcome = self._generate(row, context)
-            self._finish_done(row, outcome)
-            event(
-                "done",
-                job=job_id,
-                images=len(outcome.images),
-                duration_s=round(outcome.duration_s, 3),
-            )
         except Cancelled:
             if self._stop.is_set() and not row.get("cancel_requested"):
-                return  # shutting down: released to pending by _shutdown
-            self._record(queries.FINISH, {"id": job_id, "status": "cancelled", "error": None})
-            event("cancelled", job=job_id, running=True)
+                return None  # shutting down: released to pending by _shutdown
+            return _Ending.finish(job_id, "cancelled", None, running=True)
         except TransientBackendError as exc:
             if row["attempts"] < row["max_attempts"]:
                 delay = exc.retry_after or min(
                     self.settings.retry_max_s,
                     self.settings.retry_base_s * 2 ** (row["attempts"] - 1),
                 )
-                self._record(queries.RETRY, {"id": job_id, "error": str(exc), "delay": delay})
-                with self._lock:  # wake up to claim it again when it is due
-                    self._retry_due = min(self._retry_due, time.monotonic() + delay)
-                event("retried", job=job_id, delay_s=round(delay, 1), error=str(exc))
-            else:
-                error = f"gave up after {row['attempts']} attempts: {exc}"
-                self._record(queries.FINISH, {"id": job_id, "status": "failed", "error": error})
-                event("failed", job=job_id, error=error)
+                return _Ending(
+                    queries.RETRY,
+                    {"id": job_id, "error": str(exc), "delay": delay},
+                    "retried",
+                    {"delay_s": round(delay, 1), "error": str(exc)},
+                    retry_in_s=delay,
+                )
+            error = f"gave up after {row['attempts']} attempts: {exc}"
+            return _Ending.finish(job_id, "failed", error)
         except ImagenError as exc:
-            self._record(queries.FINISH, {"id": job_id, "status": "failed", "error": str(exc)})
-            event("failed", job=job_id, error=str(exc))
+            return _Ending.finish(job_id, "failed", str(exc))
         except Exception as exc:
-            error = f"internal error: {type(exc).__name__}: {exc}"
-            self._record(queries.FINISH, {"id": job_id, "status": "failed", "error": error})
-            event("failed", job=job_id, error=error)
             log.debug("job %s failed", job_id, exc_info=True)
-        finally:
-            with self._lock:
-                self._running.pop(job_id, None)
-            self._wake.set()
-            # Wake the listener now, not at its next check: claim the next job at once.
-            self._db(
-                lambda conn: conn.execute("SELECT pg_notify(%s, '')", (self._channel,)),
-                what="announcing a free slot",
-                patient=False,
-            )
+            return _Ending.finish(job_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        return _Ending(
+            queries.DONE,
+            {"id": job_id, "images": Jsonb([_image_row(image) for image in outcome.images])},
+            "done",
+            {"images": len(outcome.images), "duration_s": round(outcome.duration_s, 3)},
+        )
 
     def _run_id_writer(self, job_id: int) -> Any:
         def write(run_id: str) -> None:  # recorded at once: a crash after this resumes the run
@@ -406,53 +524,6 @@ class Worker:
             what=f"job {job_id}: recording the resume",
         )
 
-    def _finish_done(self, row: dict[str, Any], outcome: Any) -> None:
-        """Insert the images and mark the job done, in one transaction."""
-        self._db(
-            lambda conn: self._insert_results(conn, row, outcome),
-            what=f"job {row['id']}: recording its images",
-        )
-
-    def _insert_results(self, conn: psycopg.Connection, row: dict[str, Any], outcome: Any) -> None:
-        with conn.transaction():
-            image_ids = []
-            for image in outcome.images:
-                record = image.record
-                image_ids.append(
-                    conn.execute(
-                        queries.INSERT_IMAGE,
-                        {
-                            "owner": row["owner"],
-                            "job_id": row["id"],
-                            "local_path": str(image.path),
-                            "storage_location": (record.get("cloud") or {}).get("path"),
-                            "prompt": record.get("prompt"),
-                            "backend": record.get("backend"),
-                            "seed": record.get("image_seed") or record.get("seed"),
-                            "width": record.get("width"),
-                            "height": record.get("height"),
-                            "mime_type": image.mime_type,
-                            "metadata": Jsonb(record.get("metadata") or {}),
-                        },
-                    ).fetchone()["id"]
-                )
-            done = conn.execute(
-                queries.DONE,
-                {
-                    "id": row["id"],
-                    "worker": self.settings.worker_id,
-                    "image_id": image_ids[0] if image_ids else None,
-                },
-            )
-            if done.rowcount != 1:
-                raise RuntimeError(
-                    "lost the job's lease before recording it (another worker took it)"
-                )
-
-    def _record(self, query: str, params: dict[str, Any]) -> None:
-        values = {"worker": self.settings.worker_id, **params}
-        self._db(lambda conn: conn.execute(query, values), what=f"job {params['id']}: recording")
-
     # -- leases and shutdown -----------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
@@ -499,6 +570,11 @@ class Worker:
         for conn in self._connections:
             conn.close()
         self.pool.close()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def _settle(future: Future[None], timeout: float) -> None:

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 # Claim up to %(limit)s runnable jobs, by priority then age; SKIP LOCKED lets any number of
-# workers claim at once without waiting on each other or taking a job twice.
-CLAIM = """
-UPDATE imagen.jobs AS j
-   SET status = 'running', attempts = j.attempts + 1, lease_owner = %(worker)s,
-       lease_expires_at = now() + make_interval(secs => %(lease)s),
-       started_at = coalesce(j.started_at, now()), updated_at = now(), error = NULL
- WHERE j.id IN (
-       SELECT id FROM imagen.jobs
-        WHERE status = 'pending' AND run_after <= now() AND NOT cancel_requested
-        ORDER BY priority DESC, run_after, id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED)
-RETURNING j.*
-"""
+# workers claim at once without waiting on each other or taking a job twice. The function
+# (migration 0002) holds the UPDATE and the planner setting that keeps it O(1).
+CLAIM = "SELECT * FROM imagen.claim_jobs(%(worker)s, %(lease)s, %(limit)s)"
 
 HEARTBEAT = """
 UPDATE imagen.jobs SET lease_expires_at = now() + make_interval(secs => %(lease)s)
@@ -50,36 +39,102 @@ UPDATE imagen.jobs SET progress = coalesce(progress, '{}'::jsonb) || %s::jsonb, 
  WHERE id = %s
 """
 
-INSERT_IMAGE = """
-INSERT INTO imagen.images (owner, job_id, local_path, storage_location, prompt, backend, seed,
-                           width, height, mime_type, metadata)
-VALUES (%(owner)s, %(job_id)s, %(local_path)s, %(storage_location)s, %(prompt)s, %(backend)s,
-        %(seed)s, %(width)s, %(height)s, %(mime_type)s, %(metadata)s)
-RETURNING id
-"""
+# How a job ended. Each is a list of CTEs ending in ``ended (id, status)``, the job row it
+# changed (none when this worker no longer holds the lease), so that it can run alone or
+# together with the claim of this thread's next job: one statement, one commit.
 
+# The images and the job's "done", atomically: nothing is written unless this worker still
+# holds the lease, and the job's image link is its first image.
 DONE = """
-UPDATE imagen.jobs SET status = 'done', image_id = %(image_id)s, finished_at = now(),
-       lease_owner = NULL, lease_expires_at = NULL, error = NULL, updated_at = now()
- WHERE id = %(id)s AND lease_owner = %(worker)s
-"""
+job AS (
+    SELECT id, owner FROM imagen.jobs
+     WHERE id = %(id)s AND lease_owner = %(worker)s AND status = 'running'
+       FOR UPDATE
+), inserted AS (
+    INSERT INTO imagen.images (owner, job_id, local_path, storage_location, prompt, backend,
+                               seed, width, height, mime_type, metadata)
+    SELECT job.owner, job.id, i.local_path, i.storage_location, i.prompt, i.backend, i.seed,
+           i.width, i.height, i.mime_type, coalesce(i.metadata, '{}')
+      FROM job, ROWS FROM (jsonb_to_recordset(%(images)s) AS (
+               local_path text, storage_location text, prompt text, backend text, seed bigint,
+               width integer, height integer, mime_type text, metadata jsonb
+           )) WITH ORDINALITY AS i(local_path, storage_location, prompt, backend, seed, width,
+                                   height, mime_type, metadata, n)
+     ORDER BY i.n
+    RETURNING id
+), ended AS (
+    UPDATE imagen.jobs AS j
+       SET status = 'done', image_id = (SELECT min(id) FROM inserted), finished_at = now(),
+           lease_owner = NULL, lease_expires_at = NULL, error = NULL, updated_at = now()
+      FROM job WHERE j.id = job.id
+    RETURNING j.id, j.status
+)"""
 
+# A transient failure: pending again once the backoff has passed.
 RETRY = """
-UPDATE imagen.jobs SET status = 'pending', error = %(error)s,
-       run_after = now() + make_interval(secs => %(delay)s),
-       lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
- WHERE id = %(id)s AND lease_owner = %(worker)s
-"""
+ended AS (
+    UPDATE imagen.jobs SET status = 'pending', error = %(error)s,
+           run_after = now() + make_interval(secs => %(delay)s),
+           lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+     WHERE id = %(id)s AND lease_owner = %(worker)s
+    RETURNING id, status
+)"""
 
+# Failed or cancelled, for good.
 FINISH = """
-UPDATE imagen.jobs SET status = %(status)s, error = %(error)s, finished_at = now(),
-       lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
- WHERE id = %(id)s AND lease_owner = %(worker)s
+ended AS (
+    UPDATE imagen.jobs SET status = %(status)s, error = %(error)s, finished_at = now(),
+           lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+     WHERE id = %(id)s AND lease_owner = %(worker)s
+    RETURNING id, status
+)"""
+
+# Pages that follow a job hear of its new status.
+_ANNOUNCE = """
+SELECT id, pg_notify('imagen_progress', json_build_object('id', id, 'status', status)::text)
+  FROM ended
 """
 
-# On shutdown: back to pending without counting the attempt it was on.
+
+def recording(ending: str) -> str:
+    """The statement that records ``ending``; its rows are the jobs it changed."""
+    return f"WITH {ending}{_ANNOUNCE}"
+
+
+def recording_then_claiming(ending: str) -> str:
+    """Record ``ending`` and claim up to %(limit)s next jobs in one statement.
+
+    One row without a job (``id`` NULL) when nothing was claimed; ``recorded`` counts the
+    jobs the ending changed.
+    """
+    return (
+        f"WITH {ending}, announced AS ({_ANNOUNCE}), claimed AS ({CLAIM})\n"
+        "SELECT (SELECT count(*) FROM announced) AS recorded, claimed.*\n"
+        "  FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
+    )
+
+
+# On shutdown: back to pending without counting the attempt it was on, announced so that
+# another worker with a free slot takes it at once.
 RELEASE = """
-UPDATE imagen.jobs SET status = 'pending', attempts = greatest(attempts - 1, 0),
-       lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
- WHERE id = ANY(%(ids)s) AND lease_owner = %(worker)s AND status = 'running'
+WITH job AS (
+    UPDATE imagen.jobs SET status = 'pending', attempts = greatest(attempts - 1, 0),
+           lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+     WHERE id = ANY(%(ids)s) AND lease_owner = %(worker)s AND status = 'running'
+    RETURNING id
+)
+SELECT id, pg_notify('imagen_jobs', json_build_object('id', id, 'event', 'released')::text)
+  FROM job
+"""
+
+# `imagen jobs retry`: a failed or cancelled job queued again, announced to the workers.
+REQUEUE = """
+WITH job AS (
+    UPDATE imagen.jobs SET status = 'pending', attempts = 0, error = NULL,
+           cancel_requested = false, run_after = now(), finished_at = NULL, updated_at = now()
+     WHERE id = %s AND status IN ('failed', 'cancelled')
+    RETURNING id
+)
+SELECT id, pg_notify('imagen_jobs', json_build_object('id', id, 'event', 'requeued')::text)
+  FROM job
 """
