@@ -8,7 +8,8 @@ beside pgqueuer (the ``bench`` hatch environment installs it) on the same server
 same run:
 
 - queue overhead: jobs/s draining a backlog of jobs that do nothing (claim, record done),
-  timed from the consumer's start, imagen and pgqueuer (8 at a time each);
+  timed from the consumer's start, imagen and pgqueuer (8 at a time each), the median of
+  three runs each;
 - full pipeline: jobs/s with the built-in backend at 16x16 (render, write, record);
 - pickup latency: insert committed → job function entered, p50/p95, one job at a time,
   woken by NOTIFY, imagen and pgqueuer;
@@ -268,10 +269,17 @@ def main() -> None:
     reset()
     with server() as base, tempfile.TemporaryDirectory() as out_dir:
         out = Path(out_dir)
-        overhead = throughput(base, out, args.jobs, 8, noop=True)
+        # Median of three for both queues, each on a fresh database, after a warm-up.
+        throughput(base, out, 200, 8, noop=True)
+        overhead = statistics.median(
+            throughput(base, out, args.jobs, 8, noop=True) for _ in range(3)
+        )
         pipeline = throughput(base, out / "p", args.jobs // 4, 4, noop=False)
         p50, p95 = pickup(base, out, 200)
-        theirs = pgqueuer(base, args.jobs, 200)
+        runs = [pgqueuer(base, args.jobs, 200) for _ in range(3)]
+        theirs = None
+        if runs[0] is not None:
+            theirs = (statistics.median(run[0] for run in runs), runs[-1][1])
         scaling = {
             c: throughput(base, out / f"s{c}", c * 4, c, noop=False, backend="sleeper")
             for c in (1, 4, 16)

@@ -40,6 +40,7 @@ from imagen import (
 from imagen.config import Config
 from imagen.pipeline import BackendPool, generate
 from imagen_worker import queries
+from imagen_worker.announcer import Announcer
 
 __all__ = ["Worker", "WorkerSettings", "request_from_row"]
 
@@ -115,6 +116,7 @@ class _Ending:
 
     query: str
     params: dict[str, Any]
+    status: str  # the job's status once recorded
     event: str
     fields: dict[str, Any]
     retry_in_s: float | None = None
@@ -122,7 +124,7 @@ class _Ending:
     @classmethod
     def finish(cls, job_id: int, status: str, error: str | None, **fields: Any) -> _Ending:
         params = {"id": job_id, "status": status, "error": error}
-        return cls(queries.FINISH, params, status, {"error": error, **fields})
+        return cls(queries.FINISH, params, status, status, {"error": error, **fields})
 
 
 def _image_row(image: Any) -> dict[str, Any]:
@@ -167,6 +169,7 @@ class Worker:
         self._connections: list[psycopg.Connection] = []  # the job threads', closed at the end
         self._unclaimed = 0  # queue events that came while every slot was busy
         self._poll_alone = False  # the safety poll found jobs no notification announced
+        self.announcer = Announcer(url, **_KEEPALIVE)
         self.executor = ThreadPoolExecutor(
             self.settings.concurrency, thread_name_prefix="imagen-job"
         )
@@ -182,6 +185,7 @@ class Worker:
         """Serve until stopped; reconnects when the database goes away."""
         heartbeat = threading.Thread(target=self._heartbeat, name="imagen-heartbeat", daemon=True)
         heartbeat.start()
+        self.announcer.start()
         delay = 0.5
         try:
             while not self._stop.is_set():
@@ -381,6 +385,7 @@ class Worker:
                 what=f"job {job_id}: recording how it ended",
             )
             if recorded:
+                self.announcer.announce({"id": job_id, "status": ending.status})
                 event(ending.event, job=job_id, **ending.fields)
                 if ending.retry_in_s is not None:  # wake up to claim it again when it is due
                     with self._lock:
@@ -435,6 +440,7 @@ class Worker:
                 return _Ending(
                     queries.RETRY,
                     {"id": job_id, "error": str(exc), "delay": delay},
+                    "pending",
                     "retried",
                     {"delay_s": round(delay, 1), "error": str(exc)},
                     retry_in_s=delay,
@@ -449,6 +455,7 @@ class Worker:
         return _Ending(
             queries.DONE,
             {"id": job_id, "images": Jsonb([_image_row(image) for image in outcome.images])},
+            "done",
             "done",
             {"images": len(outcome.images), "duration_s": round(outcome.duration_s, 3)},
         )
@@ -477,14 +484,14 @@ class Worker:
                 "message": progress.message,
             }
 
-            def record(conn: psycopg.Connection) -> None:
-                conn.execute(queries.SET_PROGRESS, (json.dumps({"last": state}), job_id))
-                conn.execute(
-                    "SELECT pg_notify('imagen_progress', %s)",
-                    (json.dumps({"id": job_id, **state}),),
-                )
-
-            self._db(record, what=f"job {job_id}: progress", patient=False)
+            self._db(
+                lambda conn: conn.execute(
+                    queries.SET_PROGRESS, (json.dumps({"last": state}), job_id)
+                ),
+                what=f"job {job_id}: progress",
+                patient=False,
+            )
+            self.announcer.announce({"id": job_id, **state})
 
         return write
 
@@ -566,6 +573,7 @@ class Worker:
                 )
             event("released", jobs=[job.job_id for job in left])
         self.executor.shutdown(wait=True)
+        self.announcer.close()
         self._finished.set()
         for conn in self._connections:
             conn.close()

@@ -89,16 +89,10 @@ ended AS (
     RETURNING id, status
 )"""
 
-# Pages that follow a job hear of its new status.
-_ANNOUNCE = """
-SELECT id, pg_notify('imagen_progress', json_build_object('id', id, 'status', status)::text)
-  FROM ended
-"""
-
 
 def recording(ending: str) -> str:
     """The statement that records ``ending``; its rows are the jobs it changed."""
-    return f"WITH {ending}{_ANNOUNCE}"
+    return f"WITH {ending}\nSELECT id FROM ended"
 
 
 def recording_then_claiming(ending: str) -> str:
@@ -108,8 +102,8 @@ def recording_then_claiming(ending: str) -> str:
     jobs the ending changed.
     """
     return (
-        f"WITH {ending}, announced AS ({_ANNOUNCE}), claimed AS ({CLAIM})\n"
-        "SELECT (SELECT count(*) FROM announced) AS recorded, claimed.*\n"
+        f"WITH {ending}, claimed AS ({CLAIM})\n"
+        "SELECT (SELECT count(*) FROM ended) AS recorded, claimed.*\n"
         "  FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
     )
 
