@@ -142,7 +142,8 @@ def config_keys() -> str:
         f"### Top level\n\n| key | meaning |\n|---|---|\n{top}\n\n"
         f"### `output:`\n\n{table(config.OUTPUT)}\n"
         f"### `preview:`\n\n{table(config.PREVIEW)}\n"
-        f"### `styles.NAME:`\n\n{table(config.STYLE)}"
+        f"### `styles.NAME:`\n\n{table(config.STYLE)}\n"
+        f"### `usage:`\n\n{table(config.USAGE)}"
     )
 
 

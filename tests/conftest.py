@@ -54,6 +54,12 @@ class Home:
         return proc
 
 
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Usage records and the embedded database never land in the real user data directory."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     """A fresh HOME and working directory, with no imagen config anywhere."""
@@ -62,7 +68,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     user.mkdir()
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEN_", "TMUX"))}
-    env.update(HOME=str(user), XDG_CONFIG_HOME=str(user / ".config"), PYTHONUNBUFFERED="1")
+    env.update(
+        HOME=str(user),
+        XDG_CONFIG_HOME=str(user / ".config"),
+        XDG_DATA_HOME=str(user / ".local" / "share"),
+        PYTHONUNBUFFERED="1",
+    )
     # Only imagen-core's own plugins, whatever else the workspace installs; a test that
     # wants an adapter's plugin names it here.
     env["IMAGEN_LOAD_PLUGINS"] = ""
@@ -70,6 +81,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
         monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(user))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(user / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", env["XDG_DATA_HOME"])
     monkeypatch.chdir(cwd)
     return Home(tmp_path, user, cwd, env)
 

@@ -7,15 +7,19 @@ from it (``CREATE DATABASE … TEMPLATE``), which takes milliseconds.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from imagen_worker.schema import migrate
+
+sys.path.insert(0, str(Path(__file__).parent))  # worker_helpers
 
 TEMPLATE = "imagen_template"
 

@@ -7,71 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from psycopg.rows import dict_row
+from worker_helpers import job, running, submit, wait_for, worker_config
 
 from imagen import Backend, GeneratedImage, Result, TransientBackendError, hookimpl
 from imagen.backends.drawing import render
-from imagen.config import parse_config
-from imagen.yamlfile import Located
-from imagen_worker.daemon import Worker, WorkerSettings
-
-
-def _config(tmp_path: Path, backends: dict | None = None):
-    return parse_config(
-        Located(
-            {
-                "output": {"directory": str(tmp_path / "out"), "write_metadata_json": False},
-                "backends": backends or {"mock": {"type": "mock"}},
-            }
-        )
-    )
-
-
-@contextmanager
-def running(config, url: str, **settings) -> Iterator[Worker]:
-    worker = Worker(config, url, WorkerSettings(**{"poll_s": 30.0, **settings}))
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    time.sleep(0.3)  # listening
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(60)
-        assert not thread.is_alive()
-
-
-def submit(conn, prompt: str = "a cat", **fields) -> int:
-    columns = ["owner", "prompt", *fields]
-    values = [
-        "alice",
-        prompt,
-        *(json.dumps(v) if isinstance(v, dict) else v for v in fields.values()),
-    ]
-    sql = f"INSERT INTO imagen.jobs ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))}) RETURNING id"
-    return conn.execute(sql, values).fetchone()[0]
-
-
-def job(conn, job_id: int) -> dict:
-    with conn.cursor(row_factory=dict_row) as cursor:
-        return cursor.execute("SELECT * FROM imagen.jobs WHERE id = %s", (job_id,)).fetchone()
-
-
-def wait_for(conn, job_id: int, statuses: tuple[str, ...], timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = job(conn, job_id)
-        if row["status"] in statuses:
-            return row
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} is {job(conn, job_id)['status']}, not {statuses}")
 
 
 def notifications(conn, channel: str, until: Callable[[dict], bool]) -> list[dict]:
@@ -87,7 +31,7 @@ def notifications(conn, channel: str, until: Callable[[dict], bool]) -> list[dic
 
 def test_notify_wakes_the_worker_and_results_are_recorded_together(conn, db_url, tmp_path):
     conn.execute("LISTEN imagen_progress")
-    with running(_config(tmp_path), db_url, poll_s=3600):  # only NOTIFY can wake it in time
+    with running(worker_config(tmp_path), db_url, poll_s=3600):  # only NOTIFY can wake it in time
         job_id = submit(conn, "a lighthouse", width=64, height=64, count=2, seed=5)
         announced = notifications(conn, "imagen_progress", lambda n: "status" in n)
         row = wait_for(conn, job_id, ("done",))
@@ -111,7 +55,7 @@ def test_the_safety_poll_picks_up_a_missed_notification(conn, db_url, tmp_path, 
     caplog.set_level("INFO", logger="imagen")
     conn.execute("ALTER TABLE imagen.jobs DISABLE TRIGGER jobs_inserted")
     early = submit(conn, width=32, height=32)  # before the worker: its catch-up claim
-    with running(_config(tmp_path), db_url, poll_s=0.5):
+    with running(worker_config(tmp_path), db_url, poll_s=0.5):
         wait_for(conn, early, ("done",))
         missed = [submit(conn, width=32, height=32) for _ in range(2)]
         for job_id in missed:
@@ -128,7 +72,7 @@ def test_the_safety_poll_picks_up_a_missed_notification(conn, db_url, tmp_path, 
 
 
 def test_bad_rows_fail_with_a_clear_error(conn, db_url, tmp_path):
-    with running(_config(tmp_path), db_url):
+    with running(worker_config(tmp_path), db_url):
         unknown = submit(conn, backend="nope")
         huge = submit(conn, width=99999, height=64)
         fine = submit(conn, width=32, height=32)
@@ -138,7 +82,7 @@ def test_bad_rows_fail_with_a_clear_error(conn, db_url, tmp_path):
 
 
 def test_transient_failures_are_retried_then_fail_after_max_attempts(conn, db_url, tmp_path):
-    with running(_config(tmp_path), db_url, retry_base_s=0.1):
+    with running(worker_config(tmp_path), db_url, retry_base_s=0.1):
         job_id = submit(conn, options={"fail": "transient"}, max_attempts=3)
         row = wait_for(conn, job_id, ("failed",))
     assert row["attempts"] == 3
@@ -163,14 +107,14 @@ def test_retry_then_success(conn, db_url, tmp_path, register_plugin):
             return {"flaky": _FlakyOnce}
 
     register_plugin(Plugin(), "flaky")
-    config = _config(tmp_path, {"flaky": {"type": "flaky"}})
+    config = worker_config(tmp_path, {"flaky": {"type": "flaky"}})
     with running(config, db_url):
         row = wait_for(conn, submit(conn), ("done",))
     assert row["attempts"] == 2
 
 
 def test_cancel_pending_and_running(conn, db_url, tmp_path):
-    with running(_config(tmp_path), db_url, concurrency=1):
+    with running(worker_config(tmp_path), db_url, concurrency=1):
         slow = submit(conn, options={"delay": 30})
         waiting = submit(conn)
         wait_for(conn, slow, ("running",))
@@ -323,7 +267,7 @@ def test_jobs_commands(conn, db_url, home):
 
 
 def test_a_database_connection_killed_mid_run_is_survived(conn, db_url, tmp_path):
-    with running(_config(tmp_path), db_url, poll_s=1.0):
+    with running(worker_config(tmp_path), db_url, poll_s=1.0):
         job_id = submit(conn, options={"delay": 2})
         wait_for(conn, job_id, ("running",))
         killed = conn.execute(
@@ -433,7 +377,7 @@ def test_a_recovered_job_resumes_its_run_and_resubmits_only_a_lost_one(
 
     register_plugin(Plugin(), "resumable")
     _Resumable.calls = []
-    config = _config(tmp_path, {"r": {"type": "resumable"}})
+    config = worker_config(tmp_path, {"r": {"type": "resumable"}})
     kept = submit(conn)
     lost = submit(conn)
     conn.execute("UPDATE imagen.jobs SET upstream_run_id = 'run-kept' WHERE id = %s", (kept,))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,15 @@ PREVIEW: dict[str, Setting] = {
     ),
     "hold": Setting(bool, True, "keep the window open after the viewer exits, until Enter"),
 }
+USAGE: dict[str, Setting] = {
+    "record": Setting(bool, True, "keep a usage record of every generation"),
+    "path": Setting(
+        str,
+        None,
+        "the local SQLite file records go to when no plugin offers another sink; "
+        "default `$XDG_DATA_HOME/imagen/usage.sqlite3`",
+    ),
+}
 STYLE: dict[str, Setting] = {
     "suffix": Setting(str, "", "appended to the prompt"),
     "negative_suffix": Setting(str, "", "appended to the negative prompt"),
@@ -143,6 +152,21 @@ class Config:
             raise ConfigError(
                 f'no backend instance "{name}"{where} (configured: {known})'
             ) from None
+
+    def section_values(self, name: str, settings: Mapping[str, Setting]) -> dict[str, Any]:
+        """Plugin section ``name`` checked against ``settings``: every setting's value or default.
+
+        :raises ConfigError: naming the file, line and key of an unknown or mistyped key.
+        """
+        section = self.sections.get(name)
+        if section is None:
+            return {key: setting.default for key, setting in settings.items()}
+
+        def error(message: str, key: str) -> ConfigError:
+            line = section.line(key) or section.line("")
+            return ConfigError(message, key=f"{name}.{key}", file=section.file, line=line)
+
+        return _section(section, name, section.data, settings, error)
 
     def style(self, name: str) -> Style:
         """The style preset ``name``."""
@@ -250,6 +274,7 @@ def parse_config(source: Located, environ: Mapping[str, str] = os.environ) -> Co
             f'no backend instance "{default}" (configured: {known})', "default_backend"
         )
 
+    _section(source, "usage", data.get("usage"), USAGE)  # read by the usage step; checked now
     sections = {}
     for name in PLUGIN_SECTIONS:
         if data.get(name) is not None:
@@ -277,13 +302,22 @@ def _mapping(source: Located, key: str, value: Any) -> dict[Any, Any]:
 
 
 def _section(
-    source: Located, key: str, value: Any, settings: Mapping[str, Setting]
+    source: Located,
+    key: str,
+    value: Any,
+    settings: Mapping[str, Setting],
+    error: Callable[[str, str], ConfigError] | None = None,
 ) -> dict[str, Any]:
-    """Check a section against its settings; return every setting's value or default."""
+    """Check a section against its settings; return every setting's value or default.
+
+    ``error(message, name)`` makes the error for the section's key ``name``; by default
+    ``source`` locates ``key.name``.
+    """
+    error = error or (lambda message, name: source.error(message, f"{key}.{name}"))
     raw = _mapping(source, key, value)
     for name in raw:
         if name not in settings:
-            raise source.error(f"unknown key (known: {', '.join(settings)})", f"{key}.{name}")
+            raise error(f"unknown key (known: {', '.join(settings)})", name)
     values = {}
     for name, setting in settings.items():
         item = raw.get(name)
@@ -293,7 +327,7 @@ def _section(
         if not isinstance(item, setting.kind) or (isinstance(item, bool) and setting.kind is int):
             expected = {str: "a string", bool: "true or false", int: "a whole number"}
             want = expected.get(setting.kind, str(setting.kind))  # type: ignore[call-overload]
-            raise source.error(f"must be {want}, not {item!r}", f"{key}.{name}")
+            raise error(f"must be {want}, not {item!r}", name)
         values[name] = item
     return values
 

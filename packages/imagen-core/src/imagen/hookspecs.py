@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     import click
 
     from imagen.backend import BackendFactory
+    from imagen.config import Config
     from imagen.output import SavedImage
     from imagen.pipeline import Outcome, Run
+    from imagen.usage import UsageSink
 
 hookspec = pluggy.HookspecMarker("imagen")
 
@@ -75,10 +77,24 @@ def imagen_image_saved(image: SavedImage, run: Run) -> None:
 def imagen_run_finished(run: Run, outcome: Outcome | None, error: BaseException | None) -> None:
     """Act once a run is over, whether it succeeded or failed: a pipeline step.
 
-    Called once per run, after every ``imagen_image_saved`` step. Usage recording and the
-    tmux preview hook in here. Errors are handled as for ``imagen_image_saved``.
+    Called once per run, after every ``imagen_image_saved`` step and after its usage record
+    was kept. The tmux preview hooks in here. Errors are handled as for ``imagen_image_saved``.
 
     :param run: the run.
     :param outcome: the saved images when the generation succeeded, else None.
     :param error: the error that ended the run when it failed, else None.
+    """
+
+
+@hookspec(firstresult=True)
+def imagen_usage_sink(config: Config) -> UsageSink | None:
+    """Offer the sink usage records go to, instead of the local SQLite file.
+
+    Called when a run starts (and by ``imagen usage``), unless ``usage.record`` is false.
+    Return None to leave the choice to other plugins; the first sink returned is used.
+    imagen-worker returns its PostgreSQL sink (``mai.imagen_usage``) whenever a database
+    is configured.
+
+    :param config: the loaded configuration.
+    :return: a :class:`~imagen.usage.UsageSink`, or None.
     """

@@ -1,10 +1,11 @@
 """The one pipeline that ``imagen generate`` and the worker both drive.
 
 backend instance from config → style → seed → backend → each image and its sidecar
-written → the ``imagen_image_saved`` steps → the ``imagen_run_finished`` steps.
+written → the ``imagen_image_saved`` steps → the usage record → the
+``imagen_run_finished`` steps.
 
-Later steps (cloud sync, usage, preview) are plugins implementing those two hooks, so
-they plug in without touching this module.
+Other steps (cloud sync, preview) are plugins implementing those two hooks, so they plug
+in without touching this module; where usage records go is a plugin's choice too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from imagen.plugins import StepFailure, call_each
 from imagen.registry import build_backend
 from imagen.request import IGNORED_KEY, Request, Result
 from imagen.styles import apply_style
+from imagen.usage import UsageSink, usage_record, usage_sink
 
 __all__ = ["BackendPool", "Outcome", "Run", "generate"]
 
@@ -56,6 +58,7 @@ class Run:
     started: datetime
     preview: bool
     labels: dict[str, Any] = field(default_factory=dict)
+    usage: UsageSink | None = None
 
 
 @dataclass
@@ -113,6 +116,7 @@ def generate(
     pool: BackendPool | None = None,
     labels: dict[str, Any] | None = None,
     resume: str | None = None,
+    usage: UsageSink | None = None,
 ) -> Outcome:
     """Run the pipeline once: make ``request.count`` images and save them.
 
@@ -124,12 +128,16 @@ def generate(
     :param resume: the upstream run id of an earlier attempt: follow that run with the
         backend's ``resume`` instead of starting (and paying for) a new one. Ignored by a
         backend that cannot resume; ``run.labels["resume"]`` says what happened.
+    :param usage: where the run's usage record goes; by default :func:`usage_sink`'s
+        choice for ``config`` (none when ``usage.record`` is false).
     :raises ImagenError: config, request, backend and output errors, typed.
     """
     own_pool = pool is None
     pool = pool or BackendPool(config)
     context = context or Context()
+    own_usage = usage is None
     try:
+        usage = usage or usage_sink(config)
         instance = pool.get(backend)
         original = request if request.seed is not None else request.replace(seed=choose_seed())
         final = apply_style(original, config.style(original.style) if original.style else None)
@@ -144,6 +152,7 @@ def generate(
             started=datetime.now(UTC),
             preview=config.preview.enabled if preview is None else preview,
             labels={"entry": "cli", **(labels or {})},
+            usage=usage,
         )
         if resume is not None:
             run.labels["resume"] = "resumed" if instance.supports_resume else "not supported"
@@ -151,6 +160,8 @@ def generate(
     finally:
         if own_pool:
             pool.close()
+        if own_usage and usage is not None:
+            usage.close()
 
 
 def _call_backend(run: Run, backend: Backend, resume: str | None) -> Result:
@@ -199,12 +210,25 @@ def _execute(run: Run, backend: Backend, resume: str | None = None) -> Outcome:
         raise
     finally:
         done = outcome if error is None else None
-        failures = call_each("imagen_run_finished", run=run, outcome=done, error=error)
+        failures = _record_usage(run, done, error)
+        failures += call_each("imagen_run_finished", run=run, outcome=done, error=error)
         if done is not None:
             done.step_failures += failures
         else:
             for failure in failures:
                 log.warning("%s", failure)
+
+
+def _record_usage(
+    run: Run, outcome: Outcome | None, error: BaseException | None
+) -> list[StepFailure]:
+    if run.usage is None:
+        return []
+    try:
+        run.usage.record(usage_record(run, outcome, error))
+    except Exception as exc:  # noqa: BLE001 (a lost record must not lose the images)
+        return [StepFailure("usage", "usage record", exc)]
+    return []
 
 
 def _save(run: Run, backend: Backend, result: Result, index: int, duration: float) -> SavedImage:

@@ -37,10 +37,11 @@ from imagen import (
     RunLostError,
     TransientBackendError,
 )
-from imagen.config import Config
+from imagen.config import USAGE, Config
 from imagen.pipeline import BackendPool, generate
 from imagen_worker import queries
 from imagen_worker.announcer import Announcer
+from imagen_worker.usage import PostgresUsageSink
 
 __all__ = ["Worker", "WorkerSettings", "request_from_row"]
 
@@ -170,6 +171,9 @@ class Worker:
         self._unclaimed = 0  # queue events that came while every slot was busy
         self._poll_alone = False  # the safety poll found jobs no notification announced
         self.announcer = Announcer(url, **_KEEPALIVE)
+        # Usage goes to this worker's own database, whatever else is configured.
+        recording = config.section_values("usage", USAGE)["record"]
+        self.usage = PostgresUsageSink(url) if recording else None
         self.executor = ThreadPoolExecutor(
             self.settings.concurrency, thread_name_prefix="imagen-job"
         )
@@ -510,6 +514,7 @@ class Worker:
                 pool=self.pool,
                 labels=labels,
                 resume=resume,
+                usage=self.usage,
             )
 
         try:
@@ -574,6 +579,8 @@ class Worker:
             event("released", jobs=[job.job_id for job in left])
         self.executor.shutdown(wait=True)
         self.announcer.close()
+        if self.usage is not None:
+            self.usage.close()
         self._finished.set()
         for conn in self._connections:
             conn.close()

@@ -12,13 +12,15 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from imagen import ConfigError
 from imagen.config import Config
 
-__all__ = ["connect", "database_url", "embedded_data_dir"]
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["configured_url", "connect", "database_url", "embedded_data_dir"]
 
 log = logging.getLogger("imagen")
 
@@ -29,20 +31,24 @@ def embedded_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "imagen" / "pg"
 
 
-def database_url(
-    explicit: str | None, config: Config, environ: Mapping[str, str] = os.environ
-) -> str:
-    """The URL to connect to, starting the embedded server when none is configured."""
-    if explicit:
-        return explicit
+def configured_url(config: Config, environ: Mapping[str, str] = os.environ) -> str | None:
+    """``worker.database_url``, else ``$IMAGEN_DATABASE_URL``, else None (nothing configured)."""
     section = config.sections.get("worker")
     if section is not None and section.data.get("database_url"):
         value = section.data["database_url"]
         if not isinstance(value, str):
             raise section.error("must be a PostgreSQL URL", "worker.database_url")
         return value
-    if environ.get("IMAGEN_DATABASE_URL"):
-        return environ["IMAGEN_DATABASE_URL"]
+    return environ.get("IMAGEN_DATABASE_URL") or None
+
+
+def database_url(
+    explicit: str | None, config: Config, environ: Mapping[str, str] = os.environ
+) -> str:
+    """The URL to connect to, starting the embedded server when none is configured."""
+    configured = explicit or configured_url(config, environ)
+    if configured:
+        return configured
     data = embedded_data_dir(environ)
     data.mkdir(parents=True, exist_ok=True)
     log.warning("no database configured: using the embedded PostgreSQL in %s", data)
@@ -55,6 +61,8 @@ def database_url(
 
 def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection:
     """A connection to ``url``; a failure is a ConfigError that names the database, not the password."""
+    import psycopg
+
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:

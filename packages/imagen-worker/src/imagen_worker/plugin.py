@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from imagen import hookimpl
 from imagen.cli import State
+
+if TYPE_CHECKING:
+    from imagen.config import Config
+    from imagen.usage import UsageSink
 
 
 @click.group()
@@ -84,3 +88,16 @@ def imagen_register_commands(cli: click.Group) -> None:
     cli.add_command(db)
     cli.add_command(worker)
     cli.add_command(jobs)
+
+
+@hookimpl
+def imagen_usage_sink(config: Config) -> UsageSink | None:
+    """``mai.imagen_usage`` whenever a database is configured (never the embedded one)."""
+    from imagen_worker.database import configured_url
+
+    url = configured_url(config)
+    if url is None:
+        return None
+    from imagen_worker.usage import PostgresUsageSink
+
+    return PostgresUsageSink(url)

@@ -147,7 +147,7 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
 
 
 def _register_builtin_commands() -> None:
-    from imagen.cli import catalog, configure, generate, info, scaffold
+    from imagen.cli import catalog, configure, generate, info, scaffold, usage
 
     for command in (
         generate.generate,
@@ -158,6 +158,7 @@ def _register_builtin_commands() -> None:
         configure.config,
         configure.init,
         scaffold.new_adapter,
+        usage.usage,
     ):
         cli.add_command(command)
 

@@ -1,0 +1,75 @@
+"""Where usage records go: the sink interface, the ``usage:`` settings, and the choice."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, overload
+
+from imagen.config import USAGE
+
+if TYPE_CHECKING:
+    from imagen.config import Config
+    from imagen.usage.record import UsageRecord
+
+__all__ = ["USAGE", "UsageSink", "default_usage_path", "usage_sink"]
+
+
+class UsageSink(ABC):
+    """A place usage records go to and are read back from."""
+
+    #: What ``imagen usage`` says it read, e.g. ``SQLite file ~/.local/share/…``.
+    description: str = ""
+
+    @abstractmethod
+    def record(self, record: UsageRecord) -> None:
+        """Keep one record; raise :class:`~imagen.errors.ImagenError` when that fails."""
+
+    @abstractmethod
+    def records(self, since: datetime | None, until: datetime | None) -> list[UsageRecord]:
+        """The records with ``since <= at < until`` (either bound may be open), oldest first."""
+
+    def close(self) -> None:  # noqa: B027 (most sinks hold nothing open)
+        """Release connections; the sink is not used afterwards."""
+
+
+def default_usage_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$XDG_DATA_HOME/imagen/usage.sqlite3`` (``~/.local/share/imagen/usage.sqlite3``)."""
+    base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "imagen" / "usage.sqlite3"
+
+
+@overload
+def usage_sink(config: Config, fallback: UsageSink | None = None) -> UsageSink | None: ...
+@overload
+def usage_sink(
+    config: Config, fallback: UsageSink | None = None, *, reading: Literal[True]
+) -> UsageSink: ...
+def usage_sink(
+    config: Config, fallback: UsageSink | None = None, *, reading: bool = False
+) -> UsageSink | None:
+    """The sink for ``config``'s usage records.
+
+    None when ``usage.record`` is false (unless ``reading``: records kept before still
+    count); else the sink a plugin offers, else ``fallback``, else the local SQLite file
+    (``usage.path``).
+    """
+    settings = config.section_values("usage", USAGE)
+    if not settings["record"] and not reading:
+        return None
+    from imagen.plugins import get_plugin_manager
+
+    offered = get_plugin_manager().hook.imagen_usage_sink(config=config)
+    if offered is not None:
+        return offered
+    if fallback is not None:
+        return fallback
+    from imagen.usage.sqlite import SqliteUsageSink
+
+    path = settings["path"]
+    return SqliteUsageSink(
+        Path(os.path.expandvars(path)).expanduser() if path else default_usage_path()
+    )

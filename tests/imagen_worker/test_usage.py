@@ -1,0 +1,66 @@
+"""Usage in PostgreSQL: the worker's jobs and, with a database configured, the CLI's runs."""
+
+from __future__ import annotations
+
+import json
+
+from psycopg.rows import dict_row
+from worker_helpers import running, submit, wait_for, worker_config
+
+from imagen.config import parse_config
+from imagen.yamlfile import Located
+
+
+def _usage_rows(conn) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute("SELECT * FROM mai.imagen_usage ORDER BY id").fetchall()
+
+
+def test_each_job_leaves_one_usage_row_done_or_failed(conn, db_url, tmp_path):
+    with running(worker_config(tmp_path), db_url):
+        done = submit(conn, "a lighthouse", width=32, height=32, count=2, steps=3)
+        failed = submit(conn, "a storm", width=32, height=32, options={"fail": "permanent"})
+        wait_for(conn, done, ("done",))
+        wait_for(conn, failed, ("failed",))
+    rows = {row["job_id"]: row for row in _usage_rows(conn)}
+    assert set(rows) == {done, failed}
+    assert rows[done]["owner"] == "alice"
+    assert (rows[done]["backend"], rows[done]["backend_type"], rows[done]["model"]) == (
+        "mock", "mock", "imagen-mock"
+    )  # fmt: skip
+    assert (rows[done]["images"], rows[done]["width"], rows[done]["steps"]) == (2, 32, 3)
+    assert (rows[done]["status"], float(rows[done]["cost_usd"])) == ("done", 0.0)
+    assert rows[done]["duration_s"] >= 0
+    assert (rows[failed]["status"], rows[failed]["images"], rows[failed]["cost_usd"]) == (
+        "failed", 0, None
+    )  # fmt: skip
+
+
+def test_no_usage_rows_when_recording_is_off(conn, db_url, tmp_path):
+    config = parse_config(
+        Located(
+            {
+                "output": {"directory": str(tmp_path / "out")},
+                "usage": {"record": False},
+            }
+        )
+    )
+    with running(config, db_url):
+        wait_for(conn, submit(conn, width=16, height=16), ("done",))
+    assert _usage_rows(conn) == []
+
+
+def test_the_cli_records_to_and_reports_from_a_configured_database(conn, db_url, home):
+    home.env.update(IMAGEN_LOAD_PLUGINS="imagen-worker", IMAGEN_DATABASE_URL=db_url)
+    home.run("generate", "a cat", "--size", "32x32", check=True)
+    (row,) = _usage_rows(conn)
+    assert (row["backend"], row["status"], row["owner"], row["job_id"]) == (
+        "mock", "done", None, None
+    )  # fmt: skip
+    report = json.loads(home.run("usage", "--json", "--by", "backend", check=True).stdout)
+    assert report["source"] == "database table mai.imagen_usage"
+    assert report["rows"] == [
+        {"backend": "mock", "generations": 1, "images": 1, "failed": 0, "cost_usd": 0.0,
+         "unpriced": 0}
+    ]  # fmt: skip
+    assert not (home.home / ".local/share/imagen/usage.sqlite3").exists()
