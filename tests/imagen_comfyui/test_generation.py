@@ -296,6 +296,8 @@ def test_metadata(comfy, make_backend):
     assert metadata["timings"]["queue_s"] >= 0
     assert metadata["cost_usd"] >= 0.01
     assert metadata["ignored"] == ["options.cfg"]
+    assert backend.estimate_cost(Request("x", count=2)) == 0.02  # the per-second part comes after
+    assert make_backend().estimate_cost(Request("x")) is None
 
 
 def test_a_reverse_proxy_token_and_headers_are_sent(make_backend):

@@ -6,7 +6,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
+import pytest
+
 from imagen import hookimpl
+from imagen.backends.mock import MockBackend
 from imagen.usage import UsageRecord, UsageSink, summarize
 
 
@@ -78,7 +81,7 @@ def test_a_mistyped_usage_key_names_its_file_line_and_key(home):
     result = home.run("generate", "a cat")
     assert result.returncode == 3
     assert result.stderr.strip() == (
-        f"imagen: {config}:4: usage.recrod: unknown key (known: record, path)"
+        f"imagen: {config}:4: usage.recrod: unknown key (known: record, path, budget)"
     )
 
 
@@ -128,3 +131,86 @@ def test_summaries_add_known_costs_and_count_the_unpriced():
         {"day": "2026-11-25", "backend": "flux", "generations": 1, "images": 1, "failed": 0,
          "cost_usd": 0.003, "unpriced": 0},
     ]  # fmt: skip
+
+
+class _Counted(MockBackend):
+    calls: ClassVar[int] = 0
+
+    def generate(self, request, context):
+        type(self).calls += 1
+        return super().generate(request, context)
+
+
+@pytest.fixture
+def counted(register_plugin):
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def imagen_backend():
+            return {"counted": _Counted}
+
+    register_plugin(Plugin(), "counted")
+    _Counted.calls = 0
+    return _Counted
+
+
+def test_a_run_that_would_cross_a_cap_is_refused_before_the_backend_is_called(cli, home, counted):
+    home.write_config(
+        """
+        backends:
+          paid: {type: counted, price_per_image_usd: 0.4, width: 32, height: 32}
+          free: {type: counted, width: 32, height: 32}
+        usage:
+          budget:
+            daily_usd: 1
+            backends:
+              paid: {monthly_usd: 100}
+        """
+    )
+    assert cli("generate", "one", "-b", "paid", "-n", "2").exit_code == 0  # $0.80
+    refused = cli("generate", "two", "-b", "paid")
+    assert refused.exit_code == 8
+    assert counted.calls == 1
+    assert (
+        "refused before calling the backend: the daily cap of $1.00 would be crossed: "
+        "$0.8000 spent or held today (UTC), and this run is estimated at $0.4000"
+    ) in refused.output
+    assert cli("generate", "three", "-b", "free").exit_code == 0  # costs nothing: fits
+    report = _usage(cli, "--by", "status")
+    assert [(r["status"], r["generations"], r["cost_usd"]) for r in report["rows"]] == [
+        ("done", 2, 0.8),
+        ("refused", 1, 0.0),
+    ]
+
+
+def test_a_per_backend_cap_counts_only_that_backend(cli, home, counted):
+    home.write_config(
+        """
+        backends:
+          a: {type: counted, price_per_image_usd: 1, width: 32, height: 32}
+          b: {type: counted, price_per_image_usd: 1, width: 32, height: 32}
+        usage:
+          budget:
+            backends:
+              a: {daily_usd: 1.5}
+        """
+    )
+    assert cli("generate", "x", "-b", "a").exit_code == 0
+    assert cli("generate", "x", "-b", "b", "-n", "3").exit_code == 0
+    assert cli("generate", "x", "-b", "a").exit_code == 8
+    assert counted.calls == 2
+
+
+def test_budget_mistakes_name_their_key(home):
+    config = home.write_config("usage:\n  budget:\n    daily_usd: lots\n")
+    result = home.run("generate", "x")
+    assert result.returncode == 3
+    assert result.stderr.strip() == (
+        f"imagen: {config}:3: usage.budget.daily_usd: must be a number of US dollars, not 'lots'"
+    )
+    config = home.write_config("usage:\n  budget:\n    per_owner: {weekly_usd: 3}\n")
+    result = home.run("config", "check")
+    assert result.returncode == 3
+    assert "usage.budget.per_owner.weekly_usd: unknown key (known: daily_usd, monthly_usd)" in (
+        result.stderr
+    )

@@ -251,3 +251,17 @@ def test_generate_end_to_end(home, openai_api):
     assert record["reproducible"] is False
     assert 'imagen: backend "gpt" ignored: seed' in proc.stderr  # the user asked for one
     assert KEY not in Path(result["images"][0]["sidecar"]).read_text()
+
+
+def test_estimates_come_from_the_per_image_table(make_backend):
+    backend = make_backend(model="gpt-image-1-mini", quality="medium")
+    assert backend.estimate_cost(Request("x", width=1024, height=1024, count=2)) == pytest.approx(
+        2 * backend.estimate_cost(Request("x", width=1024, height=1024))
+    )
+    auto = make_backend(model="gpt-image-1-mini").estimate_cost(
+        Request("x", width=1024, height=1024)
+    )
+    high = make_backend(model="gpt-image-1-mini", quality="high").estimate_cost(
+        Request("x", width=1024, height=1024)
+    )
+    assert auto == high == 0.036  # auto quality is priced at the dearest

@@ -129,6 +129,13 @@ def test_an_unknown_model_has_no_cost(replicate_api, make_backend):
     backend = make_backend(model=f"stability-ai/sdxl:{SDXL_VERSION}")
     result = backend.generate(Request("x"), Context())
     assert "cost_usd" not in result.metadata  # no price is known: none is guessed
+    assert backend.estimate_cost(Request("x", count=3)) is None
+
+
+def test_estimates_use_the_per_image_price(replicate_api, make_backend):
+    assert make_backend().estimate_cost(Request("x", count=4)) == pytest.approx(0.012)
+    per_second = make_backend(price_per_second=0.001)
+    assert per_second.estimate_cost(Request("x")) is None  # known only after the run
 
 
 def test_missing_and_rejected_tokens(replicate_api, make_backend):

@@ -64,3 +64,59 @@ def test_the_cli_records_to_and_reports_from_a_configured_database(conn, db_url,
          "unpriced": 0}
     ]  # fmt: skip
     assert not (home.home / ".local/share/imagen/usage.sqlite3").exists()
+
+
+def _priced(tmp_path, budget: dict):
+    return parse_config(
+        Located(
+            {
+                "output": {"directory": str(tmp_path / "out"), "write_metadata_json": False},
+                "backends": {"paid": {"type": "mock", "price_per_image_usd": 1.0}},
+                "usage": {"budget": budget},
+            }
+        )
+    )
+
+
+def test_sixteen_concurrent_jobs_never_overshoot_a_cap_only_five_fit_under(conn, db_url, tmp_path):
+    jobs = [
+        submit(conn, f"job {n}", width=16, height=16, options={"delay": 0.5}) for n in range(16)
+    ]
+    with running(_priced(tmp_path, {"daily_usd": 5}), db_url, concurrency=16):
+        rows = [wait_for(conn, job_id, ("done", "failed")) for job_id in jobs]
+    done = [row for row in rows if row["status"] == "done"]
+    refused = [row for row in rows if row["status"] == "failed"]
+    assert len(done) == 5
+    assert len(refused) == 11
+    assert all(
+        row["error"].startswith(
+            "refused before calling the backend: the daily cap of $5.00 would be crossed"
+        )
+        for row in refused
+    )
+    usage = _usage_rows(conn)
+    assert sorted(row["status"] for row in usage) == ["done"] * 5 + ["refused"] * 11
+    assert sum(float(row["cost_usd"] or 0) for row in usage) == 5.0
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 5
+
+
+def test_a_per_owner_cap_holds_each_web_user_to_their_own(conn, db_url, tmp_path):
+    jobs = {
+        (owner, n): submit(conn, f"{owner} {n}", width=16, height=16)
+        for owner in ("alice", "bob")
+        for n in range(3)
+    }
+    conn.execute(
+        "UPDATE imagen.jobs SET owner = 'bob' WHERE prompt LIKE 'bob%%'"
+    )  # submit() always says alice
+    with running(_priced(tmp_path, {"per_owner": {"daily_usd": 2}}), db_url, concurrency=4):
+        rows = {key: wait_for(conn, job_id, ("done", "failed")) for key, job_id in jobs.items()}
+    by_owner = {
+        owner: sorted(row["status"] for (who, _), row in rows.items() if who == owner)
+        for owner in ("alice", "bob")
+    }
+    assert by_owner == {"alice": ["done", "done", "failed"], "bob": ["done", "done", "failed"]}
+    failed = next(
+        row for (who, _), row in rows.items() if who == "bob" and row["status"] == "failed"
+    )
+    assert "the daily cap of $2.00 per owner (bob) would be crossed" in failed["error"]

@@ -148,6 +148,11 @@ class ComfyUIBackend(Backend):
             metadata["ignored"] = ignored
         return Result(images, {key: value for key, value in metadata.items() if value is not None})
 
+    def estimate_cost(self, request: Request) -> float | None:
+        """``price_per_image`` times the count (``price_per_second`` is only known after)."""
+        per_image = self.settings.price_per_image
+        return None if per_image is None else round(per_image * request.count, 6)
+
     def _cost(self, run: RunResult, count: int) -> float | None:
         per_second, per_image = self.settings.price_per_second, self.settings.price_per_image
         if per_second is None and per_image is None:

@@ -8,6 +8,7 @@ from imagen.backend import Backend, BackendConfig, BackendFactory
 from imagen.context import Context, Progress
 from imagen.errors import (
     BackendError,
+    BudgetExceededError,
     Cancelled,
     ConfigError,
     DeadlineExceeded,
@@ -30,6 +31,7 @@ __all__ = [
     "BackendConfig",
     "BackendError",
     "BackendFactory",
+    "BudgetExceededError",
     "Cancelled",
     "ConfigError",
     "Context",

@@ -204,6 +204,15 @@ class Backend(abc.ABC):
         """
         raise NotImplementedError(f"backend type {self.config.type!r} cannot resume runs")
 
+    def estimate_cost(self, request: Request) -> float | None:
+        """What ``request`` would cost in USD, from the adapter's price table; None if unknown.
+
+        Called before :meth:`generate` when spending caps are configured: a run whose
+        estimate would cross a cap is refused without calling the upstream. Must not call
+        the network. Estimate on the high side when the price depends on what the run does.
+        """
+        return None
+
     @property
     def supports_resume(self) -> bool:
         """True when this backend implements :meth:`resume`."""

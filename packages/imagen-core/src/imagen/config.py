@@ -99,6 +99,12 @@ USAGE: dict[str, Setting] = {
         "the local SQLite file records go to when no plugin offers another sink; "
         "default `$XDG_DATA_HOME/imagen/usage.sqlite3`",
     ),
+    "budget": Setting(
+        dict,
+        None,
+        "spending caps in USD: `daily_usd`, `monthly_usd`, and the same under "
+        "`backends.NAME` and `per_owner` (each web user, in the worker); see docs/usage.md",
+    ),
 }
 STYLE: dict[str, Setting] = {
     "suffix": Setting(str, "", "appended to the prompt"),
@@ -281,6 +287,10 @@ def parse_config(source: Located, environ: Mapping[str, str] = os.environ) -> Co
             if not isinstance(data[name], dict):
                 raise source.error("must be a mapping", name)
             sections[name] = Located(data[name], source.file, source.lines_under(name))
+    if "usage" in sections:
+        from imagen.usage.budget import parse_budget  # here: imagen.usage imports this module
+
+        parse_budget(sections["usage"])
 
     return Config(
         file=source.file,
@@ -325,7 +335,12 @@ def _section(
             values[name] = setting.default
             continue
         if not isinstance(item, setting.kind) or (isinstance(item, bool) and setting.kind is int):
-            expected = {str: "a string", bool: "true or false", int: "a whole number"}
+            expected = {
+                str: "a string",
+                bool: "true or false",
+                int: "a whole number",
+                dict: "a mapping",
+            }
             want = expected.get(setting.kind, str(setting.kind))  # type: ignore[call-overload]
             raise error(f"must be {want}, not {item!r}", name)
         values[name] = item

@@ -8,6 +8,7 @@ The tree::
     ├── RequestError                 the request itself is impossible (an unknown style,
     │                                a size out of bounds, a bad --from image)
     ├── OutputError                  an image could not be written where the config says
+    ├── BudgetExceededError          a spending cap would be crossed: refused before the call
     ├── BackendError                 a generation failed upstream (the run failed)
     │   ├── TransientBackendError    worth retrying later (timeouts, 5xx, 429); retry_after,
     │   │                            and sent (the request may have reached the upstream)
@@ -27,6 +28,7 @@ from pathlib import Path
 
 __all__ = [
     "BackendError",
+    "BudgetExceededError",
     "Cancelled",
     "ConfigError",
     "DeadlineExceeded",
@@ -172,6 +174,15 @@ class RunLostError(PermanentBackendError):
 
     ``resume`` raises it; a caller that still wants the images must start a new run.
     """
+
+
+class BudgetExceededError(ImagenError):
+    """A spending cap (``usage.budget``) would be crossed: refused before calling upstream.
+
+    The message gives the cap, the spend so far in its period and the run's estimate.
+    """
+
+    exit_code = 8
 
 
 class Cancelled(ImagenError):

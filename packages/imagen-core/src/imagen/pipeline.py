@@ -22,7 +22,7 @@ from imagen import __version__, secrets
 from imagen.backend import Backend
 from imagen.config import Config
 from imagen.context import Context
-from imagen.errors import BackendError, ImagenError, PermanentBackendError
+from imagen.errors import BackendError, ConfigError, ImagenError, PermanentBackendError
 from imagen.metadata import EXTENSIONS
 from imagen.metadata.record import ImageFacts, build_record
 from imagen.output import SavedImage, write_image
@@ -31,6 +31,7 @@ from imagen.registry import build_backend
 from imagen.request import IGNORED_KEY, Request, Result
 from imagen.styles import apply_style
 from imagen.usage import UsageSink, usage_record, usage_sink
+from imagen.usage.budget import read_budget
 
 __all__ = ["BackendPool", "Outcome", "Run", "generate"]
 
@@ -59,6 +60,7 @@ class Run:
     preview: bool
     labels: dict[str, Any] = field(default_factory=dict)
     usage: UsageSink | None = None
+    reservation: Any = None  # what the usage sink holds against spending caps, if any
 
 
 @dataclass
@@ -183,11 +185,26 @@ def _call_backend(run: Run, backend: Backend, resume: str | None) -> Result:
         ) from exc
 
 
+def _reserve(run: Run, backend: Backend) -> None:
+    """Hold the run's estimated cost against the spending caps it counts against."""
+    budget = read_budget(run.config)
+    if budget is None:
+        return
+    caps = budget.caps_for(run.backend_name, run.labels.get("owner"))
+    if not caps:
+        return
+    if run.usage is None:
+        raise ConfigError("usage.budget needs usage records: usage.record is false")
+    estimate = backend.estimate_cost(run.request) or 0.0
+    run.reservation = run.usage.reserve(caps, usage_record(run, None, None), estimate)
+
+
 def _execute(run: Run, backend: Backend, resume: str | None = None) -> Outcome:
     clock = time.perf_counter()
     outcome = None
     error: BaseException | None = None
     try:
+        _reserve(run, backend)
         with _call_backend(run, backend, resume) as result:
             duration = time.perf_counter() - clock
             metadata = secrets.redact_data(result.metadata)
@@ -224,8 +241,12 @@ def _record_usage(
 ) -> list[StepFailure]:
     if run.usage is None:
         return []
+    record = usage_record(run, outcome, error)
     try:
-        run.usage.record(usage_record(run, outcome, error))
+        if run.reservation is not None:
+            run.usage.settle(run.reservation, record)
+        else:
+            run.usage.record(record)
     except Exception as exc:  # noqa: BLE001 (a lost record must not lose the images)
         return [StepFailure("usage", "usage record", exc)]
     return []

@@ -101,14 +101,26 @@ class OpenAIBackend(Backend):
     def close(self) -> None:
         self.client.close()
 
+    def _params(self, request: Request) -> dict[str, Any]:
+        params = dict(self.settings.defaults)
+        params.update({key: request.options[key] for key in _OPTIONS if key in request.options})
+        size = size_for(self.settings.model, request.width, request.height)
+        if size:
+            params["size"] = size
+        return params
+
+    def estimate_cost(self, request: Request) -> float | None:
+        """The per-image table's price; ``auto`` quality is priced as ``high``, the dearest."""
+        params = self._params(request)
+        quality = params.get("quality")
+        quality = "high" if quality in (None, "auto") else quality
+        size = params.get("size") or "1024x1024"
+        return cost_from_table(self.settings.model, quality, size, request.count)
+
     def generate(self, request: Request, context: Context) -> Result:
         context.check()
         settings = self.settings
-        size = size_for(settings.model, request.width, request.height)
-        params = dict(settings.defaults)
-        params.update({key: request.options[key] for key in _OPTIONS if key in request.options})
-        if size:
-            params["size"] = size
+        params = self._params(request)
         images: list[GeneratedImage] = []
         usages: list[dict[str, Any]] = []
         context.progress(Progress("started"))

@@ -94,6 +94,13 @@ class ReplicateBackend(Backend):
             self._report(prediction.get("status"), context, seen)
         return self._collect(ids, request, context, prepared.ignored, prepared.size_note, seen)
 
+    def estimate_cost(self, request: Request) -> float | None:
+        """Per-image prices times the count; per-second prices can't be known before the run."""
+        price = self.settings.price
+        if price is None or price.per_image is None:
+            return None
+        return round(price.per_image * request.count, 6)
+
     def resume(self, run_id: str, request: Request, context: Context) -> Result:
         prepared = plan(request, self.settings.family, self.settings.overrides, self.settings.fixed)
         return self._collect(

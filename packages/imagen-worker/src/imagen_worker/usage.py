@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 
 from imagen.errors import OutputError
 from imagen.usage import UsageRecord, UsageSink
+from imagen.usage.budget import RESERVATION_TTL, Cap, check_caps
 
 __all__ = ["PostgresUsageSink"]
 
@@ -20,12 +23,26 @@ _COLUMNS = (
 )  # fmt: skip
 _INSERT = (
     f"INSERT INTO mai.imagen_usage ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(f'%({c})s' for c in _COLUMNS)})"
+    f"VALUES ({', '.join(f'%({c})s' for c in _COLUMNS)}) RETURNING id"
 )
+_SETTLE = (
+    f"UPDATE mai.imagen_usage SET {', '.join(f'{c} = %({c})s' for c in _COLUMNS)} WHERE id = %(id)s"
+)
+_SPENT = """
+SELECT coalesce(sum(cost_usd), 0) AS spent FROM mai.imagen_usage
+ WHERE at >= %(start)s AND (status <> 'reserved' OR at >= %(fresh)s)
+   AND (%(backend)s::text IS NULL OR backend = %(backend)s)
+   AND (NOT %(per_owner)s OR owner IS NOT DISTINCT FROM %(owner)s)
+"""
+# One reserver at a time in the whole database: reservations are rare next to the
+# generations they guard, and a single lock cannot deadlock.
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext('imagen.usage.reserve'))"
+T = TypeVar("T")
 _SELECT = f"""
 SELECT {", ".join(_COLUMNS)} FROM mai.imagen_usage
  WHERE (%(since)s::timestamptz IS NULL OR at >= %(since)s)
    AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
+   AND status <> 'reserved'
  ORDER BY at, id
 """
 
@@ -40,7 +57,7 @@ class PostgresUsageSink(UsageSink):
         self._conn: psycopg.Connection | None = None
         self._lock = threading.Lock()
 
-    def _run(self, query: str, params: dict[str, object]) -> list[dict[str, object]]:
+    def _with_connection(self, work: Callable[[psycopg.Connection], T]) -> T:
         with self._lock:
             for attempt in (1, 2):  # a connection the database dropped is reopened once
                 try:
@@ -48,8 +65,7 @@ class PostgresUsageSink(UsageSink):
                         self._conn = psycopg.connect(
                             self.url, autocommit=True, row_factory=dict_row, connect_timeout=10
                         )
-                    cursor = self._conn.execute(query, params)
-                    return cursor.fetchall() if cursor.description else []
+                    return work(self._conn)
                 except psycopg.OperationalError as exc:
                     self._conn = None
                     if attempt == 2:
@@ -59,10 +75,38 @@ class PostgresUsageSink(UsageSink):
         raise AssertionError("unreachable")
 
     def record(self, record: UsageRecord) -> None:
-        self._run(_INSERT, {column: getattr(record, column) for column in _COLUMNS})
+        values = _values(record)
+        self._with_connection(lambda conn: conn.execute(_INSERT, values))
+
+    def reserve(self, caps: Sequence[Cap], hold: UsageRecord, estimate: float) -> int:
+        def work(conn: psycopg.Connection) -> int:
+            with conn.transaction():
+                conn.execute(_LOCK)
+                now = conn.execute("SELECT now() AS now").fetchone()["now"]
+
+                def spent(cap: Cap) -> float:
+                    params = {
+                        "start": cap.start(now),
+                        "fresh": now - RESERVATION_TTL,
+                        "backend": cap.backend,
+                        "per_owner": cap.per_owner,
+                        "owner": hold.owner,
+                    }
+                    return float(conn.execute(_SPENT, params).fetchone()["spent"])
+
+                check_caps(caps, hold.owner, estimate, spent)
+                values = {**_values(hold), "at": now, "status": "reserved", "cost_usd": estimate}
+                return int(conn.execute(_INSERT, values).fetchone()["id"])
+
+        return self._with_connection(work)
+
+    def settle(self, handle: int, record: UsageRecord) -> None:
+        values = {**_values(record), "id": handle}
+        self._with_connection(lambda conn: conn.execute(_SETTLE, values))
 
     def records(self, since: datetime | None, until: datetime | None) -> list[UsageRecord]:
-        rows = self._run(_SELECT, {"since": since, "until": until})
+        params = {"since": since, "until": until}
+        rows = self._with_connection(lambda conn: conn.execute(_SELECT, params).fetchall())
         return [
             UsageRecord(
                 **{
@@ -80,3 +124,9 @@ class PostgresUsageSink(UsageSink):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _values(record: UsageRecord) -> dict[str, Any]:
+    values = {column: getattr(record, column) for column in _COLUMNS}
+    values["at"] = record.at.astimezone(UTC)
+    return values

@@ -31,6 +31,9 @@ SLICE: dict[str, Setting] = {
     "width": Setting(int, DEFAULT_SIDE, f"default width, {MIN_SIDE} to {MAX_SIDE} pixels"),
     "height": Setting(int, DEFAULT_SIDE, f"default height, {MIN_SIDE} to {MAX_SIDE} pixels"),
     "format": Setting(str, "png", "image format: png, jpeg or webp"),
+    "price_per_image_usd": Setting(
+        float, 0.0, "a pretend price, to try spending caps (`usage.budget`) offline"
+    ),
 }
 OPTIONS: dict[str, Setting] = {
     "delay": Setting(float, 0, "seconds to take, reporting progress and honouring cancellation"),
@@ -51,6 +54,13 @@ class MockBackend(Backend):
         self.width = self._side(config.get("width", int), "width", DEFAULT_SIDE, config)
         self.height = self._side(config.get("height", int), "height", DEFAULT_SIDE, config)
         self.format = config.choice("format", FORMATS, "png") or "png"
+        price = config.get("price_per_image_usd", float)
+        if price is not None and price < 0:
+            raise config.error(f"must not be negative, not {price}", "price_per_image_usd")
+        self.price = price or 0.0
+
+    def estimate_cost(self, request: Request) -> float | None:
+        return self.price * request.count
 
     @staticmethod
     def _side(value: int | None, key: str, default: int, config: BackendConfig) -> int:
@@ -115,7 +125,7 @@ class MockBackend(Backend):
             "width": width,
             "height": height,
             "render_s": round(time.perf_counter() - started - delay, 4),
-            "cost_usd": 0.0,
+            "cost_usd": round(self.price * len(images), 6),
         }
         if ignored:
             metadata[IGNORED_KEY] = ignored

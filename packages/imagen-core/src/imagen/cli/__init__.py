@@ -44,6 +44,7 @@ EXIT_CODES = {
     5: "the generation failed for now (timeout, upstream down, rate limit)",
     6: "images were saved, but a later step (cloud sync, ...) failed",
     7: "an image could not be written to the output directory",
+    8: "refused: the run's estimated cost would cross a spending cap (usage.budget)",
     130: "cancelled (Ctrl-C)",
 }
 STEP_FAILED = 6

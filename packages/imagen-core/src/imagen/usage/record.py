@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from imagen.errors import Cancelled
+from imagen.errors import BudgetExceededError, Cancelled
 
 if TYPE_CHECKING:
     from imagen.pipeline import Outcome, Run
@@ -19,7 +19,8 @@ class UsageRecord:
     """One generation: who ran what where, how many images, how long, for how much.
 
     ``cost_usd`` is the adapter's own figure and None when it gave none: never a guess.
-    ``status`` is ``done``, ``failed`` or ``cancelled``.
+    ``status`` is ``done``, ``failed``, ``cancelled``, or ``refused`` by a spending cap
+    (``reserved`` marks a running generation's hold, never a finished one).
     """
 
     at: datetime
@@ -51,6 +52,8 @@ def usage_record(run: Run, outcome: Outcome | None, error: BaseException | None)
         status = "done"
     elif isinstance(error, Cancelled):
         status = "cancelled"
+    elif isinstance(error, BudgetExceededError):
+        status = "refused"
     else:
         status = "failed"
     return UsageRecord(

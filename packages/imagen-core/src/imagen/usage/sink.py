@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from imagen.config import USAGE
 
 if TYPE_CHECKING:
     from imagen.config import Config
+    from imagen.usage.budget import Cap
     from imagen.usage.record import UsageRecord
 
 __all__ = ["USAGE", "UsageSink", "default_usage_path", "usage_sink"]
@@ -31,6 +32,27 @@ class UsageSink(ABC):
     @abstractmethod
     def records(self, since: datetime | None, until: datetime | None) -> list[UsageRecord]:
         """The records with ``since <= at < until`` (either bound may be open), oldest first."""
+
+    def reserve(self, caps: Sequence[Cap], hold: UsageRecord, estimate: float) -> Any:
+        """Hold ``estimate`` against ``caps`` for a run about to call its backend.
+
+        Atomic with every other process holding or recording against the same sink: check
+        each cap (:func:`~imagen.usage.budget.check_caps`, counting what was spent and what
+        running generations hold) and keep ``hold`` (status ``reserved``, ``cost_usd`` the
+        estimate) in one step, so concurrent runs cannot overshoot a cap together.
+        Return a handle for :meth:`settle`.
+
+        :raises BudgetExceededError: a cap would be crossed; nothing is held.
+        """
+        from imagen.errors import ConfigError
+
+        raise ConfigError(
+            f"usage.budget: the usage sink ({self.description}) cannot hold reservations"
+        )
+
+    def settle(self, handle: Any, record: UsageRecord) -> None:
+        """Replace the reservation ``handle`` with the run's final ``record``."""
+        raise NotImplementedError
 
     def close(self) -> None:  # noqa: B027 (most sinks hold nothing open)
         """Release connections; the sink is not used afterwards."""

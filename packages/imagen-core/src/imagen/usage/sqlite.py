@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from imagen.errors import OutputError
+from imagen.usage.budget import RESERVATION_TTL, Cap, check_caps
 from imagen.usage.record import UsageRecord
 from imagen.usage.sink import UsageSink
 
@@ -59,6 +61,55 @@ class SqliteUsageSink(UsageSink):
         finally:
             conn.close()
 
+    def reserve(self, caps: Sequence[Cap], hold: UsageRecord, estimate: float) -> int:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the file's write lock: one reserver at a time
+            now = datetime.now(UTC)
+
+            def spent(cap: Cap) -> float:
+                query = (
+                    "SELECT coalesce(sum(cost_usd), 0) FROM usage "
+                    "WHERE at >= ? AND (status != 'reserved' OR at >= ?)"
+                )
+                params: list[object] = [_iso(cap.start(now)), _iso(now - RESERVATION_TTL)]
+                if cap.backend is not None:
+                    query += " AND backend = ?"
+                    params.append(cap.backend)
+                if cap.per_owner:
+                    query += " AND owner IS ?"
+                    params.append(hold.owner)
+                return float(conn.execute(query, params).fetchone()[0])
+
+            check_caps(caps, hold.owner, estimate, spent)
+            values = {**hold.to_dict(), "at": _iso(now), "status": "reserved", "cost_usd": estimate}
+            cursor = conn.execute(
+                f"INSERT INTO usage ({', '.join(_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+                [values[column] for column in _COLUMNS],
+            )
+            conn.execute("COMMIT")
+            return int(cursor.lastrowid or 0)
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot write to the usage file {self.path}: {exc}") from exc
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+
+    def settle(self, handle: int, record: UsageRecord) -> None:
+        values = record.to_dict()
+        conn = self._connect()
+        try:
+            conn.execute(
+                f"UPDATE usage SET {', '.join(f'{c} = ?' for c in _COLUMNS)} WHERE id = ?",
+                [*(values[column] for column in _COLUMNS), handle],
+            )
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot write to the usage file {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+
     def records(self, since: datetime | None, until: datetime | None) -> list[UsageRecord]:
         if not self.path.exists():
             return []
@@ -66,7 +117,8 @@ class SqliteUsageSink(UsageSink):
         try:
             rows = conn.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM usage "
-                "WHERE at >= coalesce(?, at) AND at < coalesce(?, '9999') ORDER BY at, id",
+                "WHERE at >= coalesce(?, at) AND at < coalesce(?, '9999') AND status != 'reserved' "
+                "ORDER BY at, id",
                 (_iso(since), _iso(until)),
             ).fetchall()
         except sqlite3.Error as exc:
