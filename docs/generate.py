@@ -136,6 +136,7 @@ def openai_keys() -> str:
 def config_keys() -> str:
     """Every key of the sections imagen-core reads, with type, default and meaning."""
     from imagen import config
+    from imagen.cloud.settings import CLOUD
 
     top = "\n".join(f"| `{key}` | {doc} |" for key, doc in config.TOP_LEVEL.items())
     return (
@@ -143,7 +144,8 @@ def config_keys() -> str:
         f"### `output:`\n\n{table(config.OUTPUT)}\n"
         f"### `preview:`\n\n{table(config.PREVIEW)}\n"
         f"### `styles.NAME:`\n\n{table(config.STYLE)}\n"
-        f"### `usage:`\n\n{table(config.USAGE)}"
+        f"### `usage:`\n\n{table(config.USAGE)}\n"
+        f"### `cloud:`\n\n{table(CLOUD)}"
     )
 
 

@@ -126,12 +126,12 @@ def test_imagen_load_plugins_restricts_third_party_plugins(home, site):
     names = {
         p["name"] for p in json.loads(home.run("plugins", "--json", check=True).stdout)["plugins"]
     }
-    assert names == {"builtin", "preview"}
+    assert names == {"builtin", "cloud", "preview"}
     home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-extra"
     names = {
         p["name"] for p in json.loads(home.run("plugins", "--json", check=True).stdout)["plugins"]
     }
-    assert names == {"builtin", "preview", "extra"}
+    assert names == {"builtin", "cloud", "preview", "extra"}
 
 
 class _Tiny(Backend):

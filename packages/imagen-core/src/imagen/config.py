@@ -168,11 +168,7 @@ class Config:
         if section is None:
             return {key: setting.default for key, setting in settings.items()}
 
-        def error(message: str, key: str) -> ConfigError:
-            line = section.line(key) or section.line("")
-            return ConfigError(message, key=f"{name}.{key}", file=section.file, line=line)
-
-        return _section(section, name, section.data, settings, error)
+        return _section(section, name, section.data, settings, _located(section, name))
 
     def style(self, name: str) -> Style:
         """The style preset ``name``."""
@@ -287,10 +283,21 @@ def parse_config(source: Located, environ: Mapping[str, str] = os.environ) -> Co
             if not isinstance(data[name], dict):
                 raise source.error("must be a mapping", name)
             sections[name] = Located(data[name], source.file, source.lines_under(name))
+    # Checked here, from modules that import this one: a mistake shows before any run.
     if "usage" in sections:
-        from imagen.usage.budget import parse_budget  # here: imagen.usage imports this module
+        from imagen.usage.budget import parse_budget
 
         parse_budget(sections["usage"])
+    if "cloud" in sections:
+        from imagen.cloud.settings import CLOUD
+
+        _section(
+            sections["cloud"],
+            "cloud",
+            sections["cloud"].data,
+            CLOUD,
+            _located(sections["cloud"], "cloud"),
+        )
 
     return Config(
         file=source.file,
@@ -301,6 +308,16 @@ def parse_config(source: Located, environ: Mapping[str, str] = os.environ) -> Co
         preview=PreviewSettings(**_section(source, "preview", data.get("preview"), PREVIEW)),
         sections=sections,
     )
+
+
+def _located(section: Located, name: str) -> Callable[[str, str], ConfigError]:
+    """Errors for keys of plugin section ``name``, whose lines ``section`` holds."""
+
+    def error(message: str, key: str) -> ConfigError:
+        line = section.line(key) or section.line("")
+        return ConfigError(message, key=f"{name}.{key}", file=section.file, line=line)
+
+    return error
 
 
 def _mapping(source: Located, key: str, value: Any) -> dict[Any, Any]:
@@ -340,6 +357,7 @@ def _section(
                 bool: "true or false",
                 int: "a whole number",
                 dict: "a mapping",
+                (int, float): "a number",
             }
             want = expected.get(setting.kind, str(setting.kind))  # type: ignore[call-overload]
             raise error(f"must be {want}, not {item!r}", name)

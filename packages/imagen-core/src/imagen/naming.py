@@ -61,6 +61,8 @@ class NamingTemplate:
     """
 
     template: str
+    extra: tuple[str, ...] = ()
+    """Placeholders this template may use beyond :data:`PLACEHOLDERS` (``{owner}``)."""
 
     def __post_init__(self) -> None:
         if not self.template.strip():
@@ -70,8 +72,8 @@ class NamingTemplate:
         except ValueError as exc:
             raise ValueError(f"malformed template: {exc}") from exc
         for name in fields:
-            if name not in PLACEHOLDERS:
-                known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            if name not in PLACEHOLDERS and name not in self.extra:
+                known = ", ".join("{" + p + "}" for p in (*PLACEHOLDERS, *self.extra))
                 raise ValueError(f"unknown placeholder {{{name}}} (known: {known})")
         try:
             sample = PurePosixPath(self._format(self._sample()))
@@ -97,9 +99,11 @@ class NamingTemplate:
         backend: str,
         ext: str,
         index: int,
+        **extra: str,
     ) -> PurePosixPath:
         """The relative path of one image, with the right extension for its format."""
         values = {
+            **{name: _safe(extra.get(name) or "none") for name in self.extra},
             "date": _Stamp(when, "%Y-%m-%d"),
             "time": _Stamp(when, "%H%M%S"),
             "slug": slugify(prompt),
@@ -119,10 +123,10 @@ class NamingTemplate:
     def _format(self, values: dict[str, object]) -> str:
         return self.template.format(**values)
 
-    @staticmethod
-    def _sample() -> dict[str, object]:
+    def _sample(self) -> dict[str, object]:
         when = datetime(2000, 1, 1)
         return {
+            **{name: "x" for name in self.extra},
             "date": _Stamp(when, "%Y-%m-%d"),
             "time": _Stamp(when, "%H%M%S"),
             "slug": "s",

@@ -37,10 +37,12 @@ from imagen import (
     RunLostError,
     TransientBackendError,
 )
+from imagen.cloud.settings import read_cloud
 from imagen.config import USAGE, Config
 from imagen.pipeline import BackendPool, generate
 from imagen_worker import queries
 from imagen_worker.announcer import Announcer
+from imagen_worker.cloud import check_synced, kept_images, sync_kept
 from imagen_worker.usage import PostgresUsageSink
 
 __all__ = ["Worker", "WorkerSettings", "request_from_row"]
@@ -172,6 +174,7 @@ class Worker:
         self._poll_alone = False  # the safety poll found jobs no notification announced
         self.announcer = Announcer(url, **_KEEPALIVE)
         # Usage goes to this worker's own database, whatever else is configured.
+        read_cloud(config)  # a cloud mistake stops the worker now, not every job later
         recording = config.section_values("usage", USAGE)["record"]
         self.usage = PostgresUsageSink(url) if recording else None
         self.executor = ThreadPoolExecutor(
@@ -501,6 +504,9 @@ class Worker:
 
     def _generate(self, row: dict[str, Any], context: Context) -> Any:
         job_id = row["id"]
+        kept = kept_images(row)
+        if kept is not None:  # generated and paid for already: only the upload is left
+            return sync_kept(self.config, kept, row["owner"])
         request = request_from_row(row)
         labels = {"entry": "worker", "job_id": job_id, "owner": row["owner"]}
         resume = row.get("upstream_run_id")
@@ -522,12 +528,22 @@ class Worker:
         except RunLostError as exc:
             # The earlier attempt's run is gone upstream: only now is a new one paid for.
             self._set_note(job_id, f"resubmitted: {exc}")
-            return run(None)
-        if resume is not None:
-            can_resume = self.pool.get(row.get("backend")).supports_resume
-            self._set_note(
-                job_id, "resumed" if can_resume else "resubmitted: the backend cannot resume"
+            outcome = run(None)
+        else:
+            if resume is not None:
+                can_resume = self.pool.get(row.get("backend")).supports_resume
+                self._set_note(
+                    job_id, "resumed" if can_resume else "resubmitted: the backend cannot resume"
+                )
+        try:
+            check_synced(outcome)
+        except TransientBackendError:
+            saved = {"saved": [str(image.path) for image in outcome.images]}
+            self._db(
+                lambda conn: conn.execute(queries.SET_PROGRESS, (json.dumps(saved), job_id)),
+                what=f"job {job_id}: keeping its images for the next attempt",
             )
+            raise
         return outcome
 
     def _set_note(self, job_id: int, note: str) -> None:

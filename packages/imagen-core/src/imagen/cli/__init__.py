@@ -148,7 +148,7 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
 
 
 def _register_builtin_commands() -> None:
-    from imagen.cli import catalog, configure, generate, info, scaffold, usage
+    from imagen.cli import catalog, cloud, configure, generate, info, scaffold, usage
 
     for command in (
         generate.generate,
@@ -160,6 +160,7 @@ def _register_builtin_commands() -> None:
         configure.init,
         scaffold.new_adapter,
         usage.usage,
+        cloud.cloud,
     ):
         cli.add_command(command)
 

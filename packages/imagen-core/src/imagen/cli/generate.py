@@ -207,6 +207,9 @@ def generate(
         flags["height"] = flags["height"] or height
     options = dict(parse_option(text) for text in opts)
     config = state.config()
+    from imagen.cloud.settings import read_cloud
+
+    read_cloud(config)  # an unset key is a config error now, not after paying for images
     base = _base_fields(source)
     given = {"prompt": prompt, "options": options, **flags}
     request = _build_request(config, base, given)

@@ -1,0 +1,113 @@
+"""The ``cloud:`` section, checked."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from imagen import secrets
+from imagen.config import Setting
+from imagen.errors import ConfigError
+from imagen.naming import NamingTemplate
+
+if TYPE_CHECKING:
+    from imagen.config import Config
+
+__all__ = ["CLOUD", "URL_KINDS", "CloudSettings", "read_cloud"]
+
+URL_KINDS = ("signed", "public", "none")
+CLOUD: dict[str, Setting] = {
+    "enabled": Setting(
+        bool, True, "upload each saved image (false keeps the section, syncs nothing)"
+    ),
+    "url": Setting(str, None, "the Supabase project URL, `https://PROJECT.supabase.co` (required)"),
+    "key_env": Setting(
+        str, "SUPABASE_SERVICE_ROLE_KEY", "the environment variable holding the service key"
+    ),
+    "bucket": Setting(str, None, "the Storage bucket (required)"),
+    "path": Setting(
+        str,
+        "{owner}/{date:%Y/%m}/{date}-{slug}-{seed}.{ext}",
+        "object path template: the `output.naming` placeholders plus `{owner}` "
+        "(the job's owner in the worker, `local` from the CLI)",
+    ),
+    "url_kind": Setting(
+        str, "signed", "the URL kept in the sidecar: `signed`, `public` (a public bucket) or `none`"
+    ),
+    "signed_url_ttl_s": Setting(
+        int, 7 * 24 * 3600, "how long a signed URL stays valid, in seconds"
+    ),
+    "record_images": Setting(
+        bool, True, "insert an `imagen.images` row per image (the worker records its own)"
+    ),
+    "timeout_s": Setting(
+        (int, float), 60.0, "seconds to wait for Storage or the REST API to answer"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """A checked ``cloud:`` section, with the service key read from the environment."""
+
+    url: str
+    key: str
+    bucket: str
+    path: NamingTemplate
+    url_kind: str
+    signed_url_ttl_s: int
+    record_images: bool
+    timeout_s: float
+
+
+def read_cloud(config: Config, environ: Mapping[str, str] = os.environ) -> CloudSettings | None:
+    """The ``cloud:`` settings; None when there is no section or it is not enabled.
+
+    :raises ConfigError: naming the file, line and key that is wrong, or the unset variable.
+    """
+    section = config.sections.get("cloud")
+    if section is None:
+        return None
+    values = config.section_values("cloud", CLOUD)
+    if not values["enabled"]:
+        return None
+
+    def error(message: str, key: str) -> ConfigError:
+        line = section.line(key) or section.line("")
+        return ConfigError(message, key=f"cloud.{key}", file=section.file, line=line)
+
+    for required in ("url", "bucket"):
+        if not values[required]:
+            raise error("is required", required)
+    if not re.match(r"^https?://[^/\s]+", values["url"]):
+        raise error(f"must be an http:// or https:// URL, not {values['url']!r}", "url")
+    if values["url_kind"] not in URL_KINDS:
+        raise error(
+            f"must be one of {', '.join(URL_KINDS)}, not {values['url_kind']!r}", "url_kind"
+        )
+    if values["signed_url_ttl_s"] <= 0 or values["timeout_s"] <= 0:
+        raise error(
+            "must be positive",
+            "signed_url_ttl_s" if values["signed_url_ttl_s"] <= 0 else "timeout_s",
+        )
+    try:
+        path = NamingTemplate(values["path"], extra=("owner",))
+    except ValueError as exc:
+        raise error(str(exc), "path") from None
+    key = environ.get(values["key_env"])
+    if not key:
+        raise error(f"environment variable {values['key_env']} is not set", "key_env")
+    secrets.register(key)
+    return CloudSettings(
+        url=values["url"].rstrip("/"),
+        key=key,
+        bucket=values["bucket"],
+        path=path,
+        url_kind=values["url_kind"],
+        signed_url_ttl_s=values["signed_url_ttl_s"],
+        record_images=values["record_images"],
+        timeout_s=float(values["timeout_s"]),
+    )
