@@ -16,7 +16,8 @@ What the real servers do that matters to imagen, and that this stand-in does too
 - Every request carries ``apiKey`` and ``Authorization: Bearer <key>``.
 
 Controls for tests: :attr:`outage` (every request answers 503 with an HTML body, as a proxy
-in front of a down project does), :meth:`put_object`.
+in front of a down project does), :attr:`fail_uploads` (the next uploads answer 502),
+:meth:`put_object`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class SupabaseStandIn(LoopbackServer):
         self.rows: list[dict[str, Any]] = []
         self.uploads: list[dict[str, Any]] = []
         self.outage = False
+        self.fail_uploads = 0  # the next uploads answer a gateway 502
         self.lock = threading.Lock()
 
     def put_object(self, bucket: str, path: str, data: bytes, mime_type: str) -> None:
@@ -142,6 +144,14 @@ class _Handler(LoopbackHandler):
     def _upload(self, body: bytes) -> None:
         target = self._object_target("/storage/v1/object/")
         if target is None:
+            return
+        with self.server.lock:
+            failing, self.server.fail_uploads = (
+                self.server.fail_uploads > 0,
+                max(0, self.server.fail_uploads - 1),
+            )
+        if failing:
+            self.send(502, b"<html><body>502 Bad Gateway</body></html>", content_type="text/html")
             return
         parts = _multipart(body, self.headers.get("Content-Type", ""))
         headers, data = parts["file"]

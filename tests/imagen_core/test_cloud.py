@@ -35,6 +35,7 @@ def cloud_home(home, supabase):
           url: {supabase.url}
           bucket: images
           path: "{{owner}}/{{date:%Y}}/{{slug}}-{{seed}}-{{index}}.{{ext}}"
+          retry_attempts: 1
         """
     )
     return home
@@ -154,3 +155,13 @@ def test_public_urls_and_no_rows_when_asked(cloud_home, supabase):
     cloud = json.loads(Path(json.loads(proc.stdout)["images"][0]["sidecar"]).read_text())["cloud"]
     assert cloud["url"] == f"{supabase.url}/storage/v1/object/public/images/{cloud['path']}"
     assert supabase.rows == []
+
+
+def test_a_transient_upload_failure_is_retried_by_the_shared_policy(cloud_home, supabase):
+    text = (cloud_home.cwd / "imagen.yaml").read_text()
+    cloud_home.write_config(text.replace("retry_attempts: 1", "retry_attempts: 3"))
+    supabase.fail_uploads = 1
+    proc = _generate(cloud_home)
+    assert proc.returncode == 0, proc.stderr
+    assert len(supabase.objects) == 1
+    assert len(supabase.uploads) == 1  # the 502 never got as far as storing anything

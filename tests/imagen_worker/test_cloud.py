@@ -32,7 +32,12 @@ def _config(tmp_path: Path, url: str):
         Located(
             {
                 "output": {"directory": str(tmp_path / "out")},
-                "cloud": {"url": url, "bucket": "images", "path": "{owner}/{seed}.{ext}"},
+                "cloud": {
+                    "url": url,
+                    "bucket": "images",
+                    "path": "{owner}/{seed}.{ext}",
+                    "retry_attempts": 1,
+                },
             }
         )
     )

@@ -12,6 +12,7 @@ from imagen import secrets
 from imagen.config import Setting
 from imagen.errors import ConfigError
 from imagen.naming import NamingTemplate
+from imagen.retry import DEFAULT_POLICY, RetryPolicy
 
 if TYPE_CHECKING:
     from imagen.config import Config
@@ -46,6 +47,12 @@ CLOUD: dict[str, Setting] = {
     "timeout_s": Setting(
         (int, float), 60.0, "seconds to wait for Storage or the REST API to answer"
     ),
+    "retry_attempts": Setting(
+        int, DEFAULT_POLICY.max_attempts, "attempts in all for an upload that fails transiently"
+    ),
+    "retry_max_s": Setting(
+        (int, float), DEFAULT_POLICY.max_total_s, "no upload retry starts after this many seconds"
+    ),
 }
 
 
@@ -61,6 +68,7 @@ class CloudSettings:
     signed_url_ttl_s: int
     record_images: bool
     timeout_s: float
+    retry: RetryPolicy
 
 
 def read_cloud(config: Config, environ: Mapping[str, str] = os.environ) -> CloudSettings | None:
@@ -110,4 +118,7 @@ def read_cloud(config: Config, environ: Mapping[str, str] = os.environ) -> Cloud
         signed_url_ttl_s=values["signed_url_ttl_s"],
         record_images=values["record_images"],
         timeout_s=float(values["timeout_s"]),
+        retry=RetryPolicy(
+            max_attempts=max(1, values["retry_attempts"]), max_total_s=float(values["retry_max_s"])
+        ),
     )

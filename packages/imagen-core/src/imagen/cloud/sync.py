@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from imagen.cloud.errors import CloudError
 from imagen.cloud.settings import CloudSettings
-from imagen.errors import ConfigError
+from imagen.errors import ConfigError, TransientBackendError
 from imagen.metadata import EXTENSIONS
+from imagen.retry import call_with_retry
 
 if TYPE_CHECKING:
     from imagen.cloud.store import CloudStore
     from imagen.output import SavedImage
 
 __all__ = ["LOCAL_OWNER", "images_row", "object_path", "open_store", "sync_image"]
+
+T = TypeVar("T")
 
 LOCAL_OWNER = "local"  # {owner} and the images row's owner outside the worker
 
@@ -68,7 +73,26 @@ def sync_image(
 ) -> None:
     """Upload ``image``, record where it went in its sidecar, and insert its images row."""
     path = object_path(settings, image.record, image.path, owner)
-    cloud = store.upload(image.path, path, image.mime_type)
+    cloud = _retried(
+        lambda: store.upload(image.path, path, image.mime_type), f"uploading {path}", settings
+    )
     if record_row and settings.record_images:
         store.insert_image(images_row(image, image.record, owner, path))
     image.update_sidecar(cloud=cloud.to_dict())
+
+
+def _retried(call: Callable[[], T], what: str, settings: CloudSettings) -> T:
+    """``call`` under the shared retry policy; an upload may be repeated (same bytes, same path)."""
+
+    def attempt() -> T:
+        try:
+            return call()
+        except CloudError as exc:
+            if exc.transient:
+                raise TransientBackendError(exc.message) from exc
+            raise
+
+    try:
+        return call_with_retry(attempt, what=what, policy=settings.retry, safe_to_repeat=True)
+    except TransientBackendError as exc:
+        raise CloudError(exc.message, transient=True) from exc
