@@ -74,3 +74,9 @@ def test_importing_the_package_is_light():
     assert "click" not in proc.stdout
     assert "'PIL'" not in proc.stdout
     assert "'yaml'" not in proc.stdout
+
+
+def test_a_generation_without_cloud_imports_no_supabase(home):
+    modules = _modules_after(home, "generate", "a cat", "--size", "32x32")
+    assert "imagen.pipeline" in modules  # it did generate
+    assert [m for m in modules if m.split(".")[0] in ("supabase", "storage3", "postgrest")] == []
