@@ -58,8 +58,9 @@ TOP_LEVEL: dict[str, str] = {
     "cloud": "uploading images to Supabase Storage (read by the cloud sync step)",
     "usage": "usage and cost records (read by the usage step)",
     "worker": "the queue worker daemon (read by imagen-worker)",
+    "serve": "the HTTP server, `imagen serve` (read by imagen-worker)",
 }
-PLUGIN_SECTIONS = ("cloud", "usage", "worker")
+PLUGIN_SECTIONS = ("cloud", "usage", "worker", "serve")
 
 OUTPUT: dict[str, Setting] = {
     "directory": Setting(
@@ -145,7 +146,8 @@ class Config:
     output: OutputSettings
     preview: PreviewSettings
     sections: Mapping[str, Located] = field(default_factory=dict)
-    """Sections read by later pipeline steps and plugins (``cloud``, ``usage``, ``worker``)."""
+    """Sections read by later pipeline steps and plugins (``cloud``, ``usage``, ``worker``,
+    ``serve``)."""
 
     def backend(self, name: str | None = None) -> BackendConfig:
         """The slice of backend instance ``name`` (the default one when None)."""

@@ -84,10 +84,13 @@ def status(state: State, database_url: str | None, as_json: bool) -> None:
 @hookimpl
 def imagen_register_commands(cli: click.Group) -> None:
     from imagen_worker.commands import jobs, worker
+    from imagen_worker.serve.commands import serve, serve_key
 
     cli.add_command(db)
     cli.add_command(worker)
     cli.add_command(jobs)
+    cli.add_command(serve)
+    cli.add_command(serve_key)
 
 
 @hookimpl

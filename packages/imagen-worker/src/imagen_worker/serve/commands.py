@@ -1,0 +1,77 @@
+"""``imagen serve`` and ``imagen serve-key``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import click
+
+from imagen.cli import State
+
+__all__ = ["serve", "serve_key"]
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default: serve.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: serve.port, 8787).")
+@click.option(
+    "--database-url",
+    help="PostgreSQL URL (default: worker.database_url, $IMAGEN_DATABASE_URL, or the "
+    "embedded server).",
+)
+@click.option(
+    "--with-worker",
+    is_flag=True,
+    help="Also run a worker in this process: one command for a whole local setup.",
+)
+@click.pass_obj
+def serve(
+    state: State, host: str | None, port: int | None, database_url: str | None, with_worker: bool
+) -> None:
+    """Serve the OpenAI-compatible images API and the job API over HTTP."""
+    import uvicorn
+
+    from imagen_worker.daemon import Worker
+    from imagen_worker.database import database_url as resolve
+    from imagen_worker.serve.app import create_app
+    from imagen_worker.serve.settings import read_serve
+
+    logging.getLogger("imagen").setLevel(logging.DEBUG if state.debug else logging.INFO)
+    config = state.config()
+    settings = read_serve(config)
+    if not settings.api_keys:
+        click.echo(
+            "imagen: no serve.api_keys: every request will be refused (imagen serve-key OWNER)",
+            err=True,
+        )
+    url = resolve(database_url, config)
+    worker = Worker(config, url) if with_worker else None
+    thread = (
+        threading.Thread(target=worker.run, name="imagen-worker", daemon=True) if worker else None
+    )
+    if thread is not None:
+        thread.start()
+    try:
+        uvicorn.run(
+            create_app(config, url, settings),
+            host=host or settings.host,
+            port=settings.port if port is None else port,
+            log_level="debug" if state.debug else "info",
+        )
+    finally:
+        if worker is not None and thread is not None:
+            worker.stop()
+            thread.join()
+
+
+@click.command("serve-key")
+@click.argument("owner")
+def serve_key(owner: str) -> None:
+    """Make an API key for OWNER: print it once, and the line that lets it in."""
+    from imagen_worker.serve.settings import hash_key, new_key
+
+    key = new_key()
+    click.echo(f"API key for {owner} (shown once, keep it secret):\n  {key}\n")
+    click.echo("Add to imagen.yaml:\n  serve:\n    api_keys:")
+    click.echo(f'      "{hash_key(key)}": {owner}')

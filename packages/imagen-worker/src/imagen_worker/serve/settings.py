@@ -1,0 +1,94 @@
+"""The ``serve:`` section, and API keys stored as hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from imagen.config import Config, Setting
+from imagen.errors import ConfigError
+
+__all__ = ["SERVE", "ServeSettings", "hash_key", "new_key", "read_serve"]
+
+SERVE: dict[str, Setting] = {
+    "host": Setting(str, "127.0.0.1", "the address to listen on"),
+    "port": Setting(int, 8787, "the port to listen on"),
+    "wait_s": Setting(
+        (int, float),
+        120.0,
+        "how long POST /v1/images/generations waits for its job before answering with a "
+        "job reference instead",
+    ),
+    "max_images": Setting(int, 10, "the largest `n` a request may ask for"),
+    "max_body_bytes": Setting(int, 64 * 1024, "the largest request body accepted"),
+    "api_keys": Setting(
+        dict,
+        None,
+        "API keys, as `SHA256-HEX: OWNER` (make one with `imagen serve-key OWNER`): the key "
+        "itself is never stored",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """A checked ``serve:`` section."""
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    wait_s: float = 120.0
+    max_images: int = 10
+    max_body_bytes: int = 64 * 1024
+    api_keys: Mapping[str, str] = field(default_factory=dict)  # sha256 hex → owner
+    web_role: str = "authenticated"
+
+
+def hash_key(key: str) -> str:
+    """What ``serve.api_keys`` stores for ``key``."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    """A fresh API key: ``imk_`` and 32 random bytes, URL-safe."""
+    return "imk_" + secrets.token_urlsafe(32)
+
+
+def read_serve(config: Config) -> ServeSettings:
+    """The ``serve:`` settings; a ConfigError names the key that is wrong."""
+    values = config.section_values("serve", SERVE)
+    keys = values["api_keys"] or {}
+    section = config.sections.get("serve")
+    for digest, owner in keys.items():
+        if not (isinstance(digest, str) and len(digest) == 64 and _is_hex(digest)):
+            raise ConfigError(
+                "each key must be the SHA-256 hex digest of an API key (imagen serve-key)",
+                key=f"serve.api_keys.{digest}",
+                file=section.file if section else None,
+            )
+        if not isinstance(owner, str) or not owner:
+            raise ConfigError(
+                "must name the owner the key acts for",
+                key=f"serve.api_keys.{digest}",
+                file=section.file if section else None,
+            )
+    worker = config.sections.get("worker")
+    role = (worker.data.get("web_role") if worker is not None else None) or "authenticated"
+    return ServeSettings(
+        host=values["host"],
+        port=values["port"],
+        wait_s=float(values["wait_s"]),
+        max_images=values["max_images"],
+        max_body_bytes=values["max_body_bytes"],
+        api_keys={digest.lower(): owner for digest, owner in keys.items()},
+        web_role=role,
+    )
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,133 @@
+"""imagen serve, driven by the official openai SDK, with a worker behind it."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from worker_helpers import running
+
+from imagen.config import parse_config
+from imagen.yamlfile import Located
+from imagen_worker.serve.app import create_app
+from imagen_worker.serve.settings import ServeSettings, hash_key
+
+ALICE_KEY = "imk_alice-test-key"
+BOB_KEY = "imk_bob-test-key"
+
+
+@pytest.fixture
+def server(db_url, tmp_path) -> Iterator[str]:
+    config = parse_config(
+        Located(
+            {
+                "output": {"directory": str(tmp_path / "out"), "write_metadata_json": False},
+                "backends": {
+                    "mock": {"type": "mock"},
+                    "priced": {"type": "mock", "price_per_image_usd": 0.25},
+                },
+                "styles": {"noir": {"suffix": ", film noir"}},
+            }
+        )
+    )
+    settings = ServeSettings(
+        api_keys={hash_key(ALICE_KEY): "alice", hash_key(BOB_KEY): "bob"}, wait_s=30, max_images=4
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(config, db_url, settings)
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not uv.started:
+        time.sleep(0.01)
+    with running(config, db_url):
+        yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def _client(server: str, key: str = ALICE_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server}/v1", api_key=key, max_retries=0)
+
+
+def test_the_openai_sdk_generates_through_the_builtin_backend(server):
+    with _client(server) as client:
+        result = client.images.generate(model="mock", prompt="a lighthouse", n=2, size="64x48")
+        assert len(result.data) == 2
+        for image in result.data:
+            data = base64.b64decode(image.b64_json)
+            assert data.startswith(b"\x89PNG")
+        models = [model.id for model in client.models.list()]
+    assert models == ["mock", "priced", "noir"]
+
+
+def test_urls_serve_the_file_to_its_owner_only(server):
+    with _client(server) as client:
+        result = client.images.generate(
+            model="noir", prompt="a street", size="32x32", response_format="url"
+        )
+    url = result.data[0].url
+    mine = httpx.get(url, headers={"Authorization": f"Bearer {ALICE_KEY}"})
+    assert mine.status_code == 200
+    assert mine.headers["content-type"] == "image/png"
+    assert "immutable" in mine.headers["cache-control"]
+    theirs = httpx.get(url, headers={"Authorization": f"Bearer {BOB_KEY}"})
+    assert theirs.status_code == 404  # not 403: another owner's image looks missing
+    assert theirs.json()["error"]["code"] == "not_found"
+
+
+def test_cost_is_reported_where_known(server):
+    response = httpx.post(
+        f"{server}/v1/images/generations",
+        json={"model": "priced", "prompt": "x", "n": 2, "size": "32x32"},
+        headers={"Authorization": f"Bearer {ALICE_KEY}"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert response.json()["imagen"]["cost_usd"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "fragment"),
+    [
+        ({"model": "dall-e-9"}, openai.NotFoundError, "The model 'dall-e-9' does not exist"),
+        ({"size": "big"}, openai.BadRequestError, "Invalid size 'big'"),
+        ({"n": 9}, openai.BadRequestError, "n must be at most 4"),
+    ],
+)
+def test_bad_requests_raise_the_sdks_usual_errors_and_leave_no_job(
+    server, conn, kwargs, error, fragment
+):
+    with _client(server) as client, pytest.raises(error) as raised:
+        client.images.generate(prompt="x", **{"model": "mock", **kwargs})
+    assert fragment in str(raised.value)
+    assert conn.execute("SELECT count(*) FROM imagen.jobs").fetchone()[0] == 0
+
+
+def test_keys_are_checked(server):
+    with _client(server, "imk_wrong") as client, pytest.raises(openai.AuthenticationError):
+        client.images.generate(model="mock", prompt="x")
+    bare = httpx.post(f"{server}/v1/images/generations", json={"prompt": "x"})
+    assert bare.status_code == 401
+    assert bare.json()["error"]["code"] == "missing_api_key"
+
+
+def test_bodies_that_are_not_json_or_too_big_are_refused(server):
+    headers = {"Authorization": f"Bearer {ALICE_KEY}", "Content-Type": "application/json"}
+    broken = httpx.post(f"{server}/v1/images/generations", content=b"{nope", headers=headers)
+    assert broken.status_code == 400
+    assert broken.json()["error"]["message"] == "We could not parse the JSON body of your request."
+    huge = httpx.post(
+        f"{server}/v1/images/generations", content=b"x" * (70 * 1024), headers=headers
+    )
+    assert huge.status_code == 413
