@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import httpx
+import jwt
 import openai
 import pytest
 import uvicorn
@@ -20,6 +22,7 @@ from imagen_worker.serve.app import create_app
 from imagen_worker.serve.settings import ServeSettings, hash_key
 
 ALICE_KEY = "imk_alice-test-key"
+JWT_SECRET = "a-jwt-secret-at-least-32-bytes-long-0123"
 BOB_KEY = "imk_bob-test-key"
 
 
@@ -38,7 +41,10 @@ def server(db_url, tmp_path) -> Iterator[str]:
         )
     )
     settings = ServeSettings(
-        api_keys={hash_key(ALICE_KEY): "alice", hash_key(BOB_KEY): "bob"}, wait_s=30, max_images=4
+        api_keys={hash_key(ALICE_KEY): "alice", hash_key(BOB_KEY): "bob"},
+        wait_s=30,
+        max_images=4,
+        jwt_secret=JWT_SECRET,
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -131,3 +137,103 @@ def test_bodies_that_are_not_json_or_too_big_are_refused(server):
         f"{server}/v1/images/generations", content=b"x" * (70 * 1024), headers=headers
     )
     assert huge.status_code == 413
+
+
+def _as(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _events(server: str, job_id: int, key: str = ALICE_KEY) -> list[tuple[str, dict]]:
+    seen = []
+    with httpx.stream(
+        "GET", f"{server}/v1/jobs/{job_id}/events", headers=_as(key), timeout=30
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                seen.append((event, json.loads(line.removeprefix("data: "))))
+    return seen
+
+
+def test_the_job_api_submits_follows_and_lists_the_callers_own_jobs(server):
+    created = httpx.post(
+        f"{server}/v1/jobs",
+        json={"prompt": "a harbour", "size": "32x32", "seed": 3, "options": {"delay": 0.3}},
+        headers=_as(ALICE_KEY),
+    )
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    events = _events(server, job_id)
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "done"
+    assert "progress" in kinds
+    (link,) = events[-1][1]["images"]
+    assert httpx.get(link, headers=_as(ALICE_KEY)).content.startswith(b"\x89PNG")
+    listed = httpx.get(f"{server}/v1/jobs", params={"limit": 1}, headers=_as(ALICE_KEY)).json()
+    assert [job["id"] for job in listed["data"]] == [job_id]
+    assert listed["next"] == f"/v1/jobs?limit=1&before={job_id}"
+    shown = httpx.get(f"{server}/v1/jobs/{job_id}", headers=_as(ALICE_KEY)).json()
+    image = httpx.get(f"{server}/v1/images/{shown['image_id']}", headers=_as(ALICE_KEY)).json()
+    assert (image["job_id"], image["seed"], image["width"]) == (job_id, 3, 32)
+
+
+def test_another_owner_sees_nothing_and_can_cancel_nothing(server):
+    job_id = httpx.post(
+        f"{server}/v1/jobs", json={"prompt": "mine", "size": "32x32"}, headers=_as(ALICE_KEY)
+    ).json()["id"]
+    for method, path in [
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("DELETE", f"/v1/jobs/{job_id}"),
+        ("GET", f"/v1/jobs/{job_id}/events"),
+    ]:
+        response = httpx.request(method, f"{server}{path}", headers=_as(BOB_KEY))
+        assert response.status_code == 404, (method, path)
+        assert response.json()["error"]["message"] == f"No job {job_id}."
+    assert httpx.get(f"{server}/v1/jobs", headers=_as(BOB_KEY)).json()["data"] == []
+
+
+def test_cancelling_a_running_job(server):
+    job_id = httpx.post(
+        f"{server}/v1/jobs",
+        json={"prompt": "slow", "size": "32x32", "options": {"delay": 30}},
+        headers=_as(ALICE_KEY),
+    ).json()["id"]
+    deadline = time.monotonic() + 20
+    while (
+        httpx.get(f"{server}/v1/jobs/{job_id}", headers=_as(ALICE_KEY)).json()["status"]
+        != "running"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    cancelled = httpx.delete(f"{server}/v1/jobs/{job_id}", headers=_as(ALICE_KEY))
+    assert cancelled.json() == {"id": job_id, "cancel_requested": True}
+    assert _events(server, job_id)[-1][0] == "cancelled"
+    again = httpx.delete(f"{server}/v1/jobs/{job_id}", headers=_as(ALICE_KEY))
+    assert again.status_code == 409
+
+
+def _token(sub: str, expires_in: float, secret: str = JWT_SECRET) -> str:
+    now = int(time.time())
+    claims = {"sub": sub, "role": "authenticated", "aud": "authenticated", "iat": now,
+              "exp": now + int(expires_in)}  # fmt: skip
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def test_supabase_style_jwts_act_for_their_subject(server):
+    carol = _token("carol", 600)
+    created = httpx.post(f"{server}/v1/jobs", json={"prompt": "x"}, headers=_as(carol))
+    assert created.status_code == 201
+    listed = httpx.get(f"{server}/v1/jobs", headers=_as(carol)).json()["data"]
+    assert [job["id"] for job in listed] == [created.json()["id"]]
+    expired = httpx.get(f"{server}/v1/jobs", headers=_as(_token("carol", -10)))
+    assert (expired.status_code, expired.json()["error"]["code"]) == (401, "token_expired")
+    forged = httpx.get(
+        f"{server}/v1/jobs",
+        headers=_as(_token("carol", 600, "another-secret-of-32-bytes-or-more!!")),
+    )
+    assert (forged.status_code, forged.json()["error"]["code"]) == (401, "invalid_token")
+    assert JWT_SECRET not in forged.text

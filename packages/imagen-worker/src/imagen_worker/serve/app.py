@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
@@ -28,6 +28,10 @@ from imagen_worker.serve.settings import ServeSettings, hash_key
 __all__ = ["ApiError", "create_app"]
 
 _ENDED = ("done", "failed", "cancelled")
+_JOB_COLUMNS = (
+    "id, status, prompt, negative_prompt, backend, style, width, height, steps, seed, count, "
+    "attempts, error, image_id, progress, created_at, finished_at"
+)
 _REFUSED = "refused before calling the backend"
 
 
@@ -66,6 +70,20 @@ class ImagesRequest(BaseModel):
     user: str | None = None
 
 
+class JobRequest(BaseModel):
+    """``POST /v1/jobs``: what ``imagen jobs submit`` takes."""
+
+    prompt: str = Field(min_length=1, max_length=32_000)
+    negative_prompt: str | None = None
+    backend: str | None = None
+    style: str | None = None
+    size: str | None = Field(None, description="WIDTHxHEIGHT")
+    steps: int | None = Field(None, ge=1, le=1000)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    count: int = Field(1, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 def create_app(config: Config, url: str, settings: ServeSettings) -> FastAPI:
     """The app for ``config``'s backends and styles, queueing into the database at ``url``."""
     app = FastAPI(title="imagen", version=__version__, summary="Images through any backend")
@@ -98,12 +116,15 @@ def create_app(config: Config, url: str, settings: ServeSettings) -> FastAPI:
     def caller(authorization: Annotated[str | None, Header()] = None) -> str:
         """The owner the bearer token acts for."""
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "You didn't provide an API key.", code="missing_api_key")
-        owner = settings.api_keys.get(hash_key(token.strip()))
-        if owner is None:
-            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
-        return owner
+        owner = settings.api_keys.get(hash_key(token))
+        if owner is not None:
+            return owner
+        if settings.jwt_secret is not None and token.count(".") == 2:
+            return _jwt_owner(token, settings.jwt_secret)
+        raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
 
     @contextmanager
     def as_owner(owner: str) -> Iterator[psycopg.Connection]:
@@ -163,13 +184,86 @@ def create_app(config: Config, url: str, settings: ServeSettings) -> FastAPI:
     def job(job_id: int, owner: Annotated[str, Depends(caller)]) -> dict[str, Any]:
         with as_owner(owner) as conn:
             row = conn.execute(
-                "SELECT id, status, prompt, backend, count, attempts, error, image_id, progress, "
-                "created_at, finished_at FROM imagen.jobs WHERE id = %s",
-                (job_id,),
+                f"SELECT {_JOB_COLUMNS} FROM imagen.jobs WHERE id = %s", (job_id,)
             ).fetchone()
         if row is None:  # another owner's job looks exactly like a missing one
             raise ApiError(404, f"No job {job_id}.", code="not_found")
-        return json.loads(json.dumps(row, default=str))
+        return _jsonable(row)
+
+    @app.post("/v1/jobs", status_code=201, summary="Queue a job (the fields of imagen jobs submit)")
+    def submit(body: JobRequest, owner: Annotated[str, Depends(caller)]) -> dict[str, Any]:
+        fields = _submitted_fields(config, settings, body)
+        with as_owner(owner) as conn:
+            columns = list(fields)
+            query = sql.SQL("INSERT INTO imagen.jobs ({}) VALUES ({}) RETURNING {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+                sql.SQL(_JOB_COLUMNS),
+            )
+            row = conn.execute(query, [fields[c] for c in columns]).fetchone()
+        return _jsonable(row)
+
+    @app.get("/v1/jobs", summary="The caller's jobs, newest first")
+    def list_jobs(
+        owner: Annotated[str, Depends(caller)],
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        before: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        with as_owner(owner) as conn:
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM imagen.jobs WHERE id < %s ORDER BY id DESC LIMIT %s",
+                (before or 2**62, limit),
+            ).fetchall()
+        more = len(rows) == limit
+        return {
+            "data": [_jsonable(row) for row in rows],
+            "next": f"/v1/jobs?limit={limit}&before={rows[-1]['id']}" if more else None,
+        }
+
+    @app.delete("/v1/jobs/{job_id}", summary="Cancel one of the caller's jobs")
+    def cancel(job_id: int, owner: Annotated[str, Depends(caller)]) -> dict[str, Any]:
+        with as_owner(owner) as conn:
+            row = conn.execute("SELECT status FROM imagen.jobs WHERE id = %s", (job_id,)).fetchone()
+            if row is None:
+                raise ApiError(404, f"No job {job_id}.", code="not_found")
+            if row["status"] in _ENDED:
+                raise ApiError(409, f"Job {job_id} has already ended ({row['status']}).")
+            conn.execute("UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s", (job_id,))
+        return {"id": job_id, "cancel_requested": True}
+
+    @app.get("/v1/jobs/{job_id}/events", summary="A job's progress, as server-sent events")
+    def events(
+        job_id: int, request: Request, owner: Annotated[str, Depends(caller)]
+    ) -> StreamingResponse:
+        with as_owner(owner) as conn:
+            if (
+                conn.execute("SELECT 1 FROM imagen.jobs WHERE id = %s", (job_id,)).fetchone()
+                is None
+            ):
+                raise ApiError(404, f"No job {job_id}.", code="not_found")
+        base = str(request.base_url).rstrip("/")
+        return StreamingResponse(
+            _event_stream(as_owner, owner, job_id, base),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/v1/images/{image_id}", summary="One of the caller's images: its facts")
+    def image(
+        image_id: int, request: Request, owner: Annotated[str, Depends(caller)]
+    ) -> dict[str, Any]:
+        with as_owner(owner) as conn:
+            row = conn.execute(
+                "SELECT id, job_id, prompt, backend, seed, width, height, mime_type, metadata, "
+                "storage_location, created_at FROM imagen.images WHERE id = %s",
+                (image_id,),
+            ).fetchone()
+        if row is None:
+            raise ApiError(404, f"No image {image_id}.", code="not_found")
+        return {
+            **_jsonable(row),
+            "file": f"{str(request.base_url).rstrip('/')}/v1/images/{image_id}/file",
+        }
 
     @app.get("/v1/images/{image_id}/file", summary="An image's file, streamed")
     def image_file(image_id: int, owner: Annotated[str, Depends(caller)]) -> FileResponse:
@@ -213,6 +307,94 @@ def _job_fields(config: Config, settings: ServeSettings, body: ImagesRequest) ->
     if body.quality:
         job["options"] = json.dumps({"quality": body.quality})
     return job
+
+
+def _submitted_fields(config: Config, settings: ServeSettings, body: JobRequest) -> dict[str, Any]:
+    if body.count > settings.max_images:
+        raise ApiError(400, f"count must be at most {settings.max_images}.", param="count")
+    if body.backend is not None and body.backend not in config.backends:
+        raise ApiError(
+            404, f"No backend instance '{body.backend}'.", param="backend", code="model_not_found"
+        )
+    if body.style is not None and body.style not in config.styles:
+        raise ApiError(404, f"No style '{body.style}'.", param="style", code="model_not_found")
+    fields: dict[str, Any] = {"prompt": body.prompt, "count": body.count}
+    for name in ("negative_prompt", "backend", "style", "steps", "seed"):
+        if getattr(body, name) is not None:
+            fields[name] = getattr(body, name)
+    if body.size:
+        try:
+            fields["width"], fields["height"] = parse_size(body.size)
+        except ValueError as exc:
+            raise ApiError(400, f"Invalid size '{body.size}': {exc}", param="size") from None
+    if body.options:
+        fields["options"] = json.dumps(body.options)
+    return fields
+
+
+def _jwt_owner(token: str, secret: str) -> str:
+    """The ``sub`` of a valid HS256 JWT; 401 without saying more than what is wrong."""
+    import jwt
+
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            options={"require": ["sub", "exp"], "verify_aud": False},
+        )
+    except jwt.ExpiredSignatureError:
+        raise ApiError(401, "The token has expired.", code="token_expired") from None
+    except jwt.PyJWTError:
+        raise ApiError(401, "The token is not valid.", code="invalid_token") from None
+    owner = claims.get("sub")
+    if not isinstance(owner, str) or not owner:
+        raise ApiError(401, "The token names no owner.", code="invalid_token")
+    return owner
+
+
+def _event_stream(as_owner: Any, owner: str, job_id: int, base: str) -> Iterator[str]:
+    """``queued``, ``progress``, then ``done`` (with image links), ``failed`` or ``cancelled``."""
+    last: tuple[Any, ...] | None = None
+    while True:
+        with as_owner(owner) as conn:
+            row = conn.execute(
+                "SELECT status, progress, error FROM imagen.jobs WHERE id = %s", (job_id,)
+            ).fetchone()
+            images = (
+                conn.execute(
+                    "SELECT id FROM imagen.images WHERE job_id = %s ORDER BY id", (job_id,)
+                ).fetchall()
+                if row is not None and row["status"] == "done"
+                else []
+            )
+        if row is None:
+            return
+        progress = (row["progress"] or {}).get("last")
+        state = (row["status"], json.dumps(progress, sort_keys=True))
+        if state != last:
+            last = state
+            status = row["status"]
+            if status == "done":
+                links = [f"{base}/v1/images/{image['id']}/file" for image in images]
+                yield _sse("done", {"id": job_id, "images": links})
+                return
+            if status in ("failed", "cancelled"):
+                yield _sse(status, {"id": job_id, "error": row["error"]})
+                return
+            if status == "pending":
+                yield _sse("queued", {"id": job_id})
+            elif progress:
+                yield _sse("progress", {"id": job_id, **progress})
+        time.sleep(0.2)
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(row, default=str))
 
 
 def _wait(as_owner: Any, owner: str, job_id: int, wait_s: float) -> dict[str, Any]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from imagen import secrets as imagen_secrets
 from imagen.config import Config, Setting
 from imagen.errors import ConfigError
 
@@ -23,6 +25,12 @@ SERVE: dict[str, Setting] = {
     ),
     "max_images": Setting(int, 10, "the largest `n` a request may ask for"),
     "max_body_bytes": Setting(int, 64 * 1024, "the largest request body accepted"),
+    "jwt_secret_env": Setting(
+        str,
+        None,
+        "the environment variable holding the HS256 secret that signs Supabase-style JWTs "
+        "(their `sub` is the owner); unset: API keys only",
+    ),
     "api_keys": Setting(
         dict,
         None,
@@ -43,6 +51,7 @@ class ServeSettings:
     max_body_bytes: int = 64 * 1024
     api_keys: Mapping[str, str] = field(default_factory=dict)  # sha256 hex → owner
     web_role: str = "authenticated"
+    jwt_secret: str | None = field(default=None, repr=False)
 
 
 def hash_key(key: str) -> str:
@@ -55,9 +64,18 @@ def new_key() -> str:
     return "imk_" + secrets.token_urlsafe(32)
 
 
-def read_serve(config: Config) -> ServeSettings:
+def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> ServeSettings:
     """The ``serve:`` settings; a ConfigError names the key that is wrong."""
     values = config.section_values("serve", SERVE)
+    jwt_secret = None
+    if values["jwt_secret_env"]:
+        jwt_secret = environ.get(values["jwt_secret_env"])
+        if not jwt_secret:
+            raise ConfigError(
+                f"environment variable {values['jwt_secret_env']} is not set",
+                key="serve.jwt_secret_env",
+            )
+        imagen_secrets.register(jwt_secret)
     keys = values["api_keys"] or {}
     section = config.sections.get("serve")
     for digest, owner in keys.items():
@@ -83,6 +101,7 @@ def read_serve(config: Config) -> ServeSettings:
         max_body_bytes=values["max_body_bytes"],
         api_keys={digest.lower(): owner for digest, owner in keys.items()},
         web_role=role,
+        jwt_secret=jwt_secret,
     )
 
 
