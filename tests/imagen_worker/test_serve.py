@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -13,8 +12,8 @@ import httpx
 import jwt
 import openai
 import pytest
-import uvicorn
-from worker_helpers import running
+from PIL import Image
+from worker_helpers import running, serving
 
 from imagen.config import parse_config
 from imagen.yamlfile import Located
@@ -46,20 +45,9 @@ def server(db_url, tmp_path) -> Iterator[str]:
         max_images=4,
         jwt_secret=JWT_SECRET,
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_app(config, db_url, settings)
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.01)
-    with running(config, db_url):
-        yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(10)
-    sock.close()
+    app = create_app(config, db_url, settings, thumbnails=tmp_path / "thumbnails")
+    with serving(app) as url, running(config, db_url):
+        yield url
 
 
 def _client(server: str, key: str = ALICE_KEY) -> openai.OpenAI:
@@ -237,3 +225,187 @@ def test_supabase_style_jwts_act_for_their_subject(server):
     )
     assert (forged.status_code, forged.json()["error"]["code"]) == (401, "invalid_token")
     assert JWT_SECRET not in forged.text
+
+
+def _png_pixels(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as picture:
+        return picture.convert("RGB").tobytes()
+
+
+def test_images_are_listed_with_thumbnails_and_made_again_from_their_facts(server):
+    first = httpx.post(
+        f"{server}/v1/jobs",
+        json={"prompt": "a harbour", "size": "640x400", "seed": 11, "style": "noir", "count": 2},
+        headers=_as(ALICE_KEY),
+    ).json()["id"]
+    assert _events(server, first)[-1][0] == "done"
+    listed = httpx.get(f"{server}/v1/images", params={"limit": 1}, headers=_as(ALICE_KEY)).json()
+    (newest,) = listed["data"]
+    assert newest["job_id"] == first
+    assert listed["next"] == f"/v1/images?limit=1&before={newest['id']}"
+    older = httpx.get(f"{server}{listed['next']}", headers=_as(ALICE_KEY)).json()["data"]
+    assert [image["id"] for image in older] == [newest["id"] - 1]
+
+    thumb = httpx.get(newest["thumbnail"], headers=_as(ALICE_KEY))
+    assert thumb.status_code == 200
+    assert thumb.headers["content-type"] == "image/webp"
+    with Image.open(io.BytesIO(thumb.content)) as picture:
+        assert picture.format == "WEBP"
+        assert picture.size == (384, 240)  # the aspect ratio kept, at most 384 a side
+    assert httpx.get(newest["thumbnail"], headers=_as(BOB_KEY)).status_code == 404
+
+    facts = httpx.get(f"{server}/v1/images/{newest['id']}", headers=_as(ALICE_KEY)).json()
+    assert facts["metadata"]["model"] == "imagen-mock"  # the backend's own map, verbatim
+    assert (facts["metadata"]["width"], facts["metadata"]["height"]) == (640, 400)
+    request = facts["request"]
+    assert request["prompt"] == "a harbour"
+    assert (request["style"], request["size"], request["count"]) == ("noir", "640x400", 1)
+    assert request["seed"] == newest["seed"]
+    assert "local_path" not in facts  # the server's own paths stay on the server
+
+    again = httpx.post(f"{server}/v1/jobs", json=request, headers=_as(ALICE_KEY)).json()["id"]
+    done = _events(server, again)[-1]
+    assert done[0] == "done"
+    (remade,) = done[1]["image_ids"]
+    original = httpx.get(newest["file"], headers=_as(ALICE_KEY)).content
+    replayed = httpx.get(f"{server}/v1/images/{remade}/file", headers=_as(ALICE_KEY)).content
+    assert _png_pixels(replayed) == _png_pixels(original)  # the built-in backend is reproducible
+
+
+def test_the_job_list_filters_by_status(server):
+    quick = httpx.post(f"{server}/v1/jobs", json={"prompt": "quick"}, headers=_as(ALICE_KEY))
+    assert _events(server, quick.json()["id"])[-1][0] == "done"
+    slow = httpx.post(
+        f"{server}/v1/jobs",
+        json={"prompt": "slow", "options": {"delay": 30}},
+        headers=_as(ALICE_KEY),
+    ).json()["id"]
+    unfinished = httpx.get(
+        f"{server}/v1/jobs?status=pending&status=running", headers=_as(ALICE_KEY)
+    ).json()["data"]
+    assert [job["id"] for job in unfinished] == [slow]
+    done = httpx.get(f"{server}/v1/jobs?status=done", headers=_as(ALICE_KEY)).json()["data"]
+    assert [job["id"] for job in done] == [quick.json()["id"]]
+    httpx.delete(f"{server}/v1/jobs/{slow}", headers=_as(ALICE_KEY))
+    bad = httpx.get(f"{server}/v1/jobs?status=asleep", headers=_as(ALICE_KEY))
+    assert bad.status_code == 400
+
+
+def test_a_generation_that_outlives_the_wait_answers_with_a_job_reference(db_url, tmp_path):
+    config = parse_config(
+        Located({"output": {"directory": str(tmp_path)}, "backends": {"mock": {"type": "mock"}}})
+    )
+    settings = ServeSettings(api_keys={hash_key(ALICE_KEY): "alice"}, wait_s=0.3)
+    app = create_app(config, db_url, settings, thumbnails=tmp_path / "thumbs")
+    with serving(app) as url, running(config, db_url):
+        # One worker slot, taken for 2 s: the generation queues behind it.
+        httpx.post(
+            f"{url}/v1/jobs",
+            json={"prompt": "busy", "options": {"delay": 2}},
+            headers=_as(ALICE_KEY),
+        )
+        response = httpx.post(
+            f"{url}/v1/images/generations",
+            json={"prompt": "slow", "quality": "high", "size": "32x32"},
+            headers=_as(ALICE_KEY),
+        )
+        assert response.status_code == 202
+        reference = response.json()["imagen"]
+        assert reference["poll"] == f"/v1/jobs/{reference['job']}"
+        # Not failed: the job carries on, and ends like any other.
+        assert _events(url, reference["job"])[-1][0] == "done"
+
+
+def test_a_spending_cap_answers_429_before_any_image_is_made(db_url, tmp_path):
+    config = parse_config(
+        Located(
+            {
+                "output": {"directory": str(tmp_path)},
+                "backends": {"priced": {"type": "mock", "price_per_image_usd": 0.25}},
+                "usage": {"budget": {"per_owner": {"daily_usd": 0.3}}},
+            }
+        )
+    )
+    settings = ServeSettings(api_keys={hash_key(ALICE_KEY): "alice", hash_key(BOB_KEY): "bob"})
+    app = create_app(config, db_url, settings, thumbnails=tmp_path / "thumbs")
+    with serving(app) as url, running(config, db_url):
+        with _client(url) as alice:
+            alice.images.generate(prompt="one", size="32x32")
+            with pytest.raises(openai.RateLimitError) as refused:
+                alice.images.generate(prompt="two", size="32x32")
+            assert "refused before calling the backend" in str(refused.value)
+        with _client(url, BOB_KEY) as bob:  # each owner has a cap of their own
+            assert len(bob.images.generate(prompt="three", size="32x32").data) == 1
+
+
+def test_the_session_cookie_signs_the_gallery_in_and_refuses_cross_site_writes(server):
+    with httpx.Client(base_url=server) as browser:
+        wrong = browser.post("/v1/session", json={"token": "imk_wrong"})
+        assert wrong.status_code == 401
+        signed = browser.post("/v1/session", json={"token": ALICE_KEY})
+        assert signed.json() == {"owner": "alice"}
+        cookie = signed.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
+        assert browser.get("/v1/session").json() == {"owner": "alice"}
+        mine = browser.post("/v1/jobs", json={"prompt": "x"}, headers={"Origin": server})
+        assert mine.status_code == 201
+        forged = browser.post(
+            "/v1/jobs", json={"prompt": "x"}, headers={"Origin": "https://evil.example"}
+        )
+        assert forged.status_code == 403
+        assert forged.json()["error"]["code"] == "forbidden"
+        assert browser.delete("/v1/session").status_code == 204
+        assert browser.get("/v1/session").status_code == 401
+
+
+def test_a_valid_token_for_no_user_is_forbidden(server):
+    now = int(time.time())
+    anon = jwt.encode({"role": "anon", "iat": now, "exp": now + 600}, JWT_SECRET, "HS256")
+    response = httpx.get(f"{server}/v1/jobs", headers=_as(anon))
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "forbidden")
+
+
+def test_a_chunked_body_over_the_limit_is_refused(server):
+    def chunks():
+        for _ in range(100):
+            yield b" " * 1024
+
+    response = httpx.post(
+        f"{server}/v1/jobs",
+        content=chunks(),
+        headers={**_as(ALICE_KEY), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["message"] == "the request body is over 65536 bytes"
+
+
+def test_the_gallery_page_is_served_with_its_assets_and_a_strict_policy(server):
+    page = httpx.get(server)
+    assert page.status_code == 200
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("gallery.js", "gallery.css", "icon.svg"):
+        assert f"/static/{asset}?v=" in page.text
+        assert httpx.get(f"{server}/static/{asset}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "a\x00b"}, "prompt"),
+        ({"prompt": "x", "options": {"note": "a\x00b"}}, "options.note"),
+        ({"prompt": "x", "size": "99999999999x8"}, "size"),
+        ({"prompt": "x", "size": "0x8"}, "size"),
+        ({"prompt": "x", "backend": "nope"}, "backend"),
+        ({"prompt": "x", "count": 5}, "count"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": " \r\n"}, "prompt"),
+    ],
+)
+def test_impossible_jobs_are_refused_with_the_field_named_and_leave_no_job(
+    server, conn, body, param
+):
+    response = httpx.post(f"{server}/v1/jobs", json=body, headers=_as(ALICE_KEY))
+    assert response.status_code in (400, 404), response.text
+    assert response.json()["error"]["param"] == param
+    assert conn.execute("SELECT count(*) FROM imagen.jobs").fetchone()[0] == 0

@@ -43,20 +43,13 @@ from imagen.pipeline import BackendPool, generate
 from imagen_worker import queries
 from imagen_worker.announcer import Announcer
 from imagen_worker.cloud import check_synced, kept_images, sync_kept
+from imagen_worker.database import KEEPALIVE
 from imagen_worker.usage import PostgresUsageSink
 
 __all__ = ["Worker", "WorkerSettings", "request_from_row"]
 
 log = logging.getLogger("imagen")
 _PROGRESS_EVERY_S = 0.5  # at most two progress writes a second per job
-# TCP keepalives make a connection that died silently (a cut network, a NAT timeout) fail
-# within about a minute instead of waiting forever on its LISTEN.
-_KEEPALIVE = {
-    "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
-    "keepalives_count": 3,
-}
 _WARNINGS = frozenset({"db_lost", "db_wait", "recovered", "notify_missed", "lease_lost"})
 _BARE = re.compile(r"[\w.:/@-]+")  # logfmt values that need no quotes
 
@@ -172,7 +165,7 @@ class Worker:
         self._connections: list[psycopg.Connection] = []  # the job threads', closed at the end
         self._unclaimed = 0  # queue events that came while every slot was busy
         self._poll_alone = False  # the safety poll found jobs no notification announced
-        self.announcer = Announcer(url, **_KEEPALIVE)
+        self.announcer = Announcer(url, **KEEPALIVE)
         # Usage goes to this worker's own database, whatever else is configured.
         read_cloud(config)  # a cloud mistake stops the worker now, not every job later
         recording = config.section_values("usage", USAGE)["record"]
@@ -209,7 +202,7 @@ class Worker:
     # -- the loop ----------------------------------------------------------------------------
 
     def _serve(self) -> None:
-        with psycopg.connect(self.url, **_KEEPALIVE, autocommit=True, row_factory=dict_row) as conn:
+        with psycopg.connect(self.url, **KEEPALIVE, autocommit=True, row_factory=dict_row) as conn:
             conn.execute("LISTEN imagen_jobs")  # before the catch-up claim: nothing slips by
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
             event(
@@ -362,7 +355,7 @@ class Worker:
     def _connection(self) -> psycopg.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = psycopg.connect(self.url, **_KEEPALIVE, autocommit=True, row_factory=dict_row)
+            conn = psycopg.connect(self.url, **KEEPALIVE, autocommit=True, row_factory=dict_row)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -563,7 +556,7 @@ class Worker:
                 continue
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(self.url, **_KEEPALIVE, autocommit=True)
+                    conn = psycopg.connect(self.url, **KEEPALIVE, autocommit=True)
                 conn.execute(
                     queries.HEARTBEAT,
                     {"ids": ids, "worker": self.settings.worker_id, "lease": self.settings.lease_s},
@@ -587,7 +580,7 @@ class Worker:
         for job in left:
             _settle(job.future, 30)
         if left:
-            with psycopg.connect(self.url, **_KEEPALIVE, autocommit=True) as conn:
+            with psycopg.connect(self.url, **KEEPALIVE, autocommit=True) as conn:
                 conn.execute(
                     queries.RELEASE,
                     {"ids": [job.job_id for job in left], "worker": self.settings.worker_id},

@@ -20,9 +20,18 @@ from imagen.config import Config
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["configured_url", "connect", "database_url", "embedded_data_dir"]
+__all__ = ["KEEPALIVE", "configured_url", "connect", "database_url", "embedded_data_dir"]
 
 log = logging.getLogger("imagen")
+
+# TCP keepalives make a connection that died silently (a cut network, a NAT timeout) fail
+# within about a minute instead of waiting forever on a LISTEN or a pooled socket.
+KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def embedded_data_dir(environ: Mapping[str, str] = os.environ) -> Path:

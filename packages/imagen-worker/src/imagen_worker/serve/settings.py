@@ -25,6 +25,12 @@ SERVE: dict[str, Setting] = {
     ),
     "max_images": Setting(int, 10, "the largest `n` a request may ask for"),
     "max_body_bytes": Setting(int, 64 * 1024, "the largest request body accepted"),
+    "pool_size": Setting(int, 16, "the most database connections the server holds at once"),
+    "session_days": Setting(
+        int,
+        30,
+        "how long the gallery page stays signed in with an API key (a JWT: until it expires)",
+    ),
     "jwt_secret_env": Setting(
         str,
         None,
@@ -49,6 +55,8 @@ class ServeSettings:
     wait_s: float = 120.0
     max_images: int = 10
     max_body_bytes: int = 64 * 1024
+    pool_size: int = 16
+    session_days: int = 30
     api_keys: Mapping[str, str] = field(default_factory=dict)  # sha256 hex → owner
     web_role: str = "authenticated"
     jwt_secret: str | None = field(default=None, repr=False)
@@ -99,6 +107,8 @@ def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> Serve
         wait_s=float(values["wait_s"]),
         max_images=values["max_images"],
         max_body_bytes=values["max_body_bytes"],
+        pool_size=values["pool_size"],
+        session_days=values["session_days"],
         api_keys={digest.lower(): owner for digest, owner in keys.items()},
         web_role=role,
         jwt_secret=jwt_secret,

@@ -1,0 +1,138 @@
+"""The bodies the API takes and answers with; FastAPI checks them and documents them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "ImageList",
+    "ImageView",
+    "ImagesRequest",
+    "ImagesResponse",
+    "JobList",
+    "JobRequest",
+    "JobView",
+    "ModelList",
+    "Session",
+    "SignIn",
+]
+
+_PROMPT = Field(min_length=1, max_length=32_000)
+
+
+class ImagesRequest(BaseModel):
+    """``POST /v1/images/generations``, as OpenAI's Images API takes it."""
+
+    prompt: str = _PROMPT
+    model: str | None = Field(None, description="a backend instance or a style (GET /v1/models)")
+    n: int = Field(1, ge=1, description="how many images (at most serve.max_images)")
+    size: str | None = Field(None, description="WIDTHxHEIGHT, or auto")
+    quality: str | None = Field(None, description="passed to the backend as the quality option")
+    response_format: Literal["b64_json", "url"] = "b64_json"
+    user: str | None = Field(None, description="accepted and ignored: the token names the owner")
+
+
+class ImageDatum(BaseModel):
+    b64_json: str | None = None
+    url: str | None = None
+
+
+class ImagesResponse(BaseModel):
+    """OpenAI's images answer, with imagen's facts (the job, image ids, cost) under ``imagen``."""
+
+    created: int
+    data: list[ImageDatum]
+    imagen: dict[str, Any]
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+
+class JobRequest(BaseModel):
+    """``POST /v1/jobs``: what ``imagen jobs submit`` takes."""
+
+    prompt: str = _PROMPT
+    negative_prompt: str | None = Field(None, max_length=32_000)
+    backend: str | None = Field(None, description="a backend instance; default: the default one")
+    style: str | None = None
+    size: str | None = Field(None, description="WIDTHxHEIGHT")
+    steps: int | None = Field(None, ge=1, le=1000)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    count: int = Field(1, ge=1, description="how many images (at most serve.max_images)")
+    options: dict[str, Any] = Field(default_factory=dict, description="backend options")
+
+
+class JobView(BaseModel):
+    """One job, as its owner sees it."""
+
+    id: int
+    status: Literal["pending", "running", "done", "failed", "cancelled"]
+    prompt: str
+    negative_prompt: str
+    backend: str | None
+    style: str | None
+    width: int | None
+    height: int | None
+    steps: int | None
+    seed: int | None
+    count: int
+    options: dict[str, Any]
+    attempts: int
+    cancel_requested: bool
+    error: str | None
+    image_id: int | None
+    progress: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    data: list[JobView]
+    next: str | None = Field(description="the next page, or null on the last")
+
+
+class ImageView(BaseModel):
+    """One image, as its owner sees it, with the request that made it (for "make again")."""
+
+    id: int
+    job_id: int | None
+    prompt: str
+    backend: str
+    seed: int | None
+    width: int | None
+    height: int | None
+    mime_type: str
+    cost_usd: float | None
+    created_at: datetime
+    file: str
+    thumbnail: str
+    metadata: dict[str, Any] | None = Field(None, description="the backend's metadata")
+    request: dict[str, Any] | None = Field(None, description="the job's parameters")
+
+
+class ImageList(BaseModel):
+    data: list[ImageView]
+    next: str | None = Field(description="the next page, or null on the last")
+
+
+class SignIn(BaseModel):
+    """``POST /v1/session``: an API key or a JWT, kept in a cookie for the gallery page."""
+
+    token: str = Field(min_length=1, max_length=8192)
+
+
+class Session(BaseModel):
+    owner: str

@@ -1,0 +1,115 @@
+"""The job API: queue, list, show, follow (server-sent events) and cancel the caller's jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from psycopg import sql
+
+from imagen_worker.serve.auth import Owner
+from imagen_worker.serve.bodies import JobList, JobRequest, JobView
+from imagen_worker.serve.errors import ApiError, documented
+from imagen_worker.serve.queue import (
+    JOB_COLUMNS,
+    fields_from_job_request,
+    follow,
+    insert_job,
+    read_job,
+)
+from imagen_worker.serve.services import ServicesDep
+
+__all__ = ["router"]
+
+Status = Literal["pending", "running", "done", "failed", "cancelled"]
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.post(
+    "/v1/jobs",
+    status_code=201,
+    summary="Queue a job (the fields of imagen jobs submit)",
+    response_model=JobView,
+    responses=documented(404),
+)
+def submit(body: JobRequest, services: ServicesDep, owner: Owner) -> JobView:
+    fields = fields_from_job_request(services.config, services.settings, body)
+    return JobView.model_validate(insert_job(services, owner, fields))
+
+
+@router.get(
+    "/v1/jobs",
+    summary="The caller's jobs, newest first",
+    response_model=JobList,
+    responses=documented(),
+)
+def list_jobs(
+    services: ServicesDep,
+    owner: Owner,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[int | None, Query(ge=1, description="the id to list from, exclusive")] = None,
+    status: Annotated[list[Status] | None, Query(description="only jobs in these states")] = None,
+) -> JobList:
+    where = []
+    if before is not None:
+        where.append(sql.SQL("id < %(before)s"))
+    if status:
+        where.append(sql.SQL("status = ANY(%(status)s)"))
+    query = sql.SQL("SELECT {} FROM imagen.jobs {} ORDER BY id DESC LIMIT %(limit)s").format(
+        JOB_COLUMNS, sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
+    )
+    with services.store.as_owner(owner) as conn:
+        rows = conn.execute(query, {"before": before, "status": status, "limit": limit}).fetchall()
+    following = None
+    if len(rows) == limit:
+        following = f"/v1/jobs?limit={limit}&before={rows[-1]['id']}"
+        following += "".join(f"&status={state}" for state in status or ())
+    return JobList(data=[JobView.model_validate(row) for row in rows], next=following)
+
+
+@router.get(
+    "/v1/jobs/{job_id}",
+    summary="One of the caller's jobs",
+    response_model=JobView,
+    responses=documented(404),
+)
+def job(job_id: int, services: ServicesDep, owner: Owner) -> JobView:
+    return JobView.model_validate(read_job(services, owner, job_id))
+
+
+@router.delete(
+    "/v1/jobs/{job_id}",
+    summary="Cancel one of the caller's jobs (pending: at once; running: interrupted)",
+    responses=documented(404, 409),
+)
+def cancel(job_id: int, services: ServicesDep, owner: Owner) -> dict[str, int | bool]:
+    with services.store.as_owner(owner) as conn:
+        # Row-level security lets an owner flag only their own jobs that have not ended.
+        flagged = conn.execute(
+            "UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s RETURNING id",
+            (job_id,),
+        ).fetchone()
+    if flagged is None:
+        row = read_job(services, owner, job_id)  # 404 when it is not theirs
+        raise ApiError(409, f"Job {job_id} has already ended ({row['status']}).")
+    return {"id": job_id, "cancel_requested": True}
+
+
+@router.get(
+    "/v1/jobs/{job_id}/events",
+    summary="A job's progress, as server-sent events, until it ends",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **documented(404)},
+)
+async def events(
+    job_id: int, request: Request, services: ServicesDep, owner: Owner
+) -> StreamingResponse:
+    await to_thread.run_sync(read_job, services, owner, job_id)  # 404 before the stream starts
+    return StreamingResponse(
+        follow(services, owner, job_id, str(request.base_url).rstrip("/")),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,95 @@
+"""OpenAI's Images API over the queue: ``GET /v1/models`` and ``POST /v1/images/generations``."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+from typing import Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from imagen_worker.serve.auth import Owner
+from imagen_worker.serve.bodies import ImagesRequest, ImagesResponse, Model, ModelList
+from imagen_worker.serve.errors import ApiError, documented
+from imagen_worker.serve.queue import fields_from_images_request, insert_job, wait_for_end
+from imagen_worker.serve.services import Services, ServicesDep
+
+__all__ = ["router"]
+
+_REFUSED = "refused before calling the backend"  # how a spending cap's refusal reads
+
+router = APIRouter(tags=["OpenAI-compatible"])
+
+
+@router.get(
+    "/v1/models",
+    summary="The backends and styles a request's model may name",
+    response_model=ModelList,
+    responses=documented(),
+)
+def models(services: ServicesDep, owner: Owner) -> ModelList:
+    config = services.config
+    names = [(name, "backend") for name in config.backends]
+    names += [(name, "style") for name in config.styles if name not in config.backends]
+    return ModelList(data=[Model(id=name, owned_by=f"imagen {kind}") for name, kind in names])
+
+
+@router.post(
+    "/v1/images/generations",
+    summary="Generate images (OpenAI-compatible)",
+    response_model=ImagesResponse,
+    responses={202: {"model": ImagesResponse}, **documented(404, 409, 429, 500)},
+)
+async def generations(
+    body: ImagesRequest, request: Request, services: ServicesDep, owner: Owner
+) -> JSONResponse:
+    """Queue a job, wait up to ``serve.wait_s`` for it, and answer as OpenAI would.
+
+    A job still running when the wait is over is not failed: the answer is 202 with a
+    reference to follow it by (``imagen.job``, ``imagen.poll``).
+    """
+    fields = fields_from_images_request(services.config, services.settings, body)
+    job = await to_thread.run_sync(insert_job, services, owner, fields)
+    row, images = await wait_for_end(services, owner, job["id"], services.settings.wait_s)
+    if row["status"] in ("pending", "running"):
+        reference = {"job": row["id"], "status": row["status"], "poll": f"/v1/jobs/{row['id']}"}
+        return JSONResponse({"created": int(time.time()), "data": [], "imagen": reference}, 202)
+    if row["status"] != "done":
+        raise _job_error(row)
+    base = str(request.base_url).rstrip("/")
+    data = await to_thread.run_sync(_data, images, body.response_format, base)
+    cost = await to_thread.run_sync(_job_cost, services, row["id"])
+    extra = {"job": row["id"], "images": [image["id"] for image in images], "cost_usd": cost}
+    return JSONResponse({"created": int(time.time()), "data": data, "imagen": extra})
+
+
+def _job_error(row: dict[str, Any]) -> ApiError:
+    error = row.get("error") or row["status"]
+    if row["status"] == "cancelled":
+        return ApiError(409, "The job was cancelled.", code="cancelled")
+    if _REFUSED in error:
+        return ApiError(429, error, "insufficient_quota", code="insufficient_quota")
+    return ApiError(500, error, "server_error", code="generation_failed")
+
+
+def _data(images: list[dict[str, Any]], response_format: str, base: str) -> list[dict[str, str]]:
+    if response_format == "url":
+        return [{"url": f"{base}/v1/images/{image['id']}/file"} for image in images]
+    return [
+        {"b64_json": base64.b64encode(Path(image["local_path"]).read_bytes()).decode()}
+        for image in images
+    ]
+
+
+def _job_cost(services: Services, job_id: int) -> float | None:
+    """The job's cost from its usage rows (read as the server: the web role has no access)."""
+    with services.store.as_server() as conn:
+        row = conn.execute(
+            "SELECT sum(cost_usd) AS cost FROM mai.imagen_usage "
+            "WHERE job_id = %s AND status = 'done'",
+            (job_id,),
+        ).fetchone()
+    return float(row["cost"]) if row and row["cost"] is not None else None

@@ -1,0 +1,230 @@
+"""Jobs as the server handles them: checked, queued as the caller, read back, followed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from anyio import to_thread
+from psycopg import sql
+
+from imagen.config import Config
+from imagen.styles import parse_size
+from imagen_worker.serve.bodies import ImagesRequest, JobRequest
+from imagen_worker.serve.errors import ApiError
+from imagen_worker.serve.services import Services
+from imagen_worker.serve.settings import ServeSettings
+
+__all__ = [
+    "ENDED",
+    "JOB_COLUMNS",
+    "fields_from_images_request",
+    "fields_from_job_request",
+    "follow",
+    "insert_job",
+    "read_job",
+    "wait_for_end",
+]
+
+ENDED = ("done", "failed", "cancelled")
+JOB_COLUMNS = sql.SQL(
+    "id, status, prompt, negative_prompt, backend, style, width, height, steps, seed, count, "
+    "options, attempts, cancel_requested, error, image_id, progress, created_at, started_at, "
+    "finished_at"
+)
+MAX_SIDE = 16384  # no backend makes larger images; the backend checks its own bounds too
+_RECHECK_S = 1.0  # how often a follower looks again without being told (a missed NOTIFY)
+_KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
+
+
+def fields_from_images_request(
+    config: Config, settings: ServeSettings, body: ImagesRequest
+) -> dict[str, Any]:
+    """The job row an OpenAI-style request asks for; ApiError (and no job) when impossible."""
+    _check_text(body.model_dump())
+    if body.n > settings.max_images:
+        raise ApiError(400, f"n must be at most {settings.max_images}.", param="n")
+    job: dict[str, Any] = {"prompt": body.prompt, "count": body.n}
+    model = body.model or config.default_backend
+    if model in config.backends:
+        job["backend"] = model
+    elif model in config.styles:
+        job["style"] = model
+    else:
+        raise ApiError(
+            404,
+            f"The model '{model}' does not exist (GET /v1/models lists them).",
+            param="model",
+            code="model_not_found",
+        )
+    if body.size and body.size != "auto":
+        job["width"], job["height"] = _size(body.size)
+    if body.quality:
+        job["options"] = json.dumps({"quality": body.quality})
+    return job
+
+
+def fields_from_job_request(
+    config: Config, settings: ServeSettings, body: JobRequest
+) -> dict[str, Any]:
+    """The job row ``POST /v1/jobs`` asks for; ApiError (and no job) when impossible."""
+    _check_text(body.model_dump())
+    if body.count > settings.max_images:
+        raise ApiError(400, f"count must be at most {settings.max_images}.", param="count")
+    if body.backend is not None and body.backend not in config.backends:
+        raise ApiError(
+            404, f"No backend instance '{body.backend}'.", param="backend", code="model_not_found"
+        )
+    if body.style is not None and body.style not in config.styles:
+        raise ApiError(404, f"No style '{body.style}'.", param="style", code="model_not_found")
+    fields: dict[str, Any] = {"prompt": body.prompt, "count": body.count}
+    for name in ("negative_prompt", "backend", "style", "steps", "seed"):
+        if getattr(body, name) is not None:
+            fields[name] = getattr(body, name)
+    if body.size:
+        fields["width"], fields["height"] = _size(body.size)
+    if body.options:
+        try:
+            fields["options"] = json.dumps(body.options, allow_nan=False)
+        except ValueError:
+            raise ApiError(400, "options must not hold NaN or Infinity.", param="options") from None
+    return fields
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = parse_size(text)
+    except ValueError as exc:
+        raise ApiError(400, f"Invalid size '{text}': {exc}", param="size") from None
+    if max(width, height) > MAX_SIDE:
+        raise ApiError(
+            400, f"Invalid size '{text}': at most {MAX_SIDE} pixels a side.", param="size"
+        )
+    return width, height
+
+
+def _check_text(fields: dict[str, Any]) -> None:
+    """A prompt with words in it, and no NUL anywhere; ApiError naming the field otherwise."""
+    if not fields["prompt"].strip():
+        raise ApiError(400, "prompt must not be empty or only white space.", param="prompt")
+    _refuse_nul(fields)
+
+
+def _refuse_nul(value: Any, where: str = "") -> None:
+    """PostgreSQL text cannot hold NUL: refuse it here, naming the field, not as a 500."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ApiError(400, f"{where} must not contain NUL (\\u0000) characters.", param=where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, f"{where}.{key}".lstrip("."))
+            _refuse_nul(item, f"{where}.{key}".lstrip("."))
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item, where)
+
+
+def insert_job(services: Services, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Queue a job as ``owner`` (row-level security checks that it is theirs); its row."""
+    columns = list(fields)
+    query = sql.SQL("INSERT INTO imagen.jobs ({}) VALUES ({}) RETURNING {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        JOB_COLUMNS,
+    )
+    with services.store.as_owner(owner) as conn:
+        row = conn.execute(query, [fields[c] for c in columns]).fetchone()
+    assert row is not None  # INSERT … RETURNING always returns the row
+    return row
+
+
+def read_job(services: Services, owner: str, job_id: int) -> dict[str, Any]:
+    """``owner``'s job ``job_id``; ApiError 404 when there is none they may see."""
+    with services.store.as_owner(owner) as conn:
+        row = conn.execute(
+            sql.SQL("SELECT {} FROM imagen.jobs WHERE id = %s").format(JOB_COLUMNS), (job_id,)
+        ).fetchone()
+    if row is None:  # another owner's job looks exactly like a missing one
+        raise ApiError(404, f"No job {job_id}.", code="not_found")
+    return row
+
+
+def _images_of(services: Services, owner: str, job_id: int) -> list[dict[str, Any]]:
+    with services.store.as_owner(owner) as conn:
+        return conn.execute(
+            "SELECT id, local_path, mime_type FROM imagen.images WHERE job_id = %s ORDER BY id",
+            (job_id,),
+        ).fetchall()
+
+
+async def wait_for_end(
+    services: Services, owner: str, job_id: int, timeout: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The job once it has ended (and its images), or as it stands when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    with services.watcher.follow(job_id) as changed:
+        while True:
+            changed.clear()
+            row = await to_thread.run_sync(read_job, services, owner, job_id)
+            left = deadline - time.monotonic()
+            if row["status"] in ENDED or left <= 0:
+                break
+            await _until(changed, min(left, _RECHECK_S))
+    images = await to_thread.run_sync(_images_of, services, owner, job_id)
+    return row, images
+
+
+async def follow(services: Services, owner: str, job_id: int, base: str) -> AsyncIterator[str]:
+    """Server-sent events for a job, until it ends.
+
+    ``queued``, ``running``, ``progress`` (as the backend reports it), then ``done`` (with
+    the images' links), ``failed`` or ``cancelled``; a comment every 15 s keeps the stream
+    open through proxies. Each event is sent once, when what it says first becomes true.
+    """
+    last: tuple[str, str] | None = None
+    quiet_since = time.monotonic()
+    with services.watcher.follow(job_id) as changed:
+        while True:
+            changed.clear()
+            row = await to_thread.run_sync(read_job, services, owner, job_id)
+            status, progress = row["status"], (row["progress"] or {}).get("last")
+            state = (status, json.dumps(progress, sort_keys=True))
+            if state != last:
+                last, quiet_since = state, time.monotonic()
+                if status == "done":
+                    images = await to_thread.run_sync(_images_of, services, owner, job_id)
+                    yield _sse(
+                        "done",
+                        {
+                            "id": job_id,
+                            "image_ids": [image["id"] for image in images],
+                            "images": [f"{base}/v1/images/{i['id']}/file" for i in images],
+                        },
+                    )
+                    return
+                if status in ("failed", "cancelled"):
+                    yield _sse(status, {"id": job_id, "error": row["error"]})
+                    return
+                if status == "pending":
+                    yield _sse("queued", {"id": job_id})
+                elif progress:
+                    yield _sse("progress", {"id": job_id, **progress})
+                else:
+                    yield _sse("running", {"id": job_id})
+            elif time.monotonic() - quiet_since >= _KEEPALIVE_S:
+                quiet_since = time.monotonic()
+                yield ": keepalive\n\n"
+            await _until(changed, _RECHECK_S)
+
+
+async def _until(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
