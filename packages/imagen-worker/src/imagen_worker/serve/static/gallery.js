@@ -303,6 +303,7 @@ async function showDetails(id) {
     type: image.mime_type,
     cost: formatCost(image.cost_usd),
     made: formatDate(image.created_at),
+    style: image.request?.style,
     job: image.job_id,
   };
   $("#details-facts").replaceChildren(

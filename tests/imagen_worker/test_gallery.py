@@ -1,0 +1,184 @@
+"""The gallery page in a real headless browser: Debian's chromium, driven by Playwright.
+
+Screenshots of each step are kept in ``$IMAGEN_TEST_ARTIFACTS/gallery`` (default:
+``test-artifacts/gallery`` at the repository root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from worker_helpers import job, running, serving
+
+from imagen.config import parse_config
+from imagen.yamlfile import Located
+from imagen_worker.serve.app import create_app
+from imagen_worker.serve.settings import ServeSettings, hash_key
+
+ALICE_KEY = "imk_alice-gallery-key"
+BOB_KEY = "imk_bob-gallery-key"
+ARTIFACTS = (
+    Path(os.environ.get("IMAGEN_TEST_ARTIFACTS") or Path(__file__).parents[2] / "test-artifacts")
+    / "gallery"
+)
+# Flags for a machine with no display, no sandbox as root, and no network beyond loopback.
+CHROMIUM_FLAGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("the gallery tests need Debian's chromium: apt-get install chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def gallery(db_url, tmp_path) -> Iterator[str]:
+    config = parse_config(
+        Located(
+            {
+                "output": {"directory": str(tmp_path / "out")},
+                "backends": {"mock": {"type": "mock", "price_per_image_usd": 0.02}},
+                "styles": {"noir": {"suffix": ", film noir", "negative_suffix": "colour"}},
+            }
+        )
+    )
+    settings = ServeSettings(
+        api_keys={hash_key(ALICE_KEY): "alice", hash_key(BOB_KEY): "bob"}, max_images=10
+    )
+    app = create_app(config, db_url, settings, thumbnails=tmp_path / "thumbnails")
+    with serving(app) as url, running(config, db_url, concurrency=2):
+        yield url
+
+
+def _shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def _sign_in(page: Page, key: str, owner: str) -> None:
+    expect(page.locator("#sign-in")).to_be_visible()
+    page.fill("#sign-in-form input[name=token]", key)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#owner")).to_have_text(owner)
+
+
+def _queue_images(url: str, key: str, counts: list[int]) -> None:
+    """Images made through the API, before the page opens: something to scroll through."""
+    headers = {"Authorization": f"Bearer {key}"}
+    for n in counts:
+        response = httpx.post(
+            f"{url}/v1/images/generations",
+            json={"prompt": f"a batch of {n}", "n": n, "size": "64x64", "response_format": "url"},
+            headers=headers,
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+
+
+def test_the_gallery_end_to_end(browser, gallery, conn):
+    _queue_images(gallery, ALICE_KEY, [10, 10, 6])
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    # Signing in: a wrong key is refused in words, the right one opens the gallery.
+    page.goto(gallery)
+    _shot(page, "01-sign-in")
+    page.fill("#sign-in-form input[name=token]", "imk_wrong")
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#sign-in-error")).to_have_text("Incorrect API key provided.")
+    _sign_in(page, ALICE_KEY, "alice")
+
+    # Newest first, a page at a time; scrolling down loads the rest.
+    cards = page.locator("#gallery [data-image]")
+    expect(cards).to_have_count(24)
+    ids = [int(i) for i in cards.evaluate_all("cards => cards.map(c => c.dataset.image)")]
+    assert ids == sorted(ids, reverse=True)
+    _shot(page, "02-signed-in")
+    page.locator("#more").scroll_into_view_if_needed()
+    expect(cards).to_have_count(26)
+    expect(page.locator("#gallery-end")).to_have_text("That's all of them.")
+
+    # A prompt through the form: its progress shows, then its image leads the gallery.
+    page.evaluate("window.scrollTo(0, 0)")
+    page.fill("#generate textarea[name=prompt]", "a lighthouse at dusk")
+    page.select_option("#generate select[name=backend]", "mock")
+    page.select_option("#generate select[name=style]", "noir")
+    page.fill("#generate input[name=size]", "480x320")
+    page.click("#generate summary")
+    page.fill("#generate input[name=seed]", "42")
+    page.fill("#generate textarea[name=options]", "delay=2")
+    page.click("#generate button[type=submit]")
+    running_job = page.locator("#jobs .job[data-state=running]")
+    expect(running_job).to_be_visible()
+    expect(running_job.locator(".state")).to_contain_text("step")
+    expect(running_job.locator("progress")).not_to_have_js_property("value", 0)
+    _shot(page, "03-progress")
+    expect(page.locator("#jobs .job")).to_have_count(0)
+    newest = cards.first
+    expect(newest.locator(".prompt")).to_have_text("a lighthouse at dusk")
+    expect(newest.locator(".facts")).to_have_text("mock · seed 42 · $0.02")
+    # The thumbnail loaded (through the session cookie): 384 wide, for 480x320.
+    expect(newest.locator("img")).to_have_js_property("naturalWidth", 384)
+    _shot(page, "04-done")
+
+    # Its full metadata, and "make again" with the same parameters.
+    newest.click()
+    dialog = page.locator("#details")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#details-facts")).to_contain_text("480×320")
+    expect(page.locator("#details-metadata")).to_contain_text('"model": "imagen-mock"')
+    expect(page.locator("#details-image")).to_have_js_property("naturalWidth", 480)
+    _shot(page, "05-metadata")
+    page.click("#make-again")
+    expect(dialog).to_be_hidden()
+    expect(cards).to_have_count(28)
+    expect(cards.first.locator(".facts")).to_have_text("mock · seed 42 · $0.02")
+    first, second = (
+        int(i) for i in cards.evaluate_all("c => c.slice(0, 2).map(e => e.dataset.image)")
+    )
+    assert first > second
+    _shot(page, "06-made-again")
+
+    # A running job, cancelled from the page.
+    page.fill("#generate textarea[name=prompt]", "a very slow picture")
+    page.fill("#generate textarea[name=options]", "delay=60")
+    page.click("#generate button[type=submit]")
+    slow = page.locator("#jobs .job").first
+    expect(slow).to_have_attribute("data-state", "running")
+    slow_id = int(slow.get_attribute("data-job"))
+    slow.locator(".cancel").click()
+    expect(slow).to_have_attribute("data-state", "cancelled")
+    _shot(page, "07-cancelled")
+    assert job(conn, slow_id)["status"] == "cancelled"
+    expect(cards).to_have_count(28)
+
+    # Another owner signs in on the same browser: none of the first owner's images.
+    alices_image = page.locator("#gallery [data-image]").first.get_attribute("data-image")
+    page.click("#sign-out")
+    _sign_in(page, BOB_KEY, "bob")
+    expect(page.locator("#gallery-end")).to_have_text("No images yet.")
+    expect(cards).to_have_count(0)
+    _shot(page, "08-second-owner")
+    theirs = page.request.get(f"{gallery}/v1/images/{alices_image}/file")
+    assert theirs.status == 404
+    assert errors == []
+    page.close()
