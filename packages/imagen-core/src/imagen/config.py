@@ -172,6 +172,16 @@ class Config:
 
         return _section(section, name, section.data, settings, _located(section, name))
 
+    def section_error(self, name: str, message: str, key: str) -> ConfigError:
+        """An error about ``key`` of plugin section ``name``, naming its file and line.
+
+        :param key: the key's path inside the section, such as ``api_keys.ab12``.
+        """
+        section = self.sections.get(name)
+        if section is None:
+            return ConfigError(message, key=f"{name}.{key}", file=self.file)
+        return _located(section, name)(message, key)
+
     def style(self, name: str) -> Style:
         """The style preset ``name``."""
         try:

@@ -46,7 +46,7 @@ def configured_url(config: Config, environ: Mapping[str, str] = os.environ) -> s
     if section is not None and section.data.get("database_url"):
         value = section.data["database_url"]
         if not isinstance(value, str):
-            raise section.error("must be a PostgreSQL URL", "worker.database_url")
+            raise config.section_error("worker", "must be a PostgreSQL URL", "database_url")
         return value
     return environ.get("IMAGEN_DATABASE_URL") or None
 

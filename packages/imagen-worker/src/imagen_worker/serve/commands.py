@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 import click
@@ -50,13 +51,21 @@ def serve(
     thread = (
         threading.Thread(target=worker.run, name="imagen-worker", daemon=True) if worker else None
     )
+    host = host or settings.host
+    port = settings.port if port is None else port
+    base = f"http://{host}:{port}"
+    click.echo(f"imagen serve: {base}/ (the gallery), {base}/v1 (the API)", err=True)
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again for
+    # the handler it found: let that be a quiet one, so that a stop exits 0 (for systemd).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     if thread is not None:
         thread.start()
     try:
         uvicorn.run(
             create_app(config, url, settings),
-            host=host or settings.host,
-            port=settings.port if port is None else port,
+            host=host,
+            port=port,
             log_level="debug" if state.debug else "info",
         )
     finally:

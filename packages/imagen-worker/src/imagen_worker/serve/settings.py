@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 from imagen import secrets as imagen_secrets
 from imagen.config import Config, Setting
-from imagen.errors import ConfigError
 
 __all__ = ["SERVE", "ServeSettings", "hash_key", "new_key", "read_serve"]
 
@@ -43,6 +42,17 @@ SERVE: dict[str, Setting] = {
         "API keys, as `SHA256-HEX: OWNER` (make one with `imagen serve-key OWNER`): the key "
         "itself is never stored",
     ),
+}
+
+
+# The smallest value each numeric setting may take.
+_LEAST = {
+    "port": 0,
+    "wait_s": 0,
+    "max_images": 1,
+    "max_body_bytes": 1024,
+    "pool_size": 1,
+    "session_days": 1,
 }
 
 
@@ -79,26 +89,26 @@ def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> Serve
     if values["jwt_secret_env"]:
         jwt_secret = environ.get(values["jwt_secret_env"])
         if not jwt_secret:
-            raise ConfigError(
+            raise config.section_error(
+                "serve",
                 f"environment variable {values['jwt_secret_env']} is not set",
-                key="serve.jwt_secret_env",
+                "jwt_secret_env",
             )
         imagen_secrets.register(jwt_secret)
+    for key, least in _LEAST.items():
+        if values[key] < least:
+            raise config.section_error("serve", f"must be at least {least}, not {values[key]}", key)
+    if values["port"] > 65535:
+        message = f"must be a port number (0 to 65535), not {values['port']}"
+        raise config.section_error("serve", message, "port")
     keys = values["api_keys"] or {}
-    section = config.sections.get("serve")
     for digest, owner in keys.items():
+        where = f"api_keys.{digest}"
         if not (isinstance(digest, str) and len(digest) == 64 and _is_hex(digest)):
-            raise ConfigError(
-                "each key must be the SHA-256 hex digest of an API key (imagen serve-key)",
-                key=f"serve.api_keys.{digest}",
-                file=section.file if section else None,
-            )
+            message = "each key must be the SHA-256 hex digest of an API key (imagen serve-key)"
+            raise config.section_error("serve", message, where)
         if not isinstance(owner, str) or not owner:
-            raise ConfigError(
-                "must name the owner the key acts for",
-                key=f"serve.api_keys.{digest}",
-                file=section.file if section else None,
-            )
+            raise config.section_error("serve", "must name the owner the key acts for", where)
     worker = config.sections.get("worker")
     role = (worker.data.get("web_role") if worker is not None else None) or "authenticated"
     return ServeSettings(
