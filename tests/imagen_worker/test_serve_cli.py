@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import openai
@@ -19,16 +21,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _key_for(home, owner: str) -> tuple[str, str]:
-    made = home.run("serve-key", owner, check=True)
-    key = re.search(r"^\s+(imk_\S+)$", made.stdout, re.MULTILINE).group(1)
-    line = re.search(rf'^\s+"([0-9a-f]{{64}})": {owner}$', made.stdout, re.MULTILINE).group(1)
-    return key, line
-
-
-def test_serve_with_worker_generates_for_the_openai_sdk_and_stops_on_sigterm(home, db_url):
+def _configure(home) -> str:
+    """An imagen.yaml with a key made by ``imagen serve-key``; returns the key."""
     home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-worker"
-    key, digest = _key_for(home, "alice")
+    made = home.run("serve-key", "alice", check=True)
+    key = re.search(r"^\s+(imk_\S+)$", made.stdout, re.MULTILINE).group(1)
+    digest = re.search(r'^\s+"([0-9a-f]{64})": alice$', made.stdout, re.MULTILINE).group(1)
     home.write_config(
         f"""
         output:
@@ -38,38 +36,80 @@ def test_serve_with_worker_generates_for_the_openai_sdk_and_stops_on_sigterm(hom
             "{digest}": alice
         """
     )
+    return key
+
+
+class Served:
+    url: str
+    stderr: str = ""
+    returncode: int | None = None
+
+
+@contextmanager
+def _serving(home, *args: str) -> Iterator[Served]:
+    """``imagen serve --with-worker ARGS`` in a process of its own, until SIGTERM."""
     port = _free_port()
-    command = ["serve", "--with-worker", "--port", str(port), "--database-url", db_url]
+    command = [sys.executable, "-m", "imagen", "serve", "--with-worker", "--port", str(port)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "imagen", *command],
+        [*command, *args],
         cwd=home.cwd,
         env=home.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    served = Served()
+    served.url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/openapi.json").status_code == 200:
+                if httpx.get(f"{served.url}/openapi.json").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert server.poll() is None, server.communicate()
             assert time.monotonic() < deadline, "imagen serve did not start"
             time.sleep(0.1)
-        with openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0) as client:
+        yield served
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, served.stderr = server.communicate(timeout=60)
+        served.returncode = server.returncode
+
+
+def test_serve_with_worker_generates_for_the_openai_sdk_and_stops_on_sigterm(home, db_url):
+    key = _configure(home)
+    with _serving(home, "--database-url", db_url) as served:
+        with openai.OpenAI(base_url=f"{served.url}/v1", api_key=key, max_retries=0) as client:
             result = client.images.generate(model="mock", prompt="a lighthouse", size="64x64")
         assert len(result.data) == 1
         assert (home.root / "out").is_dir()
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=60)
-    assert server.returncode == 0, err
-    assert f"imagen serve: {url}/ (the gallery), {url}/v1 (the API)" in err
-    assert key not in out + err  # the key itself is never printed by the server
+    assert served.returncode == 0, served.stderr
+    url = served.url
+    assert f"imagen serve: {url}/ (the gallery), {url}/v1 (the API)" in served.stderr
+    assert key not in served.stderr  # the key itself is never printed by the server
+
+
+def test_with_no_database_it_serves_from_the_embedded_one_migrated_at_start(home):
+    key = _configure(home)
+    with _serving(home) as served:
+        headers = {"Authorization": f"Bearer {key}"}
+        job = httpx.post(f"{served.url}/v1/jobs", json={"prompt": "x"}, headers=headers)
+        assert job.status_code == 201, job.text
+    assert served.returncode == 0, served.stderr
+    assert "using the embedded PostgreSQL" in served.stderr
+    assert "applied 2 migration(s) to the embedded database" in served.stderr
+
+
+def test_a_database_that_needs_migrating_is_refused_in_words(home, empty_db_url):
+    _configure(home)
+    proc = home.run("serve", "--database-url", empty_db_url)
+    assert proc.returncode == 3
+    assert "needs 2 migration(s): run imagen db migrate" in proc.stderr
+    worker = home.run("worker", "--database-url", empty_db_url)
+    assert worker.returncode == 3
+    assert "needs 2 migration(s): run imagen db migrate" in worker.stderr
 
 
 def test_a_bad_serve_section_is_a_config_error_naming_file_line_and_key(home):
@@ -77,7 +117,5 @@ def test_a_bad_serve_section_is_a_config_error_naming_file_line_and_key(home):
     home.write_config("serve:\n  max_images: 0\n")
     proc = home.run("serve")
     assert proc.returncode == 3
-    assert "imagen.yaml" in proc.stderr
-    assert "line 2" in proc.stderr or ":2:" in proc.stderr
-    assert "serve.max_images: must be at least 1, not 0" in proc.stderr
+    assert "imagen.yaml:2: serve.max_images: must be at least 1, not 0" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -94,12 +94,12 @@ def worker(
 ) -> None:
     """Run jobs from the imagen.jobs queue until SIGTERM or Ctrl-C (then exit 0)."""
     from imagen_worker.daemon import Worker, WorkerSettings
-    from imagen_worker.database import database_url as resolve
+    from imagen_worker.database import ready_database
 
     logging.getLogger("imagen").setLevel(logging.DEBUG if state.debug else logging.INFO)
     config = state.config()
     settings = WorkerSettings(concurrency=concurrency, poll_s=poll, lease_s=lease, grace_s=grace)
-    daemon = Worker(config, resolve(database_url, config), settings)
+    daemon = Worker(config, ready_database(database_url, config), settings)
 
     def stop(signum: int, frame: object) -> None:
         daemon.stop()

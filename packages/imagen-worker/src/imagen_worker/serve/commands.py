@@ -34,7 +34,7 @@ def serve(
     import uvicorn
 
     from imagen_worker.daemon import Worker
-    from imagen_worker.database import database_url as resolve
+    from imagen_worker.database import ready_database
     from imagen_worker.serve.app import create_app
     from imagen_worker.serve.settings import read_serve
 
@@ -46,7 +46,7 @@ def serve(
             "imagen: no serve.api_keys: every request will be refused (imagen serve-key OWNER)",
             err=True,
         )
-    url = resolve(database_url, config)
+    url = ready_database(database_url, config)
     worker = Worker(config, url) if with_worker else None
     thread = (
         threading.Thread(target=worker.run, name="imagen-worker", daemon=True) if worker else None

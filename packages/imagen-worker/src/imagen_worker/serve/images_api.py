@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from psycopg import sql
@@ -39,7 +40,7 @@ router = APIRouter(tags=["images"])
     response_model=ImageList,
     responses=documented(),
 )
-def list_images(
+async def list_images(
     request: Request,
     services: ServicesDep,
     owner: Owner,
@@ -53,8 +54,9 @@ def list_images(
     query = sql.SQL("SELECT {} FROM imagen.images i {} ORDER BY i.id DESC LIMIT %(limit)s").format(
         _COLUMNS, sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
     )
-    with services.store.as_owner(owner) as conn:
-        rows = conn.execute(query, {"before": before, "job": job, "limit": limit}).fetchall()
+    rows = await services.store.fetch_all(
+        owner, query, {"before": before, "job": job, "limit": limit}
+    )
     base = str(request.base_url).rstrip("/")
     following = None
     if len(rows) == limit:
@@ -69,14 +71,13 @@ def list_images(
     response_model=ImageView,
     responses=documented(404),
 )
-def image(image_id: int, request: Request, services: ServicesDep, owner: Owner) -> ImageView:
+async def image(image_id: int, request: Request, services: ServicesDep, owner: Owner) -> ImageView:
     query = sql.SQL(
         "SELECT {}, i.metadata, j.prompt AS job_prompt, j.negative_prompt, j.backend AS "
         "job_backend, j.style, j.steps, j.options FROM imagen.images i "
         "LEFT JOIN imagen.jobs j ON j.id = i.job_id WHERE i.id = %s"
     ).format(_COLUMNS)
-    with services.store.as_owner(owner) as conn:
-        row = conn.execute(query, (image_id,)).fetchone()
+    row = await services.store.fetch_one(owner, query, (image_id,))
     if row is None:
         raise ApiError(404, f"No image {image_id}.", code="not_found")
     view = _view(row, str(request.base_url).rstrip("/"))
@@ -91,8 +92,8 @@ def image(image_id: int, request: Request, services: ServicesDep, owner: Owner) 
     response_class=FileResponse,
     responses={200: {"content": {"image/*": {}}}, **documented(404)},
 )
-def image_file(image_id: int, services: ServicesDep, owner: Owner) -> FileResponse:
-    row = _stored(services, owner, image_id)
+async def image_file(image_id: int, services: ServicesDep, owner: Owner) -> FileResponse:
+    row = await _stored(services, owner, image_id)
     return FileResponse(row["local_path"], media_type=row["mime_type"], headers=_IMMUTABLE)
 
 
@@ -102,18 +103,17 @@ def image_file(image_id: int, services: ServicesDep, owner: Owner) -> FileRespon
     response_class=FileResponse,
     responses={200: {"content": {"image/webp": {}}}, **documented(404)},
 )
-def thumbnail(image_id: int, services: ServicesDep, owner: Owner) -> FileResponse:
-    row = _stored(services, owner, image_id)
-    path = _thumbnail(Path(row["local_path"]), services.thumbnails)
+async def thumbnail(image_id: int, services: ServicesDep, owner: Owner) -> FileResponse:
+    row = await _stored(services, owner, image_id)
+    path = await to_thread.run_sync(_thumbnail, Path(row["local_path"]), services.thumbnails)
     return FileResponse(path, media_type="image/webp", headers=_IMMUTABLE)
 
 
-def _stored(services: Services, owner: str, image_id: int) -> dict[str, Any]:
+async def _stored(services: Services, owner: str, image_id: int) -> dict[str, Any]:
     """The image's row, when the caller may see it and its file is on this host's disk."""
-    with services.store.as_owner(owner) as conn:
-        row = conn.execute(
-            "SELECT local_path, mime_type FROM imagen.images WHERE id = %s", (image_id,)
-        ).fetchone()
+    row = await services.store.fetch_one(
+        owner, "SELECT local_path, mime_type FROM imagen.images WHERE id = %s", (image_id,)
+    )
     if row is None or not row["local_path"] or not Path(row["local_path"]).is_file():
         raise ApiError(404, f"No image {image_id}.", code="not_found")
     return row

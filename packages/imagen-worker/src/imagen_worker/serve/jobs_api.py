@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from psycopg import sql
@@ -35,9 +34,9 @@ router = APIRouter(tags=["jobs"])
     response_model=JobView,
     responses=documented(404),
 )
-def submit(body: JobRequest, services: ServicesDep, owner: Owner) -> JobView:
+async def submit(body: JobRequest, services: ServicesDep, owner: Owner) -> JobView:
     fields = fields_from_job_request(services.config, services.settings, body)
-    return JobView.model_validate(insert_job(services, owner, fields))
+    return JobView.model_validate(await insert_job(services, owner, fields))
 
 
 @router.get(
@@ -46,7 +45,7 @@ def submit(body: JobRequest, services: ServicesDep, owner: Owner) -> JobView:
     response_model=JobList,
     responses=documented(),
 )
-def list_jobs(
+async def list_jobs(
     services: ServicesDep,
     owner: Owner,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -61,8 +60,8 @@ def list_jobs(
     query = sql.SQL("SELECT {} FROM imagen.jobs {} ORDER BY id DESC LIMIT %(limit)s").format(
         JOB_COLUMNS, sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
     )
-    with services.store.as_owner(owner) as conn:
-        rows = conn.execute(query, {"before": before, "status": status, "limit": limit}).fetchall()
+    params = {"before": before, "status": status, "limit": limit}
+    rows = await services.store.fetch_all(owner, query, params)
     following = None
     if len(rows) == limit:
         following = f"/v1/jobs?limit={limit}&before={rows[-1]['id']}"
@@ -76,8 +75,8 @@ def list_jobs(
     response_model=JobView,
     responses=documented(404),
 )
-def job(job_id: int, services: ServicesDep, owner: Owner) -> JobView:
-    return JobView.model_validate(read_job(services, owner, job_id))
+async def job(job_id: int, services: ServicesDep, owner: Owner) -> JobView:
+    return JobView.model_validate(await read_job(services, owner, job_id))
 
 
 @router.delete(
@@ -85,15 +84,15 @@ def job(job_id: int, services: ServicesDep, owner: Owner) -> JobView:
     summary="Cancel one of the caller's jobs (pending: at once; running: interrupted)",
     responses=documented(404, 409),
 )
-def cancel(job_id: int, services: ServicesDep, owner: Owner) -> dict[str, int | bool]:
-    with services.store.as_owner(owner) as conn:
-        # Row-level security lets an owner flag only their own jobs that have not ended.
-        flagged = conn.execute(
-            "UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s RETURNING id",
-            (job_id,),
-        ).fetchone()
+async def cancel(job_id: int, services: ServicesDep, owner: Owner) -> dict[str, int | bool]:
+    # Row-level security lets an owner flag only their own jobs that have not ended.
+    flagged = await services.store.fetch_one(
+        owner,
+        "UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s RETURNING id",
+        (job_id,),
+    )
     if flagged is None:
-        row = read_job(services, owner, job_id)  # 404 when it is not theirs
+        row = await read_job(services, owner, job_id)  # 404 when it is not theirs
         raise ApiError(409, f"Job {job_id} has already ended ({row['status']}).")
     return {"id": job_id, "cancel_requested": True}
 
@@ -107,7 +106,7 @@ def cancel(job_id: int, services: ServicesDep, owner: Owner) -> dict[str, int | 
 async def events(
     job_id: int, request: Request, services: ServicesDep, owner: Owner
 ) -> StreamingResponse:
-    await to_thread.run_sync(read_job, services, owner, job_id)  # 404 before the stream starts
+    await read_job(services, owner, job_id)  # 404 before the stream starts
     return StreamingResponse(
         follow(services, owner, job_id, str(request.base_url).rstrip("/")),
         media_type="text/event-stream",

@@ -30,7 +30,7 @@ router = APIRouter(tags=["OpenAI-compatible"])
     response_model=ModelList,
     responses=documented(),
 )
-def models(services: ServicesDep, owner: Owner) -> ModelList:
+async def models(services: ServicesDep, owner: Owner) -> ModelList:
     config = services.config
     names = [(name, "backend") for name in config.backends]
     names += [(name, "style") for name in config.styles if name not in config.backends]
@@ -52,7 +52,7 @@ async def generations(
     reference to follow it by (``imagen.job``, ``imagen.poll``).
     """
     fields = fields_from_images_request(services.config, services.settings, body)
-    job = await to_thread.run_sync(insert_job, services, owner, fields)
+    job = await insert_job(services, owner, fields)
     row, images = await wait_for_end(services, owner, job["id"], services.settings.wait_s)
     if row["status"] in ("pending", "running"):
         reference = {"job": row["id"], "status": row["status"], "poll": f"/v1/jobs/{row['id']}"}
@@ -61,7 +61,7 @@ async def generations(
         raise _job_error(row)
     base = str(request.base_url).rstrip("/")
     data = await to_thread.run_sync(_data, images, body.response_format, base)
-    cost = await to_thread.run_sync(_job_cost, services, row["id"])
+    cost = await _job_cost(services, row["id"])
     extra = {"job": row["id"], "images": [image["id"] for image in images], "cost_usd": cost}
     return JSONResponse({"created": int(time.time()), "data": data, "imagen": extra})
 
@@ -84,12 +84,13 @@ def _data(images: list[dict[str, Any]], response_format: str, base: str) -> list
     ]
 
 
-def _job_cost(services: Services, job_id: int) -> float | None:
+async def _job_cost(services: Services, job_id: int) -> float | None:
     """The job's cost from its usage rows (read as the server: the web role has no access)."""
-    with services.store.as_server() as conn:
-        row = conn.execute(
+    async with services.store.as_server() as conn:
+        cursor = await conn.execute(
             "SELECT sum(cost_usd) AS cost FROM mai.imagen_usage "
             "WHERE job_id = %s AND status = 'done'",
             (job_id,),
-        ).fetchone()
+        )
+        row = await cursor.fetchone()
     return float(row["cost"]) if row and row["cost"] is not None else None

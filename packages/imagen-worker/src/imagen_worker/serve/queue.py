@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from anyio import to_thread
 from psycopg import sql
 
 from imagen.config import Config
@@ -25,6 +24,7 @@ __all__ = [
     "fields_from_images_request",
     "fields_from_job_request",
     "follow",
+    "images_of",
     "insert_job",
     "read_job",
     "wait_for_end",
@@ -128,7 +128,7 @@ def _refuse_nul(value: Any, where: str = "") -> None:
             _refuse_nul(item, where)
 
 
-def insert_job(services: Services, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
+async def insert_job(services: Services, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Queue a job as ``owner`` (row-level security checks that it is theirs); its row."""
     columns = list(fields)
     query = sql.SQL("INSERT INTO imagen.jobs ({}) VALUES ({}) RETURNING {}").format(
@@ -136,29 +136,27 @@ def insert_job(services: Services, owner: str, fields: dict[str, Any]) -> dict[s
         sql.SQL(", ").join(sql.Placeholder() * len(columns)),
         JOB_COLUMNS,
     )
-    with services.store.as_owner(owner) as conn:
-        row = conn.execute(query, [fields[c] for c in columns]).fetchone()
+    row = await services.store.fetch_one(owner, query, [fields[c] for c in columns])
     assert row is not None  # INSERT … RETURNING always returns the row
     return row
 
 
-def read_job(services: Services, owner: str, job_id: int) -> dict[str, Any]:
+async def read_job(services: Services, owner: str, job_id: int) -> dict[str, Any]:
     """``owner``'s job ``job_id``; ApiError 404 when there is none they may see."""
-    with services.store.as_owner(owner) as conn:
-        row = conn.execute(
-            sql.SQL("SELECT {} FROM imagen.jobs WHERE id = %s").format(JOB_COLUMNS), (job_id,)
-        ).fetchone()
+    query = sql.SQL("SELECT {} FROM imagen.jobs WHERE id = %s").format(JOB_COLUMNS)
+    row = await services.store.fetch_one(owner, query, (job_id,))
     if row is None:  # another owner's job looks exactly like a missing one
         raise ApiError(404, f"No job {job_id}.", code="not_found")
     return row
 
 
-def _images_of(services: Services, owner: str, job_id: int) -> list[dict[str, Any]]:
-    with services.store.as_owner(owner) as conn:
-        return conn.execute(
-            "SELECT id, local_path, mime_type FROM imagen.images WHERE job_id = %s ORDER BY id",
-            (job_id,),
-        ).fetchall()
+async def images_of(services: Services, owner: str, job_id: int) -> list[dict[str, Any]]:
+    """The images job ``job_id`` made, in order."""
+    return await services.store.fetch_all(
+        owner,
+        "SELECT id, local_path, mime_type FROM imagen.images WHERE job_id = %s ORDER BY id",
+        (job_id,),
+    )
 
 
 async def wait_for_end(
@@ -169,12 +167,12 @@ async def wait_for_end(
     with services.watcher.follow(job_id) as changed:
         while True:
             changed.clear()
-            row = await to_thread.run_sync(read_job, services, owner, job_id)
+            row = await read_job(services, owner, job_id)
             left = deadline - time.monotonic()
             if row["status"] in ENDED or left <= 0:
                 break
             await _until(changed, min(left, _RECHECK_S))
-    images = await to_thread.run_sync(_images_of, services, owner, job_id)
+    images = await images_of(services, owner, job_id)
     return row, images
 
 
@@ -190,13 +188,13 @@ async def follow(services: Services, owner: str, job_id: int, base: str) -> Asyn
     with services.watcher.follow(job_id) as changed:
         while True:
             changed.clear()
-            row = await to_thread.run_sync(read_job, services, owner, job_id)
+            row = await read_job(services, owner, job_id)
             status, progress = row["status"], (row["progress"] or {}).get("last")
             state = (status, json.dumps(progress, sort_keys=True))
             if state != last:
                 last, quiet_since = state, time.monotonic()
                 if status == "done":
-                    images = await to_thread.run_sync(_images_of, services, owner, job_id)
+                    images = await images_of(services, owner, job_id)
                     yield _sse(
                         "done",
                         {

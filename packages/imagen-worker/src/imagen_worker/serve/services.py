@@ -26,9 +26,9 @@ class Services:
     watcher: JobWatcher
     thumbnails: Path  # where thumbnails are cached
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.watcher.close()
-        self.store.close()
+        await self.store.close()
 
 
 def _services(request: Request) -> Services:

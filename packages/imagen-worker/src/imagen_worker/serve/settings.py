@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from imagen import secrets as imagen_secrets
 from imagen.config import Config, Setting
+from imagen_worker.database import web_role
 
 __all__ = ["SERVE", "ServeSettings", "hash_key", "new_key", "read_serve"]
 
@@ -109,8 +110,6 @@ def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> Serve
             raise config.section_error("serve", message, where)
         if not isinstance(owner, str) or not owner:
             raise config.section_error("serve", "must name the owner the key acts for", where)
-    worker = config.sections.get("worker")
-    role = (worker.data.get("web_role") if worker is not None else None) or "authenticated"
     return ServeSettings(
         host=values["host"],
         port=values["port"],
@@ -120,7 +119,7 @@ def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> Serve
         pool_size=values["pool_size"],
         session_days=values["session_days"],
         api_keys={digest.lower(): owner for digest, owner in keys.items()},
-        web_role=role,
+        web_role=web_role(config),
         jwt_secret=jwt_secret,
     )
 
