@@ -65,7 +65,13 @@ def _write_config(root: Path) -> None:
 
 def _start(root: Path, url: str, port: int) -> subprocess.Popen[bytes]:
     command = [*_imagen(), "serve", "--with-worker", "--port", str(port), "--database-url", url]
-    process = subprocess.Popen(command, cwd=root, env=_environment(root), stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command,
+        cwd=root,
+        env=_environment(root),
+        stdout=subprocess.DEVNULL,  # uvicorn's access log: still written, to nowhere
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -126,8 +132,9 @@ def wrk(url: str, duration: int, connections: int, auth: bool) -> tuple[float, s
     if errors:
         raise SystemExit(f"wrk saw {errors.group(1)} failed requests on {url}:\n{report}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
-    p50 = re.search(r"50%\s+(\S+)", report).group(1)
-    p99 = re.search(r"99%\s+(\S+)", report).group(1)
+    # The latency distribution's own lines, not a "+/- Stdev" column that ends in "50%".
+    p50 = re.search(r"^\s+50%\s+(\S+)$", report, re.MULTILINE).group(1)
+    p99 = re.search(r"^\s+99%\s+(\S+)$", report, re.MULTILINE).group(1)
     return rate, p50, p99
 
 

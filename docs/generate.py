@@ -68,7 +68,8 @@ def table(settings: dict[str, Any]) -> str:
     rows = []
     for key, setting in settings.items():
         default = "—" if setting.default is None else f"`{json.dumps(setting.default)}`"
-        kind = KINDS.get(setting.kind, str(setting.kind))
+        kinds = setting.kind if isinstance(setting.kind, tuple) else (setting.kind,)
+        kind = "number" if set(kinds) == {int, float} else " or ".join(KINDS[k] for k in kinds)
         rows.append(f"| `{key}` | {kind} | {default} | {setting.doc} |")
     return "| key | type | default | meaning |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
 
@@ -133,6 +134,13 @@ def openai_keys() -> str:
     )
 
 
+def serve_keys() -> str:
+    """The ``serve:`` section of imagen serve."""
+    from imagen_worker.serve.settings import SERVE
+
+    return table(SERVE)
+
+
 def config_keys() -> str:
     """Every key of the sections imagen-core reads, with type, default and meaning."""
     from imagen import config
@@ -157,6 +165,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "comfyui-keys": ("backends/comfyui.md", comfyui_keys),
     "replicate-keys": ("backends/replicate.md", replicate_keys),
     "openai-keys": ("backends/openai.md", openai_keys),
+    "serve-keys": ("serve.md", serve_keys),
 }
 
 

@@ -74,7 +74,7 @@ def _serving(home, *args: str) -> Iterator[Served]:
         yield served
     finally:
         server.send_signal(signal.SIGTERM)
-        out, served.stderr = server.communicate(timeout=60)
+        _, served.stderr = server.communicate(timeout=60)
         served.returncode = server.returncode
 
 
