@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import jwt
@@ -409,3 +411,43 @@ def test_impossible_jobs_are_refused_with_the_field_named_and_leave_no_job(
     assert response.status_code in (400, 404), response.text
     assert response.json()["error"]["param"] == param
     assert conn.execute("SELECT count(*) FROM imagen.jobs").fetchone()[0] == 0
+
+
+def test_the_openai_backend_behind_serve_passes_its_usage_and_cost_through(
+    db_url, tmp_path, monkeypatch
+):
+    """SDK → imagen serve → queue → worker → imagen-openai → a loopback OpenAI, end to end."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "imagen_openai"))
+    from openai_standin import KEY, OpenAIStandIn
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with OpenAIStandIn() as upstream:
+        config = parse_config(
+            Located(
+                {
+                    "output": {"directory": str(tmp_path / "out")},
+                    "backends": {
+                        "gpt": {
+                            "type": "openai",
+                            "model": "gpt-image-1.5",
+                            "base_url": upstream.api,
+                        }
+                    },
+                }
+            )
+        )
+        settings = ServeSettings(api_keys={hash_key(ALICE_KEY): "alice"})
+        app = create_app(config, db_url, settings, thumbnails=tmp_path / "thumbs")
+        with serving(app) as url, running(config, db_url), _client(url) as client:
+            result = client.images.generate(
+                model="gpt", prompt="a lighthouse", n=2, size="1024x1024", quality="low"
+            )
+            raw = client.images.with_raw_response.generate(
+                model="gpt", prompt="a lighthouse", size="1024x1024", quality="low"
+            ).http_response.json()
+    assert len(result.data) == 2
+    assert result.usage is not None
+    assert result.usage.output_tokens == 2 * 272  # low quality at 1024x1024: 272 an image
+    assert result.usage.total_tokens == result.usage.input_tokens + result.usage.output_tokens
+    assert raw["imagen"]["cost_usd"] > 0  # priced from those tokens
+    assert KEY not in json.dumps(raw)

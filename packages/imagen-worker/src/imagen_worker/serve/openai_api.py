@@ -63,7 +63,35 @@ async def generations(
     data = await to_thread.run_sync(_data, images, body.response_format, base)
     cost = await _job_cost(services, row["id"])
     extra = {"job": row["id"], "images": [image["id"] for image in images], "cost_usd": cost}
-    return JSONResponse({"created": int(time.time()), "data": data, "imagen": extra})
+    answer: dict[str, Any] = {"created": int(time.time()), "data": data, "imagen": extra}
+    usage = _usage(images)
+    if usage is not None:
+        answer["usage"] = usage
+    return JSONResponse(answer)
+
+
+def _usage(images: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The token usage the backend reported (OpenAI's gpt-image models do), summed over calls.
+
+    A run's metadata is shared by the images it made, so it is read once, from the first.
+    """
+    if not images:
+        return None
+    reported = (images[0]["metadata"] or {}).get("usage")
+    calls = reported if isinstance(reported, list) else [reported]
+    calls = [call for call in calls if isinstance(call, dict) and call]
+    return _sum(calls) if calls else None
+
+
+def _sum(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict):
+                total[key] = _sum([total.get(key) or {}, value])
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
 
 
 def _job_error(row: dict[str, Any]) -> ApiError:

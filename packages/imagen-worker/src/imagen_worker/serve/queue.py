@@ -154,7 +154,8 @@ async def images_of(services: Services, owner: str, job_id: int) -> list[dict[st
     """The images job ``job_id`` made, in order."""
     return await services.store.fetch_all(
         owner,
-        "SELECT id, local_path, mime_type FROM imagen.images WHERE job_id = %s ORDER BY id",
+        "SELECT id, local_path, mime_type, metadata FROM imagen.images WHERE job_id = %s "
+        "ORDER BY id",
         (job_id,),
     )
 
