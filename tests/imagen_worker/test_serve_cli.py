@@ -47,9 +47,19 @@ class Served:
 
 @contextmanager
 def _serving(home, *args: str) -> Iterator[Served]:
-    """``imagen serve --with-worker ARGS`` in a process of its own, until SIGTERM."""
+    """``imagen serve --with-worker -c 2 ARGS`` in a process of its own, until SIGTERM."""
     port = _free_port()
-    command = [sys.executable, "-m", "imagen", "serve", "--with-worker", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "imagen",
+        "serve",
+        "--with-worker",
+        "-c",
+        "2",
+        "--port",
+        str(port),
+    ]
     server = subprocess.Popen(
         [*command, *args],
         cwd=home.cwd,
@@ -95,8 +105,19 @@ def test_with_no_database_it_serves_from_the_embedded_one_migrated_at_start(home
     key = _configure(home)
     with _serving(home) as served:
         headers = {"Authorization": f"Bearer {key}"}
-        job = httpx.post(f"{served.url}/v1/jobs", json={"prompt": "x"}, headers=headers)
-        assert job.status_code == 201, job.text
+        for _ in range(2):
+            body = {"prompt": "x", "options": {"delay": 30}}
+            job = httpx.post(f"{served.url}/v1/jobs", json=body, headers=headers)
+            assert job.status_code == 201, job.text
+        deadline = time.monotonic() + 30
+        running = []
+        while len(running) < 2:  # -c 2: both at once
+            assert time.monotonic() < deadline, running
+            time.sleep(0.1)
+            listed = httpx.get(f"{served.url}/v1/jobs?status=running", headers=headers)
+            running = listed.json()["data"]
+        for job in running:  # not left to the worker's grace period at the stop
+            httpx.delete(f"{served.url}/v1/jobs/{job['id']}", headers=headers)
     assert served.returncode == 0, served.stderr
     assert "using the embedded PostgreSQL" in served.stderr
     assert "applied 2 migration(s) to the embedded database" in served.stderr

@@ -26,14 +26,27 @@ __all__ = ["serve", "serve_key"]
     is_flag=True,
     help="Also run a worker in this process: one command for a whole local setup.",
 )
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Jobs the --with-worker worker runs at once.",
+)
 @click.pass_obj
 def serve(
-    state: State, host: str | None, port: int | None, database_url: str | None, with_worker: bool
+    state: State,
+    host: str | None,
+    port: int | None,
+    database_url: str | None,
+    with_worker: bool,
+    concurrency: int,
 ) -> None:
     """Serve the OpenAI-compatible images API and the job API over HTTP."""
     import uvicorn
 
-    from imagen_worker.daemon import Worker
+    from imagen_worker.daemon import Worker, WorkerSettings
     from imagen_worker.database import ready_database
     from imagen_worker.serve.app import create_app
     from imagen_worker.serve.settings import read_serve
@@ -41,13 +54,14 @@ def serve(
     logging.getLogger("imagen").setLevel(logging.DEBUG if state.debug else logging.INFO)
     config = state.config()
     settings = read_serve(config)
-    if not settings.api_keys:
+    if not settings.api_keys and settings.jwt_secret is None:
         click.echo(
-            "imagen: no serve.api_keys: every request will be refused (imagen serve-key OWNER)",
+            "imagen: no serve.api_keys and no serve.jwt_secret_env: every request will be "
+            "refused (imagen serve-key OWNER makes a key)",
             err=True,
         )
     url = ready_database(database_url, config)
-    worker = Worker(config, url) if with_worker else None
+    worker = Worker(config, url, WorkerSettings(concurrency=concurrency)) if with_worker else None
     thread = (
         threading.Thread(target=worker.run, name="imagen-worker", daemon=True) if worker else None
     )
