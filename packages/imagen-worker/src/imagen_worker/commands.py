@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -18,6 +17,7 @@ import click
 from imagen.cli import State
 from imagen.errors import RequestError
 from imagen_worker import queries
+from imagen_worker.options import concurrency_option, database_option
 
 __all__ = ["jobs", "worker"]
 
@@ -38,14 +38,6 @@ _COLUMNS = (
 )
 
 
-def database_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--database-url",
-        help="PostgreSQL URL (default: worker.database_url, $IMAGEN_DATABASE_URL, or the "
-        "embedded server).",
-    )(command)
-
-
 def _connect(state: State, url: str | None) -> Any:
     from imagen_worker.database import connect, database_url
 
@@ -54,14 +46,7 @@ def _connect(state: State, url: str | None) -> Any:
 
 @click.command()
 @database_option
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Jobs run at once by this process.",
-)
+@concurrency_option("Jobs run at once by this process.")
 @click.option(
     "--grace",
     type=click.FloatRange(min=0),

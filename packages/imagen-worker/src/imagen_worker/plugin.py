@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from imagen import hookimpl
 from imagen.cli import State
+from imagen_worker.options import database_option
 
 if TYPE_CHECKING:
     from imagen.config import Config
@@ -21,17 +21,8 @@ def db() -> None:
     """Create and inspect the queue's database schema."""
 
 
-def _url_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--database-url",
-        envvar=None,
-        help="PostgreSQL URL (default: worker.database_url, $IMAGEN_DATABASE_URL, or the "
-        "embedded server).",
-    )(command)
-
-
 @db.command()
-@_url_option
+@database_option
 @click.pass_obj
 def migrate(state: State, database_url: str | None) -> None:
     """Apply the schema migrations not applied yet (safe to run from many hosts at once)."""
@@ -50,7 +41,7 @@ def migrate(state: State, database_url: str | None) -> None:
 
 
 @db.command()
-@_url_option
+@database_option
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def status(state: State, database_url: str | None, as_json: bool) -> None:

@@ -9,6 +9,7 @@ import threading
 import click
 
 from imagen.cli import State
+from imagen_worker.options import concurrency_option, database_option
 
 __all__ = ["serve", "serve_key"]
 
@@ -16,24 +17,13 @@ __all__ = ["serve", "serve_key"]
 @click.command()
 @click.option("--host", help="Address to listen on (default: serve.host, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default: serve.port, 8787).")
-@click.option(
-    "--database-url",
-    help="PostgreSQL URL (default: worker.database_url, $IMAGEN_DATABASE_URL, or the "
-    "embedded server).",
-)
+@database_option
 @click.option(
     "--with-worker",
     is_flag=True,
     help="Also run a worker in this process: one command for a whole local setup.",
 )
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Jobs the --with-worker worker runs at once.",
-)
+@concurrency_option("Jobs the --with-worker worker runs at once.")
 @click.pass_obj
 def serve(
     state: State,

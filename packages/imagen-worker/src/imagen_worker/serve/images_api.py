@@ -16,6 +16,7 @@ from psycopg import sql
 from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import ImageList, ImageView
 from imagen_worker.serve.errors import ApiError, documented
+from imagen_worker.serve.paging import Before, Limit, next_page
 from imagen_worker.serve.services import Services, ServicesDep
 
 __all__ = ["router"]
@@ -44,8 +45,8 @@ async def list_images(
     request: Request,
     services: ServicesDep,
     owner: Owner,
-    limit: Annotated[int, Query(ge=1, le=100)] = 24,
-    before: Annotated[int | None, Query(ge=1, description="the id to list from, exclusive")] = None,
+    limit: Limit = 24,
+    before: Before = None,
     job: Annotated[int | None, Query(ge=1, description="only this job's images")] = None,
 ) -> ImageList:
     where = [sql.SQL("i.id < %(before)s")] if before is not None else []
@@ -58,10 +59,7 @@ async def list_images(
         owner, query, {"before": before, "job": job, "limit": limit}
     )
     base = str(request.base_url).rstrip("/")
-    following = None
-    if len(rows) == limit:
-        following = f"/v1/images?limit={limit}&before={rows[-1]['id']}"
-        following += f"&job={job}" if job is not None else ""
+    following = next_page("/v1/images", rows, limit, job=job)
     return ImageList(data=[_view(row, base) for row in rows], next=following)
 
 

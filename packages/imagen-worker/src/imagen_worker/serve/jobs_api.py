@@ -11,6 +11,7 @@ from psycopg import sql
 from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import JobList, JobRequest, JobView
 from imagen_worker.serve.errors import ApiError, documented
+from imagen_worker.serve.paging import Before, Limit, next_page
 from imagen_worker.serve.queue import (
     JOB_COLUMNS,
     fields_from_job_request,
@@ -48,8 +49,8 @@ async def submit(body: JobRequest, services: ServicesDep, owner: Owner) -> JobVi
 async def list_jobs(
     services: ServicesDep,
     owner: Owner,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    before: Annotated[int | None, Query(ge=1, description="the id to list from, exclusive")] = None,
+    limit: Limit = 20,
+    before: Before = None,
     status: Annotated[list[Status] | None, Query(description="only jobs in these states")] = None,
 ) -> JobList:
     where = []
@@ -62,10 +63,7 @@ async def list_jobs(
     )
     params = {"before": before, "status": status, "limit": limit}
     rows = await services.store.fetch_all(owner, query, params)
-    following = None
-    if len(rows) == limit:
-        following = f"/v1/jobs?limit={limit}&before={rows[-1]['id']}"
-        following += "".join(f"&status={state}" for state in status or ())
+    following = next_page("/v1/jobs", rows, limit, status=status)
     return JobList(data=[JobView.model_validate(row) for row in rows], next=following)
 
 

@@ -1,0 +1,21 @@
+"""Lists newest first, a page at a time, the next page starting below the last id seen."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Query
+
+__all__ = ["Before", "Limit", "next_page"]
+
+Limit = Annotated[int, Query(ge=1, le=100, description="how many, at most")]
+Before = Annotated[int | None, Query(ge=1, description="the id to list from, exclusive")]
+
+
+def next_page(path: str, rows: list[dict[str, Any]], limit: int, **filters: Any) -> str | None:
+    """The link to the page after ``rows``, or None when ``rows`` was the last one."""
+    if len(rows) < limit:
+        return None
+    given = {name: value for name, value in filters.items() if value is not None}
+    return f"{path}?{urlencode({'limit': limit, 'before': rows[-1]['id'], **given}, doseq=True)}"
