@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -278,14 +279,14 @@ class HelloBackend(Backend):
 """
 
 
-def test_out_of_tree_plugin_is_discovered_and_used(home, tmp_path):
+def _install_hello(tmp_path: Path, target: Path) -> None:
+    """pip-install the out-of-tree ``imagen-hello`` package into ``target``."""
     source = tmp_path / "imagen-hello"
     (source / "imagen_hello").mkdir(parents=True)
     (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
     (source / "imagen_hello" / "__init__.py").write_text("")
     (source / "imagen_hello" / "plugin.py").write_text(PLUGIN_MODULE)
     (source / "imagen_hello" / "backend.py").write_text(BACKEND_MODULE)
-    target = tmp_path / "installed"
     subprocess.run(
         [
             sys.executable,
@@ -303,6 +304,11 @@ def test_out_of_tree_plugin_is_discovered_and_used(home, tmp_path):
         capture_output=True,
         timeout=300,
     )
+
+
+def test_out_of_tree_plugin_is_discovered_and_used(home, tmp_path):
+    target = tmp_path / "installed"
+    _install_hello(tmp_path, target)
     home.env["PYTHONPATH"] = str(target)
     home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-hello"
 
@@ -380,3 +386,32 @@ def test_secrets_are_scrubbed_from_sidecars_and_errors(home, register_plugin, mo
     assert (
         str(info.value) == 'backend "l": unexpected RuntimeError: 401 for Authorization: Bearer ***'
     )
+
+
+def test_the_plugin_list_is_cached_until_the_installed_packages_change(home, tmp_path):
+    target = tmp_path / "installed"
+    target.mkdir()
+    home.env.update(
+        PYTHONPATH=str(target),
+        IMAGEN_LOAD_PLUGINS="imagen-hello",
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+    )
+
+    def types() -> set[str]:
+        listed = json.loads(home.run("backends", "--json", check=True).stdout)["types"]
+        return {t["name"] for t in listed}
+
+    assert "hello" not in types()
+    (cache,) = (tmp_path / "cache" / "imagen").glob("entry-points-*.json")
+    written = cache.stat().st_mtime_ns
+    assert "hello" not in types()
+    assert cache.stat().st_mtime_ns == written  # nothing changed: read from the cache
+
+    _install_hello(tmp_path, target)
+    assert "hello" in types()  # an install changes the key
+    cache.write_text("{not json")
+    assert "hello" in types()  # a broken cache is only read past
+
+    (dist_info,) = target.glob("imagen_hello-*.dist-info")
+    shutil.rmtree(dist_info)
+    assert "hello" not in types()  # an uninstall changes it too

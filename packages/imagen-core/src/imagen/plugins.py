@@ -7,15 +7,25 @@ warning line and left out; the rest of imagen carries on.
 
 ``IMAGEN_LOAD_PLUGINS`` (comma-separated entry-point or distribution names) restricts which
 third-party plugins load; imagen-core's own always do. Set it empty to load none.
+
+Finding the entry points means importing ``importlib.metadata`` (and with it the email
+package) and reading every installed distribution's files: about a fifth of a bare
+``imagen --help``. So the list is cached in the user cache directory, keyed by the
+``entry_points.txt`` files on ``sys.path`` and their modification times; installing,
+removing or upgrading any distribution changes the key, and the next start reads afresh.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
+import sys
+import tempfile
+import zlib
 from dataclasses import dataclass
-from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -149,41 +159,104 @@ def _wanted() -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-def _entry_points() -> list[metadata.EntryPoint]:
-    seen: set[tuple[str | None, str]] = set()
+@dataclass(frozen=True)
+class _EntryPoint:
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+
+
+def _entry_points() -> list[_EntryPoint]:
+    """The installed ``imagen`` entry points: from the cache while nothing has changed."""
+    key = _environment_key()
+    cache = _cache_file()
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached["key"] == key:
+            return [_EntryPoint(*point) for point in cached["points"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, or one from another time: read the environment itself
+    points = _read_entry_points()
+    _write_cache(cache, {"key": key, "points": [list(vars(p).values()) for p in points]})
+    return points
+
+
+def _read_entry_points() -> list[_EntryPoint]:
+    from importlib import metadata
+
     points = []
     for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = point.dist.name if point.dist else None
-        if (dist, point.name) not in seen:  # a distribution on sys.path twice
-            seen.add((dist, point.name))
-            points.append(point)
+        dist = point.dist
+        found = _EntryPoint(
+            point.name, point.value, dist.name if dist else None, dist.version if dist else None
+        )
+        if found not in points:  # a distribution on sys.path twice
+            points.append(found)
     return points
+
+
+def _environment_key() -> list[list[Any]]:
+    """Every ``entry_points.txt`` on ``sys.path``, with its modification time."""
+    key: list[list[Any]] = [[sys.version]]
+    for entry in sys.path:
+        try:
+            listing = os.scandir(entry or ".")
+        except OSError:
+            continue
+        with listing:
+            for item in listing:
+                if item.name.endswith((".dist-info", ".egg-info")):
+                    path = os.path.join(item.path, "entry_points.txt")
+                    try:
+                        key.append([path, os.stat(path).st_mtime_ns])
+                    except OSError:
+                        continue  # a distribution without entry points
+    return key
+
+
+def _cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    environment = f"{zlib.crc32(sys.prefix.encode()):08x}"  # one file a venv (hashlib: 2 ms)
+    return Path(base) / "imagen" / f"entry-points-{environment}.json"
+
+
+def _write_cache(path: Path, data: dict[str, Any]) -> None:
+    """Write the cache atomically; a cache that can't be written is only a slower start."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out)
+        os.replace(temporary, path)
+    except OSError as exc:
+        log.debug("could not cache the plugin list in %s: %s", path, exc)
 
 
 def _load_entry_points(manager: pluggy.PluginManager) -> None:
     wanted = _wanted()
     for point in _entry_points():
-        dist = point.dist.name if point.dist else None
-        version = point.dist.version if point.dist else None
+        # imagen-core's own plugins are its own modules, and always load.
+        own = point.module.partition(".")[0] == "imagen"
         if (
             wanted is not None
-            and dist != CORE_DISTRIBUTION
+            and not own
             and point.name not in wanted
-            and dist not in wanted
+            and point.distribution not in wanted
         ):
             continue
         try:
-            module = importlib.import_module(point.value)
+            module = importlib.import_module(point.module)
             manager.register(module, name=point.name)
         except Exception as exc:  # noqa: BLE001 (a broken plugin must not break imagen)
-            record_failure(LoadFailure(point.name, dist, _one_line(exc)))
+            record_failure(LoadFailure(point.name, point.distribution, _one_line(exc)))
             continue
-        _origins[point.name] = (dist, version)
+        _origins[point.name] = (point.distribution, point.version)
         try:
             manager.check_pending()
         except pluggy.PluginValidationError as exc:
             manager.unregister(name=point.name)
-            record_failure(LoadFailure(point.name, dist, _one_line(exc)))
+            record_failure(LoadFailure(point.name, point.distribution, _one_line(exc)))
 
 
 def _one_line(exc: BaseException) -> str:

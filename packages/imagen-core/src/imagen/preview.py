@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +29,8 @@ _HOLD = "; printf '\\n[imagen] press Enter to close '; read -r _"
 
 def viewer_template(settings: PreviewSettings) -> str | None:
     """The viewer command template to use, or None when none is configured or found."""
+    import shlex  # here, not at the top: this plugin module loads at every start
+
     if settings.viewer:
         return settings.viewer if "{path}" in settings.viewer else settings.viewer + " {path}"
     for name in DEFAULT_VIEWERS:
@@ -43,6 +43,8 @@ def viewer_template(settings: PreviewSettings) -> str | None:
 
 def preview_command(template: str, path: Path, *, hold: bool) -> str:
     """The shell command a preview window runs for ``path``."""
+    import shlex
+
     command = template.replace("{path}", shlex.quote(str(path)))
     return command + _HOLD if hold else command
 
@@ -55,6 +57,8 @@ def _window_name(path: Path) -> str:
 def imagen_run_finished(run: Run, outcome: Outcome | None) -> None:
     if outcome is None or not run.preview or not outcome.images:
         return
+    import subprocess
+
     if not os.environ.get("TMUX"):
         log.warning("preview: not running inside tmux; no preview window opened")
         return
