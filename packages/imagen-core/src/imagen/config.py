@@ -20,6 +20,7 @@ from typing import Any
 
 from imagen import secrets
 from imagen.backend import BackendConfig
+from imagen.dirs import config_dir
 from imagen.errors import ConfigError, RequestError
 from imagen.naming import NamingTemplate
 from imagen.styles import Style, parse_size
@@ -235,8 +236,7 @@ def _redact(data: Any) -> Any:
 
 def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
     """The per-user config file: ``$XDG_CONFIG_HOME/imagen/imagen.yaml``."""
-    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "imagen" / FILE_NAME
+    return config_dir(environ) / FILE_NAME
 
 
 def find_config_file(

@@ -31,6 +31,7 @@ from typing import Any
 import pluggy
 
 from imagen import hookspecs
+from imagen.dirs import cache_dir
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -216,9 +217,8 @@ def _environment_key() -> list[list[Any]]:
 
 
 def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     environment = f"{zlib.crc32(sys.prefix.encode()):08x}"  # one file a venv (hashlib: 2 ms)
-    return Path(base) / "imagen" / f"entry-points-{environment}.json"
+    return cache_dir() / f"entry-points-{environment}.json"
 
 
 def _write_cache(path: Path, data: dict[str, Any]) -> None:

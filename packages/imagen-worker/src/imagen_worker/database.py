@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from imagen import ConfigError
 from imagen.config import Config
+from imagen.dirs import data_dir
 
 if TYPE_CHECKING:
     import psycopg
@@ -44,8 +45,7 @@ KEEPALIVE = {
 
 def embedded_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """Where the embedded PostgreSQL keeps its data: ``$XDG_DATA_HOME/imagen/pg``."""
-    base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "imagen" / "pg"
+    return data_dir(environ) / "pg"
 
 
 def configured_url(config: Config, environ: Mapping[str, str] = os.environ) -> str | None:

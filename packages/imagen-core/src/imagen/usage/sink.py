@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from imagen.config import USAGE
+from imagen.dirs import data_dir
 
 if TYPE_CHECKING:
     from imagen.config import Config
@@ -60,8 +61,7 @@ class UsageSink(ABC):
 
 def default_usage_path(environ: Mapping[str, str] = os.environ) -> Path:
     """``$XDG_DATA_HOME/imagen/usage.sqlite3`` (``~/.local/share/imagen/usage.sqlite3``)."""
-    base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "imagen" / "usage.sqlite3"
+    return data_dir(environ) / "usage.sqlite3"
 
 
 @overload

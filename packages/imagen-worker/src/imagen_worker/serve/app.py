@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from imagen import __version__
 from imagen.config import Config
+from imagen.dirs import cache_dir
 from imagen_worker.serve import auth, gallery, images_api, jobs_api, openai_api
 from imagen_worker.serve.errors import install_error_handlers
 from imagen_worker.serve.services import Services
@@ -35,7 +35,7 @@ def create_app(
         settings=settings,
         store=Store(url, settings.web_role, settings.pool_size),
         watcher=JobWatcher(url),
-        thumbnails=thumbnails or _cache_dir() / "thumbnails",
+        thumbnails=thumbnails or cache_dir() / "thumbnails",
     )
 
     @asynccontextmanager
@@ -71,8 +71,3 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 operation.get("responses", {}).pop("422", None)
         app.openapi_schema = document
     return app.openapi_schema
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "imagen"
