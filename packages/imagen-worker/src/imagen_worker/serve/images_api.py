@@ -16,7 +16,7 @@ from psycopg import sql
 from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import ImageList, ImageView
 from imagen_worker.serve.errors import ApiError, documented
-from imagen_worker.serve.paging import Before, Limit, next_page
+from imagen_worker.serve.paging import Before, Limit, newest_first, next_page
 from imagen_worker.serve.services import Services, ServicesDep
 
 __all__ = ["router"]
@@ -49,12 +49,9 @@ async def list_images(
     before: Before = None,
     job: Annotated[int | None, Query(ge=1, description="only this job's images")] = None,
 ) -> ImageList:
-    where = [sql.SQL("i.id < %(before)s")] if before is not None else []
-    if job is not None:
-        where.append(sql.SQL("i.job_id = %(job)s"))
-    query = sql.SQL("SELECT {} FROM imagen.images i {} ORDER BY i.id DESC LIMIT %(limit)s").format(
-        _COLUMNS, sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
-    )
+    filters = {"i.id < %(before)s": before, "i.job_id = %(job)s": job}
+    where = [condition for condition, value in filters.items() if value is not None]
+    query = newest_first(_COLUMNS, "imagen.images i", "i.id", where)
     rows = await services.store.fetch_all(
         owner, query, {"before": before, "job": job, "limit": limit}
     )

@@ -6,12 +6,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from psycopg import sql
 
 from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import JobList, JobRequest, JobView
 from imagen_worker.serve.errors import ApiError, documented
-from imagen_worker.serve.paging import Before, Limit, next_page
+from imagen_worker.serve.paging import Before, Limit, newest_first, next_page
 from imagen_worker.serve.queue import (
     JOB_COLUMNS,
     fields_from_job_request,
@@ -53,14 +52,9 @@ async def list_jobs(
     before: Before = None,
     status: Annotated[list[Status] | None, Query(description="only jobs in these states")] = None,
 ) -> JobList:
-    where = []
-    if before is not None:
-        where.append(sql.SQL("id < %(before)s"))
-    if status:
-        where.append(sql.SQL("status = ANY(%(status)s)"))
-    query = sql.SQL("SELECT {} FROM imagen.jobs {} ORDER BY id DESC LIMIT %(limit)s").format(
-        JOB_COLUMNS, sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
-    )
+    filters = {"id < %(before)s": before, "status = ANY(%(status)s)": status or None}
+    where = [condition for condition, value in filters.items() if value is not None]
+    query = newest_first(JOB_COLUMNS, "imagen.jobs", "id", where)
     params = {"before": before, "status": status, "limit": limit}
     rows = await services.store.fetch_all(owner, query, params)
     following = next_page("/v1/jobs", rows, limit, status=status)

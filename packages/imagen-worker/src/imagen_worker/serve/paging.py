@@ -6,11 +6,26 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Query
+from psycopg import sql
 
-__all__ = ["Before", "Limit", "next_page"]
+__all__ = ["Before", "Limit", "newest_first", "next_page"]
 
 Limit = Annotated[int, Query(ge=1, le=100, description="how many, at most")]
 Before = Annotated[int | None, Query(ge=1, description="the id to list from, exclusive")]
+
+
+def newest_first(columns: sql.Composable, source: str, key: str, where: list[str]) -> sql.Composed:
+    """``SELECT columns FROM source [WHERE …] ORDER BY key DESC LIMIT %(limit)s``.
+
+    :param where: the conditions the request's filters ask for, joined with AND.
+    """
+    conditions = sql.SQL(" AND ").join(sql.SQL(condition) for condition in where)
+    return sql.SQL("SELECT {} FROM {} {} ORDER BY {} DESC LIMIT %(limit)s").format(
+        columns,
+        sql.SQL(source),
+        sql.SQL("WHERE ") + conditions if where else sql.SQL(""),
+        sql.SQL(key),
+    )
 
 
 def next_page(path: str, rows: list[dict[str, Any]], limit: int, **filters: Any) -> str | None:
