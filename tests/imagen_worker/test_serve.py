@@ -127,6 +127,7 @@ def test_bodies_that_are_not_json_or_too_big_are_refused(server):
         f"{server}/v1/images/generations", content=b"x" * (70 * 1024), headers=headers
     )
     assert huge.status_code == 413
+    assert huge.json()["error"]["message"] == "the request body is over 65536 bytes"
 
 
 def _as(key: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from imagen import __version__
 from imagen.config import Config
 from imagen.dirs import cache_dir
 from imagen_worker.serve import auth, gallery, images_api, jobs_api, openai_api
-from imagen_worker.serve.errors import install_error_handlers
+from imagen_worker.serve.errors import BodyLimit, install_error_handlers
 from imagen_worker.serve.services import Services
 from imagen_worker.serve.settings import ServeSettings
 from imagen_worker.serve.store import Store
@@ -49,10 +49,10 @@ def create_app(
         version=__version__,
         summary="Images through any backend: an OpenAI-compatible API over imagen's job queue",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,  # counted as it streams, chunked bodies too
     )
     app.state.services = services
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     for module in (openai_api, jobs_api, images_api, auth, gallery):
         app.include_router(module.router)
     app.mount("/static", gallery.static_files(), name="static")

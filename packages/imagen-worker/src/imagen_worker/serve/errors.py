@@ -1,4 +1,4 @@
-"""Errors in OpenAI's shape, for every way a request can go wrong."""
+"""Errors in OpenAI's shape, for every way a request can go wrong, and the body-size limit."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ApiError", "ErrorBody", "documented", "install_error_handlers"]
+__all__ = ["ApiError", "BodyLimit", "ErrorBody", "documented", "install_error_handlers"]
 
 
 class ApiError(Exception):
@@ -71,11 +72,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        message = str(exc.detail)
-        if exc.status_code == 413:  # FastAPI's max_body_size, however the body came
-            message = f"the request body is over {app.max_body_size} bytes"
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return ApiError(exc.status_code, message, kind).response()
+        return ApiError(exc.status_code, str(exc.detail), kind).response()
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -84,3 +82,38 @@ def install_error_handlers(app: FastAPI) -> None:
         return ApiError(
             500, "The server had an error while processing your request.", "server_error"
         ).response()
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with 413: by their Content-Length, or as they stream.
+
+    A chunked body has no length to check up front, so its bytes are counted as the app
+    reads them; going over raises an HTTPException that FastAPI passes on untouched.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"the request body is over {self.limit} bytes"
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > self.limit:
+            await ApiError(413, message).response()(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            received = await receive()
+            if received["type"] == "http.request":
+                seen += len(received.get("body", b""))
+                if seen > self.limit:
+                    raise HTTPException(413, message)
+            return received
+
+        await self.app(scope, counted, send)
