@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import io
 import threading
 import time
@@ -139,6 +141,43 @@ def test_secret_from_env_is_registered_and_unset_variable_is_named():
         _config(token_env="NOPE_TOKEN").secret("token_env")
     assert "environment variable NOPE_TOKEN is not set" in str(info.value)
     assert _config().secret("token_env", "UNSET_DEFAULT", required=False) is None
+
+
+def test_credential_reads_the_named_variable_or_the_default_one():
+    assert _config(token_env="DEMO_TOKEN").credential("token_env") == "s3cr3t-value-123"
+    assert _config().credential("token_env", "DEMO_TOKEN") == "s3cr3t-value-123"
+    with pytest.raises(ConfigError, match="environment variable UNSET_DEFAULT is not set"):
+        _config().credential("token_env", "UNSET_DEFAULT")
+    with pytest.raises(ConfigError, match='"token_env" must name the environment variable'):
+        _config().credential("token_env")
+    with pytest.raises(ConfigError, match="must be the name of an environment variable"):
+        _config(token_env=["DEMO_TOKEN"]).credential("token_env")
+
+
+def test_optional_credential_is_none_only_when_nobody_asked_for_one():
+    assert _config().optional_credential("token_env") is None
+    assert _config().optional_credential("token_env", "UNSET_DEFAULT") is None
+    assert _config().optional_credential("token_env", "DEMO_TOKEN") == "s3cr3t-value-123"
+    # A variable the user named must be set: a typo is not "no credential".
+    with pytest.raises(ConfigError, match="environment variable DEMO_TOKNE is not set"):
+        _config(token_env="DEMO_TOKNE").optional_credential("token_env")
+
+
+def test_has_credential_asks_without_reading_or_raising():
+    assert _config(token_env="DEMO_TOKEN").has_credential("token_env")
+    assert _config().has_credential("token_env", "DEMO_TOKEN")
+    assert not _config(token_env="NOPE").has_credential("token_env")
+    assert not _config().has_credential("token_env")
+    assert not _config(token_env=3).has_credential("token_env")
+
+
+def test_a_registered_credential_is_scrubbed_in_its_base64_forms_too():
+    config = BackendConfig(
+        "a1111", "demo", {"auth_env": "AUTH"}, environ={"AUTH": "alice:wonder-land"}
+    )
+    config.credential("auth_env")
+    header = "Authorization: Basic " + base64.b64encode(b"alice:wonder-land").decode()
+    assert secrets.redact(header) == "Authorization: Basic ***"
 
 
 def test_backend_resume_is_optional():

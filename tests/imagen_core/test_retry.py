@@ -82,10 +82,21 @@ def test_a_sent_paid_call_is_not_retried_and_says_it_may_be_billed():
     with pytest.raises(PossiblyBilledError) as raised:
         call_with_retry(call, what="creating the prediction", policy=FAST)
     assert call.calls == 1
-    assert str(raised.value).startswith(
+    assert str(raised.value) == (
         'backend "r": creating the prediction failed after the request was sent (read timed '
-        "out); it may have been billed"
+        "out); the upstream may have run it (and billed it, on a paid service), so it was "
+        "not repeated: check the upstream's queue, history or usage page before trying again"
     )
+
+
+def test_the_possibly_billed_message_fits_a_self_hosted_upstream():
+    call = Flaky(TransientBackendError("read timed out", sent=True))
+    with pytest.raises(PossiblyBilledError) as raised:
+        call_with_retry(
+            call, what="queueing the prompt", policy=FAST, where_to_check="ComfyUI's queue"
+        )
+    assert "check ComfyUI's queue before trying again" in str(raised.value)
+    assert "dashboard" not in str(raised.value)
     lookup = Flaky(TransientBackendError("read timed out", sent=True))
     assert call_with_retry(lookup, what="polling", policy=FAST, safe_to_repeat=True) == "ok"
 

@@ -216,7 +216,7 @@ def test_a_timeout_after_the_create_was_sent_is_not_retried(replicate_api, make_
     with pytest.raises(PossiblyBilledError) as raised:
         backend.generate(Request("x"), Context())
     assert "creating the prediction failed after the request was sent" in str(raised.value)
-    assert "it may have been billed" in str(raised.value)
+    assert "may have run it (and billed it, on a paid service)" in str(raised.value)
     assert replicate_api.count("POST", "/v1/models") == 1
 
 

@@ -5,6 +5,7 @@ internal. Importing this package is cheap: no backend, no SDK, no YAML parser.
 """
 
 from imagen.backend import Backend, BackendConfig, BackendFactory
+from imagen.blocking import run_blocking
 from imagen.context import Context, Progress
 from imagen.errors import (
     BackendError,
@@ -49,4 +50,5 @@ __all__ = [
     "TransientBackendError",
     "__version__",
     "hookimpl",
+    "run_blocking",
 ]

@@ -100,27 +100,77 @@ class BackendConfig:
             raise self.error(f"{path} does not exist", key)
         return path
 
-    def secret(
-        self, key: str, default_var: str | None = None, *, required: bool = True
-    ) -> str | None:
-        """A credential read from the environment variable that ``key`` names.
+    def credential(self, key: str, default_env: str | None = None) -> str:
+        """The credential in the environment variable that ``key`` names; it must be set.
 
         ``key`` holds the variable's *name* (``api_key_env: OPENAI_API_KEY``), never the
-        secret itself; ``default_var`` is used when the key is absent. The value is
-        registered so imagen scrubs it from every message, sidecar and log line.
+        secret itself; ``default_env`` is the variable read when the slice leaves ``key``
+        out. The value is registered so imagen scrubs it (and its base64 form) from every
+        message, sidecar and log line.
+
+        :raises ConfigError: about ``key``: no variable is named, or the variable is unset
+            or empty (the message names the variable, never its value).
         """
-        var = self.get(key, str, default_var)
+        var = self._credential_var(key, default_env)
         if var is None:
-            if required:
-                raise self.error(f'"{key}" must name the environment variable holding it', key)
-            return None
+            raise self.error(f'"{key}" must name the environment variable holding it', key)
         value = self.environ.get(var)
         if not value:
-            if not required:
-                return None
             raise self.error(f"environment variable {var} is not set", key)
         secrets.register(value)
         return value
+
+    def optional_credential(self, key: str, default_env: str | None = None) -> str | None:
+        """Like :meth:`credential`, for a credential the upstream may do without.
+
+        None when the slice leaves ``key`` out and ``default_env`` is None or unset (a
+        ComfyUI on the local network needs no token). A variable the user *named* in the
+        slice must be set, though: asking for a credential and getting none is a mistake,
+        so it is the same :class:`ConfigError` as :meth:`credential` raises.
+        """
+        if key in self.settings and self.settings[key] is not None:
+            return self.credential(key)
+        if default_env is None or not self.environ.get(default_env):
+            return None
+        return self.credential(key, default_env)
+
+    def has_credential(self, key: str, default_env: str | None = None) -> bool:
+        """Whether a credential is configured: ``key`` (or ``default_env``) names a set variable.
+
+        Reads no value and raises nothing for an unset variable: use it to choose between
+        ways of signing in before calling :meth:`credential`.
+        """
+        var = self._credential_var(key, default_env, strict=False)
+        return bool(var and self.environ.get(var))
+
+    def secret(
+        self, key: str, default_var: str | None = None, *, required: bool = True
+    ) -> str | None:
+        """Deprecated: use :meth:`credential` or :meth:`optional_credential`.
+
+        ``secret(key, var)`` is ``credential(key, var)``; ``secret(key, var,
+        required=False)`` returns None where the variable is unset, even one named in the
+        slice, which hides a typo: :meth:`optional_credential` refuses that.
+        """
+        if required:
+            return self.credential(key, default_var)
+        if not self.has_credential(key, default_var):
+            return None
+        return self.credential(key, default_var)
+
+    def _credential_var(
+        self, key: str, default_env: str | None, *, strict: bool = True
+    ) -> str | None:
+        raw = self.settings.get(key)
+        if raw is None:
+            return default_env
+        if not isinstance(raw, str) or not raw:
+            if strict:
+                raise self.error(
+                    f"must be the name of an environment variable, not {_describe(raw)}", key
+                )
+            return None
+        return raw
 
     def check_keys(self, known: Iterable[str]) -> None:
         """Reject keys of the slice that are not in ``known``, naming them."""

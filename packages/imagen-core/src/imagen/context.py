@@ -8,6 +8,7 @@ the upstream run the backend started.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -64,7 +65,13 @@ class Context:
 
     Backends call :meth:`check` (or :meth:`wait`) between steps, :meth:`progress` to report
     how far they are, and :meth:`report_run_id` as soon as the upstream has an id for the
-    run. Callers call :meth:`cancel` from any thread.
+    run; a blocking upstream call goes through :func:`imagen.run_blocking`, which ends the
+    wait the moment the run is cancelled. Callers call :meth:`cancel` from any thread.
+
+    The deadline is the caller's limit on the whole run (none by default: neither
+    ``imagen generate`` nor the worker sets one). A backend's own timeouts (how long its
+    upstream may take) are separate and still apply; :meth:`timeout` gives the shorter of
+    the two for one call.
 
     :param deadline_s: seconds from now after which the run counts as failed, or None.
     :param on_progress: called with every :class:`Progress`, in the backend's thread.
@@ -79,6 +86,7 @@ class Context:
         on_run_id: Callable[[str], None] | None = None,
     ) -> None:
         self._cancel = threading.Event()
+        self._listeners: list[Callable[[], object]] = []
         self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
         self._on_progress = on_progress
         self._on_run_id = on_run_id
@@ -90,6 +98,8 @@ class Context:
     def cancel(self) -> None:
         """Ask the run to stop. Safe from any thread and from signal handlers."""
         self._cancel.set()
+        for listener in tuple(self._listeners):  # a copy: no lock a signal could deadlock on
+            listener()
 
     # -- for backends --------------------------------------------------------------------
 
@@ -98,17 +108,52 @@ class Context:
         """True once :meth:`cancel` was called."""
         return self._cancel.is_set()
 
+    def on_cancel(self, listener: Callable[[], object]) -> Callable[[], None]:
+        """Call ``listener`` when the run is cancelled; return a function that unregisters it.
+
+        ``listener`` runs in the thread that calls :meth:`cancel` (perhaps a signal
+        handler), so it must only wake something up, such as ``threading.Event.set``: do
+        the work (an upstream interrupt) in the thread it wakes. It runs at once when the
+        run is already cancelled, and may run twice when registration races with
+        :meth:`cancel`, so make it idempotent. :func:`imagen.run_blocking` is built on it.
+        """
+        self._listeners.append(listener)
+        if self._cancel.is_set():
+            listener()
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
+
     def time_left(self) -> float | None:
         """Seconds until the deadline (never negative), or None when there is none."""
         if self._deadline is None:
             return None
         return max(0.0, self._deadline - time.monotonic())
 
+    def timeout(self, seconds: float | None) -> float | None:
+        """The shorter of ``seconds`` and the time left to the deadline (None: no limit).
+
+        Give it your own timeout for a call (an HTTP timeout, a poll's patience) so the call
+        never outlives the run's deadline: ``httpx.get(url, timeout=context.timeout(30))``.
+        """
+        left = self.time_left()
+        if left is None:
+            return seconds
+        return left if seconds is None else min(seconds, left)
+
+    @property
+    def deadline_passed(self) -> bool:
+        """True once the deadline (if any) has passed."""
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
     def check(self) -> None:
         """Raise :class:`Cancelled` or :class:`DeadlineExceeded` if the run must stop."""
         if self._cancel.is_set():
             raise Cancelled()
-        if self._deadline is not None and time.monotonic() >= self._deadline:
+        if self.deadline_passed:
             raise DeadlineExceeded()
 
     def wait(self, seconds: float) -> None:

@@ -13,7 +13,7 @@ The tree::
     │   ├── TransientBackendError    worth retrying later (timeouts, 5xx, 429); retry_after,
     │   │                            and sent (the request may have reached the upstream)
     │   └── PermanentBackendError    retrying won't help (bad request, content policy)
-    │       ├── PossiblyBilledError  a paid call failed after it was sent: not retried
+    │       ├── PossiblyBilledError  a call failed after it was sent (it may have run): not retried
     │       └── RunLostError         resume found the upstream run gone (a restart, expiry)
     └── Cancelled                    the caller cancelled the run
         └── DeadlineExceeded         the context's deadline passed
@@ -163,9 +163,11 @@ class PermanentBackendError(BackendError):
 
 
 class PossiblyBilledError(PermanentBackendError):
-    """A paid call failed after its request was sent: it may have run (and been billed).
+    """A call failed after its request was sent: it may have run upstream anyway.
 
-    Never retried automatically; the message tells the user to check before trying again.
+    On a paid service it may have been billed; on a self-hosted one (a ComfyUI, an
+    AUTOMATIC1111 at home) it may still be using the GPU. Never retried automatically; the
+    message says where to check before trying again.
     """
 
 

@@ -8,8 +8,8 @@ a ``Retry-After`` the upstream sends is honoured up to a bound. Permanent failur
 A paid call is never retried blindly: when a request may have reached the upstream (it was
 sent, then the connection dropped or timed out), it is retried only when the caller says
 repeating it is safe (a lookup by an id we know). Otherwise the call fails with
-:class:`~imagen.errors.PossiblyBilledError`, whose message says the call may have been
-billed.
+:class:`~imagen.errors.PossiblyBilledError`, whose message says the call may have run
+upstream (and been billed, on a paid service) and where to check.
 
 Adapters turn off their SDK's own retries (the OpenAI SDK retries POSTs twice by default;
 the Replicate SDK retries GETs up to 10 times) so that the two never multiply.
@@ -129,6 +129,7 @@ def call_with_retry(
     context: Context | None = None,
     policy: RetryPolicy = DEFAULT_POLICY,
     safe_to_repeat: bool = False,
+    where_to_check: str = "the upstream's queue, history or usage page",
 ) -> T:
     """Run ``call``, retrying it on :class:`~imagen.errors.TransientBackendError`.
 
@@ -137,6 +138,8 @@ def call_with_retry(
     :param safe_to_repeat: the call may be repeated even after it reached the upstream
         (a lookup by a known id). When False, a failure with ``sent=True`` is not retried
         and becomes :class:`~imagen.errors.PossiblyBilledError`.
+    :param where_to_check: where the user sees whether the call ran, for that error's
+        message ("OpenAI's usage dashboard", "ComfyUI's queue and history").
     """
     started = time.monotonic()
     attempt = 1
@@ -146,9 +149,9 @@ def call_with_retry(
         except TransientBackendError as exc:
             if exc.sent and not safe_to_repeat:
                 raise PossiblyBilledError(
-                    f"{what} failed after the request was sent ({exc.message}); it may have "
-                    "been billed, so it was not retried: check the provider's dashboard "
-                    "before trying again",
+                    f"{what} failed after the request was sent ({exc.message}); the upstream "
+                    "may have run it (and billed it, on a paid service), so it was not "
+                    f"repeated: check {where_to_check} before trying again",
                     backend=exc.backend,
                     upstream_id=exc.upstream_id,
                 ) from exc

@@ -7,6 +7,7 @@ value here. Before imagen prints an error or writes a sidecar, it passes the tex
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
 from typing import Any
@@ -23,10 +24,20 @@ _SECRET_KEY = re.compile(
 
 
 def register(value: str) -> None:
-    """Remember ``value`` as a secret to scrub from output."""
+    """Remember ``value`` as a secret to scrub from output, with its base64 forms.
+
+    A ``user:password`` credential sent as HTTP Basic auth travels base64-encoded, and an
+    upstream that echoes the request's headers in an error would print it so.
+    """
     if value and len(value) >= _MIN_LENGTH:
+        encoded = value.encode()
+        forms = {
+            value,
+            base64.b64encode(encoded).decode(),
+            base64.urlsafe_b64encode(encoded).decode(),
+        }
         with _lock:
-            _values.add(value)
+            _values.update(forms)
 
 
 def redact(text: str) -> str:
