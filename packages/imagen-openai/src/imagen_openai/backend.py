@@ -3,8 +3,11 @@
 - The SDK retries POSTs twice by default: its ``max_retries`` is 0 here, so imagen's shared
   policy is the only one. A generation is paid: one that may have reached OpenAI (a timeout
   after sending) is never repeated; it fails saying it may have been billed.
-- The call blocks until the images exist (minutes at high quality). It runs in a helper
-  thread so a cancellation returns at once; OpenAI has no way to stop it.
+- The call blocks until the images exist (minutes at high quality). It goes through
+  :func:`imagen.run_blocking`, which hands back the answer the moment it arrives and
+  stops waiting at once on cancellation; OpenAI has no way to stop a generation, so a
+  cancelled one may still be billed (the message says so). No run id: the request is the
+  run, and nothing can re-attach to it.
 - Images arrive as base64 in the JSON; each is decoded a slice at a time while imagen
   writes it, so it is never held twice.
 """
@@ -15,10 +18,8 @@ import base64
 import binascii
 import io
 import json
-import threading
 import typing
-from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 try:
     import openai
@@ -29,7 +30,6 @@ except ImportError as exc:  # pragma: no cover - only without the package's depe
 from imagen import (
     Backend,
     BackendConfig,
-    Cancelled,
     Context,
     GeneratedImage,
     PermanentBackendError,
@@ -37,6 +37,7 @@ from imagen import (
     Request,
     Result,
     TransientBackendError,
+    run_blocking,
 )
 from imagen.retry import call_with_retry, is_transient_status, retry_after
 from imagen_openai.models import MAX_IMAGES, cost_from_table, cost_from_usage, size_for
@@ -44,7 +45,6 @@ from imagen_openai.settings import CHOICES, read_settings
 
 __all__ = ["OpenAIBackend"]
 
-T = TypeVar("T")
 _MIME = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 _OPTIONS = (*CHOICES, "output_compression")
 _B64_SLICE = 4 * 16384  # base64 characters decoded at a time (a multiple of 4)
@@ -128,12 +128,16 @@ class OpenAIBackend(Backend):
         while remaining:
             n = min(MAX_IMAGES, remaining)
             response = call_with_retry(
-                lambda n=n: self._cancellable(
-                    lambda: self._generate(request.prompt, n, params), context
+                lambda n=n: run_blocking(
+                    lambda: self._generate(request.prompt, n, params),
+                    context,
+                    timeout_s=settings.timeout_s,
+                    what="generating the images",
                 ),
                 what="generating the images",
                 context=context,
                 policy=settings.retry,
+                where_to_check="the usage page of your OpenAI project",
             )
             fmt = response.get("output_format") or params.get("output_format") or "png"
             for item in response.get("data") or []:
@@ -171,30 +175,6 @@ class OpenAIBackend(Backend):
             raise TransientBackendError(
                 f"OpenAI answered {raw.status_code} with a body that is not JSON", sent=True
             ) from exc
-
-    def _cancellable(self, call: Callable[[], T], context: Context) -> T:
-        """Run ``call`` in a helper thread; return at once if the context is cancelled."""
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                outcome["value"] = call()
-            except BaseException as exc:  # noqa: BLE001 (handed back to the caller)
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=run, name="openai-call", daemon=True)
-        worker.start()
-        while worker.is_alive():
-            try:
-                context.wait(0.1)
-            except Cancelled:
-                # OpenAI cannot stop a generation: its answer is dropped when it comes.
-                raise Cancelled(
-                    "cancelled; the request already sent to OpenAI may still be billed"
-                ) from None
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]
 
     def _status_error(self, exc: openai.APIStatusError) -> Exception:
         status = exc.status_code

@@ -65,8 +65,7 @@ def read_settings(config: BackendConfig, known_models: tuple[str, ...]) -> OpenA
         current = ", ".join(m for m in known_models if m not in RETIRED)
         raise config.error(f"unknown image model {model!r} (current: {current})", "model")
     api_key_env = config.get("api_key_env", str, "OPENAI_API_KEY")
-    api_key = config.secret("api_key_env", "OPENAI_API_KEY")
-    assert api_key is not None
+    api_key = config.credential("api_key_env", "OPENAI_API_KEY")
     base_url = config.get("base_url", str)
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise config.error(f"must be an http:// or https:// URL, not {base_url!r}", "base_url")

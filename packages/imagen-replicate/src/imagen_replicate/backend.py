@@ -41,6 +41,7 @@ from imagen import (
     Result,
     RunLostError,
     TransientBackendError,
+    run_blocking,
 )
 from imagen.retry import call_with_retry, is_transient_status, retry_after
 from imagen_replicate.mapping import plan
@@ -82,16 +83,22 @@ class ReplicateBackend(Backend):
         prepared = plan(request, self.settings.family, self.settings.overrides, self.settings.fixed)
         ids: list[str] = []
         seen: set[str] = set()  # progress kinds reported so far
-        for batch in prepared.batches:
-            prediction = call_with_retry(
-                lambda batch=batch: self._create(batch),
-                what="creating the prediction",
-                context=context,
-                policy=self.settings.retry,
-            )
-            ids.append(prediction["id"])
-            context.report_run_id(",".join(ids))  # one id per prediction, for resume
-            self._report(prediction.get("status"), context, seen)
+        try:
+            for batch in prepared.batches:
+                prediction = call_with_retry(
+                    lambda batch=batch: self._create(batch, context),
+                    what="creating the prediction",
+                    context=context,
+                    policy=self.settings.retry,
+                    where_to_check="your predictions on Replicate's dashboard",
+                )
+                ids.append(prediction["id"])
+                context.report_run_id(",".join(ids))  # one id per prediction, for resume
+                self._report(prediction.get("status"), context, seen)
+        except Cancelled:  # the predictions created so far would run (and bill) on
+            for prediction_id in ids:
+                self._cancel(prediction_id)
+            raise
         return self._collect(ids, request, context, prepared.ignored, prepared.size_note, seen)
 
     def estimate_cost(self, request: Request) -> float | None:
@@ -109,23 +116,35 @@ class ReplicateBackend(Backend):
 
     # -- predictions ------------------------------------------------------------------------
 
-    def _create(self, inputs: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, inputs: dict[str, Any], context: Context) -> dict[str, Any]:
         settings = self.settings
         if settings.version:
             path, body = "/v1/predictions", {"input": inputs, "version": settings.version}
         else:
             path, body = f"/v1/models/{settings.owner_name}/predictions", {"input": inputs}
-        return self._request("POST", path, "creating the prediction", json=body)
+        return self._request("POST", path, "creating the prediction", context, json=body)
 
-    def _get(self, prediction_id: str) -> dict[str, Any]:
+    def _get(self, prediction_id: str, context: Context) -> dict[str, Any]:
         path = f"/v1/predictions/{prediction_id}"
-        return self._request("GET", path, "reading the prediction", prediction_id)
+        return self._request("GET", path, "reading the prediction", context, prediction_id)
 
     def _request(
-        self, method: str, path: str, what: str, prediction_id: str | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        what: str,
+        context: Context,
+        prediction_id: str | None = None,
+        **kwargs: Any,
     ) -> dict[str, Any]:
+        # No run id yet while creating: a create cut short by a cancellation may still
+        # start a prediction, which the Cancelled message says.
         try:
-            response = self.sdk._client.request(method, path, timeout=self.timeout, **kwargs)
+            response = run_blocking(
+                lambda: self.sdk._client.request(method, path, timeout=self.timeout, **kwargs),
+                context,
+                what=what,
+            )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, what) from exc
         if response.status_code >= 400:
@@ -147,12 +166,12 @@ class ReplicateBackend(Backend):
     def _follow(
         self, prediction_id: str, context: Context, seen: set[str], label: str = ""
     ) -> dict[str, Any]:
-        """Poll until the prediction ends; cancel it upstream if we are cancelled or time out."""
+        """Poll until the prediction ends; cancel it upstream if it times out."""
         deadline = time.monotonic() + self.settings.timeout_s
         last_status = None
         while True:
             prediction = call_with_retry(
-                lambda: self._get(prediction_id),
+                lambda: self._get(prediction_id, context),
                 what="reading the prediction",
                 context=context,
                 policy=self.settings.retry,
@@ -190,11 +209,7 @@ class ReplicateBackend(Backend):
                     f"{self.settings.timeout_s:g} s (timeout_s); canceled",
                     upstream_id=prediction_id,
                 )
-            try:
-                context.wait(self.settings.poll_interval_s)
-            except Cancelled:
-                self._cancel(prediction_id)
-                raise
+            context.wait(self.settings.poll_interval_s)
 
     def _report(self, status: str | None, context: Context, seen: set[str]) -> None:
         """Report a status change once per run, however many predictions make it up."""
@@ -216,16 +231,21 @@ class ReplicateBackend(Backend):
         seen: set[str] | None = None,
     ) -> Result:
         seen = set() if seen is None else seen  # progress kinds reported so far
-        predictions = [
-            # Each prediction counts its own steps: label them so they never seem to go back.
-            self._follow(
-                prediction_id,
-                context,
-                seen,
-                f"prediction {number}/{len(ids)}" if len(ids) > 1 else "",
-            )
-            for number, prediction_id in enumerate(ids, start=1)
-        ]
+        try:
+            predictions = [
+                # Each prediction counts its own steps: label them so they never seem to go back.
+                self._follow(
+                    prediction_id,
+                    context,
+                    seen,
+                    f"prediction {number}/{len(ids)}" if len(ids) > 1 else "",
+                )
+                for number, prediction_id in enumerate(ids, start=1)
+            ]
+        except Cancelled:  # while polling or waiting: stop every prediction of the run
+            for prediction_id in ids:
+                self._cancel(prediction_id)
+            raise
         context.progress(Progress("downloading"))
         images = []
         for prediction in predictions:

@@ -89,8 +89,7 @@ def read_settings(config: BackendConfig) -> ReplicateSettings:
         )
     owner_name, _, version = model.partition(":")
     token_env = config.get("token_env", str, "REPLICATE_API_TOKEN")
-    token = config.secret("token_env", "REPLICATE_API_TOKEN")
-    assert token is not None
+    token = config.credential("token_env", "REPLICATE_API_TOKEN")
     base_url = config.get("base_url", str)
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise config.error(f"must be an http:// or https:// URL, not {base_url!r}", "base_url")
