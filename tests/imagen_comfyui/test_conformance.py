@@ -2,15 +2,74 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
+from aiohttp import web
 from comfy_standin import ComfyStandIn
 
-from imagen.testing import BackendConformance, InvalidSlice
+from imagen.testing import BackendConformance, Exchange, InvalidSlice, Traffic
 
 MODEL = "sd_xl_base_1.0.safetensors"
 TOKEN = "comfy-proxy-token-123456"
+
+
+class RecordingComfy(ComfyStandIn):
+    """The stand-in, with the suite's controls: an aiohttp stand-in plugs in with one middleware.
+
+    It records every request (``POST /prompt`` is a submission; ``POST /interrupt`` and a
+    ``POST /queue`` deletion are cancels) and can hang, drop or answer any status for the
+    next ``POST /prompt``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.traffic = Traffic()
+        self._faults: list[tuple[str, int, Mapping[str, str]]] = []
+        self._stopping: asyncio.Event | None = None
+
+    def hang_next(self) -> None:
+        self._faults.append(("hang", 0, {}))
+
+    def drop_next(self) -> None:
+        self._faults.append(("drop", 0, {}))
+
+    def answer_next(self, status: int, body: Any = None, headers: Any = None) -> None:
+        self._faults.append(("answer", status, headers or {}))
+
+    async def _start(self) -> None:
+        self._stopping = asyncio.Event()
+        await super()._start()
+
+    async def _stop(self) -> None:
+        assert self._stopping is not None
+        self._stopping.set()  # release held requests, or the server waits on them
+        await super()._stop()
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        body = await request.read()  # cached: the handler reads it again
+        route = f"{request.method} {request.path}"
+        submission = route == "POST /prompt"
+        cancel = route == "POST /interrupt" or (route == "POST /queue" and b"delete" in body)
+        exchange = Exchange(request.method, request.path, dict(request.headers), body)
+        self.traffic.record(exchange, submission=submission, cancel=cancel)
+        if submission and self._faults:
+            kind, status, headers = self._faults.pop(0)
+            if kind == "answer":
+                text = f"imagen conformance check: status {status}\n"
+                return web.Response(status=status, text=text, headers=headers)
+            if kind == "drop":
+                await super()._auth(request, handler)  # it runs; its answer is lost
+            else:
+                assert self._stopping is not None
+                await self._stopping.wait()  # hang until the stand-in stops
+            if request.transport is not None:  # None when the client already hung up
+                request.transport.close()
+            return web.Response()
+        return await super()._auth(request, handler)
 
 
 class TestComfyUIConformance(BackendConformance):
@@ -50,11 +109,12 @@ class TestComfyUIConformance(BackendConformance):
             id="unknown-key",
         ),
     )
+    timeout_key = "http_timeout_s"
     slow_run_s = 30.0
 
     @pytest.fixture
-    def upstream(self) -> Iterator[ComfyStandIn]:
-        with ComfyStandIn() as server:
+    def upstream(self) -> Iterator[RecordingComfy]:
+        with RecordingComfy() as server:
             yield server
 
     @pytest.fixture
@@ -69,3 +129,12 @@ class TestComfyUIConformance(BackendConformance):
     @pytest.fixture
     def environ(self):
         return {"COMFY_TOKEN": TOKEN}
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="imagen-comfyui waits out http_timeout_s (60 s) on a POST /prompt that hangs, "
+        "past the context's deadline: its HTTP calls are to go through imagen.run_blocking "
+        "(issue 13; the port follows the comfyui rework)",
+    )
+    def test_the_context_deadline_ends_a_hanging_run(self, backend, base_request, upstream):
+        super().test_the_context_deadline_ends_a_hanging_run(backend, base_request, upstream)

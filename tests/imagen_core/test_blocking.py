@@ -96,7 +96,7 @@ def test_a_timed_out_paid_call_is_not_repeated():
         calls.append(1)
         hold.wait()
 
-    with pytest.raises(PossiblyBilledError, match="no answer within 0.05 s"):
+    with pytest.raises(PossiblyBilledError, match=r"no answer within 0\.05 s"):
         call_with_retry(
             lambda: run_blocking(call, Context(), timeout_s=0.05),
             what="generating",

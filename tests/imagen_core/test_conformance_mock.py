@@ -17,6 +17,7 @@ class TestMockConformance(BackendConformance):
         InvalidSlice({"colour": "red"}, "colour", id="unknown-key"),
     )
     ignores = frozenset({"negative_prompt", "steps"})
+    has_upstream = False  # it draws its pictures itself
     slow_run_s = 30.0
 
     @pytest.fixture

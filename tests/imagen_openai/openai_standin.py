@@ -47,6 +47,8 @@ def _image(width: int, height: int, fmt: str, index: int) -> bytes:
 class OpenAIStandIn(LoopbackServer):
     """The stand-in; the SDK's ``base_url`` is ``url + "/v1"``."""
 
+    submission_routes = ("POST /v1/images/generations",)
+
     def __init__(self, key: str = KEY) -> None:
         super().__init__(_Handler)
         self.key = key
@@ -194,7 +196,7 @@ class _Handler(LoopbackHandler):
             )
             return
         actual = "1024x1024" if size == "auto" else size
-        width, height = (int(side) // 16 for side in actual.split("x"))  # small pixels, real shape
+        width, height = (int(side) for side in actual.split("x"))
         fmt = body.get("output_format", "png")
         quality = body.get("quality", "auto")
         data = []

@@ -23,6 +23,8 @@ class TestOpenAIConformance(BackendConformance):
         InvalidSlice({"style": "vivid"}, "style", id="unknown-key"),
     )
     ignores = frozenset({"negative_prompt", "steps", "seed"})
+    stops_upstream = False  # the Images API has no way to stop a generation
+    timeout_key = "timeout_s"
     slow_run_s = 30.0
 
     @pytest.fixture

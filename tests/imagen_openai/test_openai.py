@@ -166,7 +166,9 @@ def test_a_5xx_storm_exhausts_the_policy(openai_api, make_backend):
 
 def test_a_timeout_after_sending_is_not_retried(openai_api, make_backend):
     openai_api.stall_s = 2.0
-    with pytest.raises(PossiblyBilledError, match=r"may have run it \(and billed it, on a paid service\)"):
+    with pytest.raises(
+        PossiblyBilledError, match=r"may have run it \(and billed it, on a paid service\)"
+    ):
         make_backend(timeout_s=0.5).generate(Request("x"), Context())
     assert len(openai_api.received) == 1
 
@@ -185,7 +187,9 @@ def test_cancellation_returns_at_once(openai_api, make_backend):
     openai_api.slow_next(20)
     context = RecordingContext()
     threading.Timer(0.3, context.cancel).start()
-    with pytest.raises(Cancelled, match=r"cannot be told to stop, so it may still finish \(and bill it\)"):
+    with pytest.raises(
+        Cancelled, match=r"cannot be told to stop, so it may still finish \(and bill it\)"
+    ):
         make_backend().generate(Request("slow"), context)
     assert openai_api.paused == 1  # returned while OpenAI was still holding the request
 

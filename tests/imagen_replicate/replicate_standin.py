@@ -34,6 +34,20 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 TOKEN = "r8_loopback_test_token_0123456789"
 SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
+# The pixels flux-schnell and flux-dev make for each aspect ratio (at 1 megapixel).
+FLUX_SIZES = {
+    "1:1": (1024, 1024),
+    "16:9": (1344, 768),
+    "21:9": (1536, 640),
+    "3:2": (1216, 832),
+    "2:3": (832, 1216),
+    "4:5": (896, 1088),
+    "5:4": (1088, 896),
+    "3:4": (896, 1152),
+    "4:3": (1152, 896),
+    "9:16": (768, 1344),
+    "9:21": (640, 1536),
+}
 RATIOS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21", "custom"}
 
 
@@ -71,6 +85,9 @@ def _png(seed: int, index: int, width: int, height: int, fmt: str = "png") -> by
 
 class ReplicateStandIn(LoopbackServer):
     """The stand-in server; its ``url`` is the SDK's ``base_url``."""
+
+    submission_routes = ("POST /v1/models/*/predictions", "POST /v1/predictions")
+    cancel_routes = ("POST /v1/predictions/*/cancel",)
 
     def __init__(self, token: str) -> None:
         super().__init__(_Handler)
@@ -233,8 +250,9 @@ class ReplicateStandIn(LoopbackServer):
         inputs = prediction.input
         fmt = inputs.get("output_format", "png")
         count = inputs.get("num_outputs", 1)
-        width = inputs.get("width") or 64
-        height = inputs.get("height") or 64
+        width, height = FLUX_SIZES.get(inputs.get("aspect_ratio"), (64, 64))
+        width = inputs.get("width") or width
+        height = inputs.get("height") or height
         urls = []
         for index in range(count):
             name = f"{prediction.id}/out-{index}.{fmt}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from replicate_standin import ReplicateStandIn
+from replicate_standin import FLUX_SIZES, ReplicateStandIn
 
 from imagen import Request
 from imagen.testing import BackendConformance, InvalidSlice
+from imagen_replicate.mapping import _nearest_ratio
 
 TOKEN = "r8_conformance_token_abcdef"
 
@@ -27,6 +28,8 @@ class TestReplicateConformance(BackendConformance):
         InvalidSlice({"model": "a/b", "base_url": "api.replicate.com"}, "base_url", id="no-scheme"),
     )
     ignores = frozenset({"negative_prompt"})
+    timeout_key = "http_timeout_s"
+    passes_options_through = True  # --opt KEY=VALUE are the model's inputs
     slow_run_s = 30.0
 
     @pytest.fixture
@@ -56,3 +59,8 @@ class TestReplicateConformance(BackendConformance):
 
     def seen_seed(self, upstream: ReplicateStandIn) -> int | None:
         return upstream.last_seed
+
+    def expected_size(self, request: Request) -> tuple[int, int] | None:
+        # flux-schnell takes an aspect ratio, not pixels: the adapter sends the nearest one.
+        ratio = _nearest_ratio(request.width, request.height, tuple(FLUX_SIZES))
+        return FLUX_SIZES[ratio]
