@@ -1,23 +1,36 @@
-"""The conformance suite catches real defects: each broken backend fails its matching check."""
+"""The conformance suite catches real defects: each broken backend fails its matching check.
+
+One deliberately broken backend per check, so a check that stops catching its defect fails
+here. Two families: the built-in ``mock`` (no upstream) broken in what it hands back, and
+``sdwebui`` (an AUTOMATIC1111 adapter with a loopback stand-in, beside this file) broken in
+how it treats its upstream. The 13 kinds of defect issue 13 lists are marked ``#13``.
+"""
 
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
-BROKEN_BACKENDS = textwrap.dedent(
+import pytest
+
+from imagen.testing.leaks import SecretProbe
+
+HERE = Path(__file__).resolve().parent
+
+BROKEN = textwrap.dedent(
     """
-    import os
     import random
     import time
 
-    import pytest
-
-    from imagen import Progress, Request
+    import httpx
+    from imagen import Backend, Progress, run_blocking
     from imagen.backends.mock import MockBackend
-    from imagen.backends.drawing import render
-    from imagen.errors import ConfigError
-    from imagen.request import GeneratedImage, Result
-    from imagen.testing import BackendConformance, InvalidSlice
+    from imagen.errors import ConfigError, TransientBackendError
+
+    from sdwebui import SdWebUIBackend
+
+
+    # -- the mock, broken in what it hands back ---------------------------------------------
 
 
     class WrongMime(MockBackend):
@@ -53,7 +66,8 @@ BROKEN_BACKENDS = textwrap.dedent(
     class LeaksSecret(MockBackend):
         def generate(self, request, context):
             result = super().generate(request, context)
-            result.metadata["request_headers"] = {"Authorization": "Bearer " + self.config.environ["TOKEN"]}
+            token = self.config.environ["TOKEN"]
+            result.metadata["request_headers"] = {"Authorization": "Bearer " + token}
             return result
 
 
@@ -83,11 +97,156 @@ BROKEN_BACKENDS = textwrap.dedent(
             return result
 
 
-    class Base(BackendConformance):
+    class IgnoresSize(MockBackend):  # 13: asked 96x64, returns the slice's default size
+        def generate(self, request, context):
+            return super().generate(request.replace(width=None, height=None), context)
+
+
+    class LeaksHalfASecret(MockBackend):  # 13: a "masked" token that masks too little
+        def generate(self, request, context):
+            result = super().generate(request, context)
+            token = self.config.environ["TOKEN"]
+            result.metadata["token"] = token[: len(token) // 2] + "..."
+            return result
+
+
+    class WrongBatchSeeds(MockBackend):  # 13: every image claims the request's seed
+        def generate(self, request, context):
+            result = super().generate(request, context)
+            for image in result.images:
+                image.seed = request.seed
+            return result
+
+
+    class DropsUnknownOptions(MockBackend):  # 13: a misspelt --opt vanishes without a word
+        def generate(self, request, context):
+            result = super().generate(request, context)
+            ignored = [n for n in result.metadata.get("ignored", []) if not n.startswith("options.")]
+            result.metadata["ignored"] = ignored
+            return result
+
+
+    class TruncatedPng(MockBackend):  # 13: the last chunk (IEND) never arrives
+        def generate(self, request, context):
+            result = super().generate(request, context)
+            for image in result.images:
+                image.stream = type(image.stream)(image.stream.read()[:-12])
+            return result
+
+
+    class NotJsonReady(MockBackend):  # 13: a set in the metadata
+        def generate(self, request, context):
+            result = super().generate(request, context)
+            result.metadata["tags"] = {"lighthouse", "dusk"}
+            return result
+
+
+    class LaxConfig(MockBackend):  # 13: validates only what its author thought of
+        def __init__(self, config):
+            Backend.__init__(self, config)
+            self.format = config.choice("format", ("png", "jpeg", "webp"), "png")
+            self.width = config.settings.get("width", 512)  # no check_keys, no type
+            self.height = config.settings.get("height", 512)
+            self.price = 0.0
+
+
+    # -- the AUTOMATIC1111 adapter, broken in how it treats its upstream --------------------
+
+
+    class LeaksBasicAuth(SdWebUIBackend):  # 13: echoes the request's Authorization header
+        def status_error(self, response, path):
+            error = super().status_error(response, path)
+            error.message += f" (request headers: {dict(response.request.headers)})"
+            return error
+
+
+    class NoUpstreamCancel(SdWebUIBackend):  # 13: stops waiting, the run goes on upstream
+        def txt2img(self, payload, context):
+            return run_blocking(
+                lambda: self.call("POST", "/sdapi/v1/txt2img", json=payload),
+                context,
+                timeout_s=self.timeout_s,
+            )
+
+
+    class BlindRetry(SdWebUIBackend):  # 13: a paid POST repeated after a network error
+        def txt2img(self, payload, context):
+            for attempt in range(3):
+                try:
+                    return super().txt2img(payload, context)
+                except TransientBackendError:
+                    if attempt == 2:
+                        raise
+
+
+    class NoTimeout(SdWebUIBackend):  # 13: a silent upstream is waited on for ever
+        def __init__(self, config):
+            super().__init__(config)
+            self.client.timeout = httpx.Timeout(None)
+
+        def txt2img(self, payload, context):
+            return run_blocking(
+                lambda: self.call("POST", "/sdapi/v1/txt2img", json=payload),
+                context,
+                interrupt=self.interrupt,
+            )
+
+
+    class NetworkInConstructor(SdWebUIBackend):  # 13: checks the model at construction
+        def __init__(self, config):
+            super().__init__(config)
+            self.client.get("/sdapi/v1/options")
+    """
+)
+
+LIGHT_PLUGIN = textwrap.dedent(
+    """
+    from imagen import hookimpl
+
+
+    def sdwebui(config):
+        from sdwebui import SdWebUIBackend
+
+        return SdWebUIBackend(config)
+
+
+    @hookimpl
+    def imagen_backend():
+        return {"sdwebui": sdwebui}
+    """
+)
+
+HEAVY_PLUGIN = textwrap.dedent(
+    """
+    import httpx  # 13: heavy imports at plugin load
+    from PIL import Image
+
+    from imagen import hookimpl
+    from sdwebui import SdWebUIBackend
+
+
+    @hookimpl
+    def imagen_backend():
+        return {"sdwebui": SdWebUIBackend}
+    """
+)
+
+TESTS = textwrap.dedent(
+    """
+    import pytest
+
+    import broken
+    from imagen.backends.mock import MockBackend
+    from imagen.testing import BackendConformance, InvalidSlice
+    from sdwebui import AUTH, SdWebUIBackend, SdWebUIStandIn
+
+
+    class Mock(BackendConformance):
         backend_type = "mock"
         broken = MockBackend
         invalid_slices = (InvalidSlice({"width": 3}, "width", id="width"),)
         ignores = frozenset({"negative_prompt", "steps"})
+        has_upstream = False
         slow_run_s = 4.0
         cancel_within_s = 1.5
 
@@ -110,58 +269,75 @@ BROKEN_BACKENDS = textwrap.dedent(
             return request.replace(options={"fail": kind})
 
 
-    class TestHealthy(Base):
-        pass
+    class SdWebUI(BackendConformance):
+        backend_type = "sdwebui"
+        broken = SdWebUIBackend
+        plugin_module = "light_plugin"
+        invalid_slices = (
+            InvalidSlice({}, "base_url", id="no-base-url"),
+            InvalidSlice({"base_url": "http://x", "auth_env": "SD_AUTH"}, "auth_env",
+                         environ={"SD_AUTH": "no-colon-here"}, id="not-user-password"),
+        )
+        timeout_key = "timeout_s"
+        hang_timeout_s = 0.5
+        slow_run_s = 3.0
+        cancel_within_s = 3.0
 
+        @pytest.fixture
+        def backend_factory(self):
+            return self.broken
 
-    class TestWrongMime(Base):
-        broken = WrongMime
+        @pytest.fixture
+        def upstream(self):
+            with SdWebUIStandIn() as server:
+                yield server
 
+        @pytest.fixture
+        def valid_slice(self, upstream):
+            return {"base_url": upstream.url, "auth_env": "SD_AUTH", "retry_attempts": 2}
 
-    class TestIgnoresCount(Base):
-        broken = IgnoresCount
+        @pytest.fixture
+        def environ(self):
+            return {"SD_AUTH": AUTH}
 
-
-    class TestSwallowsCancellation(Base):
-        broken = SwallowsCancellation
-
-
-    class TestUntypedErrors(Base):
-        broken = UntypedErrors
-
-
-    class TestLeaksSecret(Base):
-        broken = LeaksSecret
-
-
-    class TestUnnamedConfigError(Base):
-        broken = UnnamedConfigError
-
-
-    class TestProgressAfterFinished(Base):
-        broken = ProgressAfterFinished
-
-
-    class TestFalseReproducible(Base):
-        broken = FalseReproducible
-
-
-    class TestUnlistedIgnore(Base):
-        broken = UnlistedIgnore
+        def seen_seed(self, upstream):
+            return upstream.last_seed
     """
 )
 
+MOCK_CLASSES = [
+    *("WrongMime", "IgnoresCount", "SwallowsCancellation", "UntypedErrors", "LeaksSecret"),
+    *("UnnamedConfigError", "ProgressAfterFinished", "FalseReproducible", "UnlistedIgnore"),
+    *("IgnoresSize", "LeaksHalfASecret", "WrongBatchSeeds", "DropsUnknownOptions"),
+    *("TruncatedPng", "NotJsonReady"),
+]
+SDWEBUI_CLASSES = ["LeaksBasicAuth", "NoUpstreamCancel", "BlindRetry", "NoTimeout"]
+SDWEBUI_CLASSES += ["NetworkInConstructor"]
+
+# Checks that read and decode images: an image that isn't one fails them all.
+DECODING = {
+    "test_images_match_their_mime_type_and_decode",
+    "test_images_have_the_requested_size",
+    "test_count_gives_that_many_images",
+    "test_seed_is_honoured_or_listed_as_ignored",
+    "test_each_image_seed_makes_that_image",
+    "test_ignored_fields_are_listed",
+    "test_metadata_is_json_ready",
+    "test_progress_is_well_formed_and_ordered",
+    "test_no_secret_reaches_metadata_or_errors",
+}
+LEAKING_STATUSES = {
+    f"test_upstream_statuses_map_to_error_types[{s}]" for s in (400, 401, 403, 404, 422)
+}
+
 EXPECTED_FAILURES = {
     "TestHealthy": set(),
-    "TestWrongMime": {
-        "test_images_match_their_mime_type_and_decode",
+    "TestWrongMime": DECODING,
+    "TestIgnoresCount": {
         "test_count_gives_that_many_images",
-        "test_seed_is_honoured_or_listed_as_ignored",
-        "test_ignored_fields_are_listed",
-        "test_progress_is_well_formed_and_ordered",
-        "test_no_secret_reaches_metadata_or_errors",
+        "test_each_image_seed_makes_that_image",
+        "test_metadata_is_json_ready",
     },
-    "TestIgnoresCount": {"test_count_gives_that_many_images"},
     "TestSwallowsCancellation": {"test_cancellation_mid_run_raises_cancelled_promptly"},
     "TestUntypedErrors": {
         "test_upstream_errors_arrive_typed[transient-TransientBackendError]",
@@ -170,24 +346,122 @@ EXPECTED_FAILURES = {
     "TestLeaksSecret": {"test_no_secret_reaches_metadata_or_errors"},
     "TestUnnamedConfigError": {"test_invalid_slice_is_a_config_error_naming_the_key[width]"},
     "TestProgressAfterFinished": {"test_progress_is_well_formed_and_ordered"},
-    "TestFalseReproducible": {"test_seed_is_honoured_or_listed_as_ignored"},
+    "TestFalseReproducible": {
+        "test_seed_is_honoured_or_listed_as_ignored",
+        "test_each_image_seed_makes_that_image",
+    },
     "TestUnlistedIgnore": {"test_ignored_fields_are_listed"},
+    # The 13 kinds of defect of issue 13:
+    "TestIgnoresSize": {"test_images_have_the_requested_size"},
+    "TestLeaksHalfASecret": {"test_no_secret_reaches_metadata_or_errors"},
+    "TestWrongBatchSeeds": {"test_each_image_seed_makes_that_image"},
+    "TestDropsUnknownOptions": {"test_ignored_fields_are_listed"},
+    "TestTruncatedPng": DECODING,
+    "TestNotJsonReady": {"test_metadata_is_json_ready"},
+    "TestLaxConfig": {"test_an_unknown_key_is_refused", "test_each_key_is_type_checked"},
+    "TestHeavyPlugin": {"test_plugin_import_is_light"},
+    "TestHealthySdWebUI": set(),
+    "TestLeaksBasicAuth": {
+        "test_upstream_errors_arrive_typed[transient-TransientBackendError]",
+        "test_upstream_errors_arrive_typed[permanent-PermanentBackendError]",
+        *LEAKING_STATUSES,
+    },
+    "TestNoUpstreamCancel": {"test_cancellation_reaches_the_upstream"},
+    "TestBlindRetry": {"test_a_dropped_submission_is_not_repeated"},
+    "TestNoTimeout": {"test_a_hanging_upstream_times_out"},
+    "TestNetworkInConstructor": {"test_constructor_makes_no_network_call"},
+}
+# What each of the 13 kinds must tell its author (a piece of the failure's message).
+ADVICE = {
+    "TestIgnoresSize": "send width and height upstream",
+    "TestLeaksHalfASecret": "a piece of $TOKEN (8 of its 17 characters) appears in the metadata",
+    "TestLeaksBasicAuth": "the base64 of $SD_AUTH appears in",
+    "TestNoUpstreamCancel": "never told the upstream",
+    "TestBlindRetry": "submitted 2 times for one request",
+    "TestNoTimeout": "give every upstream call a timeout from timeout_s",
+    "TestHeavyPlugin": "(and calling its imagen_backend hook) loads PIL",
+    "TestNetworkInConstructor": "the constructor tried the network",
+    "TestWrongBatchSeeds": "set GeneratedImage.seed only to the seed that makes that very image",
+    "TestDropsUnknownOptions": "is not listed as 'options.imagen_conformance_probe'",
+    "TestTruncatedPng": "the PNG has no IEND chunk",
+    "TestNotJsonReady": "metadata['tags'] is a set",
+    "TestLaxConfig": "call config.check_keys(KNOWN_KEYS)",
 }
 
 
-def test_each_defect_fails_its_matching_check(pytester):
-    pytester.makepyfile(test_broken=BROKEN_BACKENDS)
-    reprec = pytester.inline_run("-p", "no:cacheprovider")
+def _test_module() -> str:
+    classes = ["\n\nclass TestHealthy(Mock):\n    pass\n"]
+    classes += [
+        f"\n\nclass Test{name}(Mock):\n    broken = broken.{name}\n" for name in MOCK_CLASSES
+    ]
+    classes.append(
+        "\n\nclass TestLaxConfig(Mock):\n    broken = broken.LaxConfig\n"
+        '    invalid_slices = (InvalidSlice({"format": "gif"}, "format"),)\n'
+    )
+    classes.append("\n\nclass TestHealthySdWebUI(SdWebUI):\n    pass\n")
+    classes.append('\n\nclass TestHeavyPlugin(SdWebUI):\n    plugin_module = "heavy_plugin"\n')
+    classes += [
+        f"\n\nclass Test{name}(SdWebUI):\n    broken = broken.{name}\n" for name in SDWEBUI_CLASSES
+    ]
+    return TESTS + "".join(classes)
+
+
+@pytest.fixture
+def broken_suite(pytester):
+    pytester.syspathinsert(HERE)
+    pytester.makepyfile(
+        broken=BROKEN,
+        light_plugin=LIGHT_PLUGIN,
+        heavy_plugin=HEAVY_PLUGIN,
+        test_broken=_test_module(),
+    )
+    return pytester
+
+
+def test_each_defect_fails_its_matching_check(broken_suite):
+    reprec = broken_suite.inline_run("-p", "no:cacheprovider")
     results: dict[str, dict[str, str]] = {}
+    messages: dict[str, str] = {}
+    checks: dict[str, int] = {}
     for report in reprec.getreports("pytest_runtest_logreport"):
+        cls, name = report.nodeid.split("::")[1:3]
         if report.when == "call" or report.outcome != "passed":
-            cls, name = report.nodeid.split("::")[1:3]
             results.setdefault(cls, {})[name] = report.outcome
+        if report.when == "call":
+            checks[cls] = checks.get(cls, 0) + 1
+        if report.outcome == "failed":
+            messages[cls] = messages.get(cls, "") + str(report.longrepr)
     assert set(results) == set(EXPECTED_FAILURES)
     for cls, expected in EXPECTED_FAILURES.items():
         failed = {name for name, outcome in results[cls].items() if outcome == "failed"}
         assert failed == expected, f"{cls}: failed {sorted(failed)}, expected {sorted(expected)}"
-        assert len(results[cls]) == 12  # every check ran (one invalid slice); none skipped
+    for cls, advice in ADVICE.items():
+        assert advice in messages[cls], f"{cls} is not told: {advice!r}"
+    # Every check ran to its end on the adapter with an upstream; none was skipped there.
+    skipped = {n for n, outcome in results["TestHealthySdWebUI"].items() if outcome == "skipped"}
+    assert not skipped
+    assert checks["TestHealthySdWebUI"] == checks["TestLeaksBasicAuth"] == 34
+
+
+def test_a_failing_secret_check_never_prints_the_secret(broken_suite):
+    # The CI log is the pytest output, with every detail pytest can give.
+    result = broken_suite.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "-l",
+        "-vv",
+        "--tb=long",
+        "-rA",
+        "-k",
+        "LeaksBasicAuth or LeaksHalfASecret or LeaksSecret",
+    )
+    output = result.stdout.str() + result.stderr.str()
+    assert "failed" in output  # the leaks were caught...
+    probe = SecretProbe(
+        {"SD_AUTH": "webui-user:correct-horse-battery", "TOKEN": "tok-abcdef-123456"}
+    )
+    assert probe.find(output) is None  # ...and no form of a secret was printed
+    assert "[secret]" in output  # what pytest would have printed was scrubbed
 
 
 def test_an_empty_invalid_slices_is_a_usage_error(pytester):
@@ -222,15 +496,47 @@ def test_a_stand_in_without_controls_is_told_what_to_add(pytester):
             invalid_slices = [InvalidSlice({"width": 3}, "width")]
 
             @pytest.fixture
+            def upstream(self):
+                return object()
+
+            @pytest.fixture
             def valid_slice(self, upstream):
                 return {}
 
             def test_only_this(self, upstream, base_request):
                 self.make_slow(upstream, base_request, 1)
+
+            def test_also_this(self, upstream, base_request):
+                self.make_drop(upstream, base_request)
+
+            def test_also_traffic(self, upstream):
+                self.traffic(upstream)
         """
     )
-    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "test_only_this")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        ["*give your stand-in slow_next(seconds), or override make_slow()*"]
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-k", "only_this or also_this or also_traffic"
     )
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*give your stand-in slow_next() (see imagen.testing.StandIn), or override make_slow()*",
+            "*give your stand-in drop_next() (LoopbackServer gives it; declare submission_routes)*",
+            "*give your stand-in a `traffic`*",
+        ]
+    )
+
+
+def test_an_adapter_with_an_upstream_must_name_its_timeout_key(broken_suite):
+    broken_suite.makepyfile(
+        test_notimeout="""
+        from test_broken import SdWebUI
+
+        class TestNoKey(SdWebUI):
+            timeout_key = None
+        """
+    )
+    result = broken_suite.runpytest(
+        "-p", "no:cacheprovider", "test_notimeout.py", "-k", "hanging_upstream"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*set TestNoKey.timeout_key to the slice key that bounds*"])

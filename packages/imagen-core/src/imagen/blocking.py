@@ -43,7 +43,7 @@ def run_blocking(
     interrupt: Callable[[], object] | None = None,
     timeout_s: float | None = None,
     what: str = "the upstream call",
-    settle_s: float = 2.0,
+    settle_s: float = 1.0,
 ) -> T:
     """Run the blocking ``call``; return its value the moment it ends, or stop waiting early.
 
