@@ -93,7 +93,7 @@ def test_scaffold_installs_in_a_fresh_venv_and_passes_the_suite(home, tmp_path):
         check=False,
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "16 passed" in tests.stdout
+    assert "37 passed" in tests.stdout
     assert (
         "PASSED tests/test_backend.py::TestAcmeConformance::test_cancellation_mid_run"
         in tests.stdout
