@@ -1,6 +1,6 @@
 """Regenerate the parts of docs/ that are derived from the code.
 
-    hatch run python docs/generate.py          # rewrite docs/cli.md and docs/config.md
+    hatch run python docs/generate.py          # rewrite the generated parts of docs/
     hatch run python docs/generate.py --check  # exit 1 if they are out of date (the tests do)
 
 Generated text sits between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``.
@@ -157,6 +157,164 @@ def config_keys() -> str:
     )
 
 
+# -- the API reference for adapter authors ---------------------------------------------------
+
+API_OBJECTS = (
+    "imagen.Backend",
+    "imagen.BackendConfig",
+    "imagen.Request",
+    "imagen.Result",
+    "imagen.GeneratedImage",
+    "imagen.Context",
+    "imagen.Progress",
+    "imagen.run_blocking",
+    "imagen.retry.call_with_retry",
+    "imagen.retry.read_policy",
+    "imagen.retry.is_transient_status",
+    "imagen.retry.retry_after",
+    "imagen.errors",
+)
+"""What an adapter's author touches, in the order the reference shows it."""
+
+_ROLE = re.compile(r":(?:class|meth|func|attr|mod|data|exc):`~?([^`]+)`")
+
+
+def _role(match: re.Match[str]) -> str:
+    name = match.group(1)
+    short = name.rsplit(".", 1)[-1] if match.group(0).count("~") else name
+    return f"`{short}()`" if match.group(0).startswith((":meth", ":func")) else f"`{short}`"
+
+
+def _markdown(doc: str) -> str:
+    """A docstring as Markdown: roles and literals as code, fields as a list, blocks fenced."""
+    out: list[str] = []
+    block: list[str] | None = None
+    for line in [*doc.splitlines(), ""]:
+        if block is not None:
+            if not line.strip() or line.startswith("    "):
+                block.append(line[4:])
+                continue
+            text_block = "\n".join(block).strip("\n")
+            out += ["```", text_block, "```", ""]
+            block = None
+        text = _ROLE.sub(_role, line).replace("``", "`")
+        field = re.match(r"^:(param|raises|cvar|return)\s*([^:]*):\s*(.*)$", text)
+        if field:
+            kind, name, rest = field.groups()
+            label = {"param": f"`{name}`", "cvar": f"`{name}` (class attribute)"}.get(kind)
+            label = label or (f"raises `{name}`" if kind == "raises" else "returns")
+            text = f"- {label}: {rest}"
+        elif line.startswith("    ") and out and out[-1].startswith("- "):
+            out[-1] += " " + text.strip()
+            continue
+        if text.endswith("::"):
+            out += [text[:-1], ""]
+            block = []
+            continue
+        out.append(text)
+    return "\n".join(line.rstrip() for line in out).strip()
+
+
+def _signature(obj: Any, name: str) -> str:
+    """``name(a: int, b: str = 'x') -> T``, with the annotations as the source spells them."""
+    import inspect
+
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return name
+
+    def spell(annotation: Any) -> str:
+        return annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+
+    params, star = [], False
+    for param in signature.parameters.values():
+        if param.name in ("self", "cls"):
+            continue
+        if param.kind is param.KEYWORD_ONLY and not star:
+            params.append("*")
+            star = True
+        prefix = {param.VAR_POSITIONAL: "*", param.VAR_KEYWORD: "**"}.get(param.kind, "")
+        star = star or prefix == "*"
+        text = prefix + param.name
+        if param.annotation is not param.empty:
+            text += f": {spell(param.annotation)}"
+        if param.default is not param.empty:
+            default = "..." if repr(param.default) == "<factory>" else repr(param.default)
+            text += f" = {default}"
+        params.append(text)
+    result = ""
+    if signature.return_annotation is not signature.empty and not inspect.isclass(obj):
+        result = f" -> {spell(signature.return_annotation)}"
+    return f"{name}({', '.join(params)}){result}"
+
+
+def _members(cls: type) -> list[tuple[str, Any]]:
+    """The public methods and properties ``cls`` itself defines or documents."""
+    found = []
+    for name, value in vars(cls).items():
+        if name.startswith("_") or name in ("reproducible",):
+            continue
+        if isinstance(value, property | staticmethod | classmethod) or callable(value):
+            found.append((name, value))
+    return found
+
+
+def _object(path: str) -> str:
+    import importlib
+    import inspect
+
+    module_name, _, name = path.rpartition(".")
+    if path == "imagen.errors":
+        from imagen import errors
+
+        parts = [f"### The errors (`imagen.errors`)\n\n{_markdown(inspect.getdoc(errors) or '')}"]
+        tree = re.findall(r"\b(\w*(?:Error|Cancelled|Exceeded))\s", inspect.getdoc(errors) or "")
+        assert sorted(tree) == sorted(errors.__all__), "the tree in imagen/errors.py is stale"
+        for error in tree:
+            cls = getattr(errors, error)
+            base = cls.__mro__[1].__name__
+            doc = _markdown(inspect.getdoc(cls) or "")
+            sig = _signature(cls, error) if "__init__" in vars(cls) else error
+            parts.append(f"#### `{sig}`\n\nA `{base}`, exit code {cls.exit_code}. {doc}")
+        return "\n\n".join(parts)
+    obj = getattr(importlib.import_module(module_name), name)
+    kind = "class " if inspect.isclass(obj) else ""
+    parts = [f"### `{kind}{_signature(obj, path)}`\n\n{_markdown(inspect.getdoc(obj) or '')}"]
+    if inspect.isclass(obj):
+        for member, value in _members(obj):
+            target = value.fget if isinstance(value, property) else value
+            target = getattr(target, "__func__", target)
+            doc = inspect.getdoc(target)
+            if not doc:
+                continue
+            if isinstance(value, property):
+                heading = f"`{name}.{member}` (property)"
+            else:
+                heading = f"`{name}.{_signature(target, member)}`"
+            parts.append(f"#### {heading}\n\n{_markdown(doc)}")
+    return "\n\n".join(parts)
+
+
+def api_reference() -> str:
+    """Every class and function an adapter touches, from their docstrings."""
+    return "\n\n".join(_object(path) for path in API_OBJECTS) + "\n"
+
+
+def metadata_keys() -> str:
+    """The backend metadata keys imagen reads, and where each goes."""
+    from imagen.metadata.record import METADATA_KEYS
+
+    rows = "\n".join(
+        f"| `{key}` | {spec.meaning} | {f'`{spec.a1111}`' if spec.a1111 else '—'} | "
+        f"{spec.used_by or '—'} |"
+        for key, spec in METADATA_KEYS.items()
+    )
+    return "| key | what the backend puts there | A1111 `parameters` name | also read by |\n" + (
+        f"|---|---|---|---|\n{rows}\n"
+    )
+
+
 SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "cli-reference": ("cli.md", cli_reference),
     "exit-codes": ("cli.md", exit_codes),
@@ -166,6 +324,8 @@ SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "replicate-keys": ("backends/replicate.md", replicate_keys),
     "openai-keys": ("backends/openai.md", openai_keys),
     "serve-keys": ("serve.md", serve_keys),
+    "api-reference": ("plugins/api.md", api_reference),
+    "metadata-keys": ("metadata.md", metadata_keys),
 }
 
 

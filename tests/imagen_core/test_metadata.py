@@ -274,3 +274,40 @@ def test_info_on_plain_and_non_images(tmp_path):
         read_image_info(text)
     with pytest.raises(RequestError, match="carries no generation parameters"):
         found.replay()
+
+
+def test_sampler_cfg_scale_and_model_hash_reach_the_a1111_text():
+    from imagen.metadata.a1111 import parse_parameters
+    from imagen.metadata.record import parameters_text
+
+    record = {
+        "final_prompt": "a lighthouse",
+        "final_negative_prompt": "",
+        "steps": 20,
+        "seed": 7,
+        "image_seed": 7,
+        "width": 512,
+        "height": 512,
+        "backend": "webui",
+        "backend_type": "sdwebui",
+        "imagen_version": "0.1.0",
+        "metadata": {
+            "model": "sd_xl_base_1.0",
+            "model_hash": "31e35c80fc",
+            "sampler": "DPM++ 2M",
+            "scheduler": "Karras",
+            "cfg_scale": 6.5,
+            "cfg": 9,  # ComfyUI's name: cfg_scale came first and wins
+            "unrelated": "kept in the sidecar only",
+        },
+    }
+    _, _, fields = parse_parameters(parameters_text(record))
+    assert fields["Model"] == "sd_xl_base_1.0"
+    assert fields["Model hash"] == "31e35c80fc"
+    assert fields["Sampler"] == "DPM++ 2M"
+    assert fields["Schedule type"] == "Karras"
+    assert fields["CFG scale"] == "6.5"
+    assert "unrelated" not in parameters_text(record)
+    del record["metadata"]["cfg_scale"]
+    _, _, fields = parse_parameters(parameters_text(record))
+    assert fields["CFG scale"] == "9"

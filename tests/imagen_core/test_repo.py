@@ -142,3 +142,20 @@ def test_starter_examples_use_each_adapters_own_keys():
         keys = slices[backend["type"]]
         if keys is not None:
             assert set(backend) - {"type"} <= set(keys), name
+
+
+def test_the_api_reference_covers_what_an_adapter_touches():
+    generator = _generator()
+    text = (ROOT / "docs" / "plugins" / "api.md").read_text()
+    for name in ("Request", "Result", "GeneratedImage", "Progress", "Context", "BackendConfig"):
+        assert f"### `class imagen.{name}(" in text, name
+    for name in imagen.errors.__all__:
+        assert f"#### `{name}" in text, name
+    assert "### `imagen.run_blocking(" in text
+    assert "imagen.errors" in generator.API_OBJECTS
+    # Every public method of the documented classes has a docstring, so it is documented.
+    for name in ("Backend", "BackendConfig", "Context", "Request", "Result", "GeneratedImage"):
+        cls = getattr(imagen, name)
+        for member, value in vars(cls).items():
+            if not member.startswith("_") and callable(value):
+                assert value.__doc__, f"{name}.{member} has no docstring"

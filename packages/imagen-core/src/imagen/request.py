@@ -140,6 +140,7 @@ class GeneratedImage:
         return cls(io.BufferedReader(_ChunkReader(chunks)), mime_type, **kwargs)  # type: ignore[arg-type]
 
     def close(self) -> None:
+        """Close the image's stream."""
         self.stream.close()
 
 
@@ -158,6 +159,7 @@ class Result:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        """Close every image's stream (imagen does, once it has read them)."""
         for image in self.images:
             image.close()
 

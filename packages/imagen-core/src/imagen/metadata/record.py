@@ -10,14 +10,52 @@ from typing import Any
 from imagen.metadata.a1111 import format_parameters
 from imagen.request import Request
 
-__all__ = ["ImageFacts", "build_record", "parameters_text"]
+__all__ = ["METADATA_KEYS", "ImageFacts", "MetadataKey", "build_record", "parameters_text"]
 
-# Backend metadata keys that have a name in the A1111 format.
+
+@dataclass(frozen=True)
+class MetadataKey:
+    """A key of a backend's metadata that imagen reads, besides keeping it in the sidecar.
+
+    :param a1111: its name in the A1111 ``parameters`` text, or "" when it has none there.
+    :param used_by: what else reads it.
+    :param meaning: what the backend puts under it.
+    """
+
+    a1111: str
+    used_by: str
+    meaning: str
+
+
+METADATA_KEYS: dict[str, MetadataKey] = {
+    "ignored": MetadataKey(
+        "",
+        "`imagen generate` (a warning line for the fields the user set; `--json`)",
+        "list of request fields not honoured (`negative_prompt`, `options.KEY`)",
+    ),
+    "cost_usd": MetadataKey(
+        "", "usage records, `imagen usage`, spending caps", "what the run cost, in USD, if known"
+    ),
+    "model": MetadataKey("Model", "usage records", "the model or checkpoint name"),
+    "model_hash": MetadataKey("Model hash", "", "the checkpoint's short hash (`31e35c80fc`)"),
+    "sampler": MetadataKey("Sampler", "", "the sampler (`Euler a`, `dpmpp_2m`)"),
+    "scheduler": MetadataKey("Schedule type", "", "the noise schedule (`Karras`, `normal`)"),
+    "cfg_scale": MetadataKey("CFG scale", "", "classifier-free guidance scale"),
+    "cfg": MetadataKey("CFG scale", "", "the same as `cfg_scale` (ComfyUI's name)"),
+    "denoising_strength": MetadataKey("Denoising strength", "", "for img2img and hires fix"),
+    "clip_skip": MetadataKey("Clip skip", "", "CLIP layers skipped"),
+    "vae": MetadataKey("VAE", "", "the VAE used, when not the checkpoint's own"),
+    "steps": MetadataKey(
+        "Steps",
+        "the sidecar's `steps`, when the request left them to the backend",
+        "the steps the upstream ran",
+    ),
+}
+"""The metadata keys imagen reads; every other key reaches the sidecar untouched."""
+
+# Backend metadata keys that have a name in the A1111 format (the first key wins a name).
 _A1111_NAMES = {
-    "model": "Model",
-    "sampler": "Sampler",
-    "scheduler": "Schedule type",
-    "cfg": "CFG scale",
+    key: spec.a1111 for key, spec in METADATA_KEYS.items() if spec.a1111 and key != "steps"
 }
 
 
@@ -90,8 +128,9 @@ def parameters_text(record: Mapping[str, Any]) -> str:
     if record.get("width") and record.get("height"):
         fields["Size"] = f"{record['width']}x{record['height']}"
     for key, name in _A1111_NAMES.items():
-        if isinstance(metadata.get(key), str | int | float):
-            fields[name] = metadata[key]
+        value = metadata.get(key)
+        if name not in fields and isinstance(value, str | int | float):
+            fields[name] = value
     fields["Imagen backend"] = record.get("backend")
     fields["Imagen backend type"] = record.get("backend_type")
     fields["Version"] = f"imagen {record.get('imagen_version')}"
