@@ -137,3 +137,14 @@ def test_on_cancel_listeners_run_once_registered_and_can_be_removed():
     assert seen == ["b"]
     context.on_cancel(lambda: seen.append("late"))  # already cancelled: runs at once
     assert seen == ["b", "late"]
+
+
+def test_a_detached_context_stops_waiting_but_leaves_the_upstream_run():
+    context = Context()
+    hold = threading.Event()
+    interrupted = []
+    threading.Timer(0.05, context.detach).start()
+    with pytest.raises(Cancelled, match="detached while"):
+        run_blocking(hold.wait, context, interrupt=lambda: interrupted.append(1), settle_s=0)
+    assert interrupted == []
+    hold.set()

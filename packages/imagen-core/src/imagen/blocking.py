@@ -8,7 +8,8 @@ thread and waits for whichever comes first:
 - the call ends: its value is returned (or its exception raised) at that moment, with no
   polling interval in between;
 - the context is cancelled: the backend's ``interrupt`` hook is called (tell the upstream
-  to stop), and :class:`~imagen.errors.Cancelled` is raised;
+  to stop), and :class:`~imagen.errors.Cancelled` is raised; a context that was
+  *detached* (the worker hands the run to another) raises it without the interrupt;
 - the context's deadline passes: the same, raising :class:`~imagen.errors.DeadlineExceeded`;
 - the call's own ``timeout_s`` passes: the same, raising
   :class:`~imagen.errors.TransientBackendError` with ``sent=True`` (the upstream may be
@@ -88,7 +89,7 @@ def run_blocking(
             raise outcome["error"]
         return outcome["value"]
 
-    if interrupt is not None:
+    if interrupt is not None and not context.detached:  # detached: another worker resumes
         try:
             interrupt()
         except Exception:
@@ -99,6 +100,8 @@ def run_blocking(
         if interrupt is not None
         else "the upstream cannot be told to stop, so it may still finish (and bill it)"
     )
+    if context.detached:
+        raise Cancelled(f"detached while {what}; the upstream run goes on")
     if context.cancelled:
         raise Cancelled(f"cancelled while {what}; {told}")
     if context.deadline_passed:

@@ -87,6 +87,7 @@ class Context:
     ) -> None:
         self._cancel = threading.Event()
         self._listeners: list[Callable[[], object]] = []
+        self._detached = False
         self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
         self._on_progress = on_progress
         self._on_run_id = on_run_id
@@ -101,11 +102,23 @@ class Context:
         for listener in tuple(self._listeners):  # a copy: no lock a signal could deadlock on
             listener()
 
+    def detach(self) -> None:
+        """Stop following the run, but leave it going upstream.
+
+        The worker detaches a job it can no longer hold (its lease was lost, or it is
+        shutting down): another worker resumes the same upstream run by its id, so it must
+        not be interrupted or cancelled. To a backend this is a cancellation (``check``
+        raises :class:`Cancelled`) whose :attr:`detached` is True: stop waiting, skip the
+        upstream interrupt.
+        """
+        self._detached = True
+        self.cancel()
+
     # -- for backends --------------------------------------------------------------------
 
     @property
     def cancelled(self) -> bool:
-        """True once :meth:`cancel` was called."""
+        """True once :meth:`cancel` (or :meth:`detach`) was called."""
         return self._cancel.is_set()
 
     def on_cancel(self, listener: Callable[[], object]) -> Callable[[], None]:
@@ -126,6 +139,11 @@ class Context:
                 self._listeners.remove(listener)
 
         return remove
+
+    @property
+    def detached(self) -> bool:
+        """True once :meth:`detach` was called: don't interrupt the upstream run."""
+        return self._detached
 
     def time_left(self) -> float | None:
         """Seconds until the deadline (never negative), or None when there is none."""

@@ -96,8 +96,9 @@ class ReplicateBackend(Backend):
                 context.report_run_id(",".join(ids))  # one id per prediction, for resume
                 self._report(prediction.get("status"), context, seen)
         except Cancelled:  # the predictions created so far would run (and bill) on
-            for prediction_id in ids:
-                self._cancel(prediction_id)
+            if not context.detached:  # detached: another worker resumes them by their ids
+                for prediction_id in ids:
+                    self._cancel(prediction_id)
             raise
         return self._collect(ids, request, context, prepared.ignored, prepared.size_note, seen)
 
@@ -243,8 +244,9 @@ class ReplicateBackend(Backend):
                 for number, prediction_id in enumerate(ids, start=1)
             ]
         except Cancelled:  # while polling or waiting: stop every prediction of the run
-            for prediction_id in ids:
-                self._cancel(prediction_id)
+            if not context.detached:  # detached: another worker resumes these predictions
+                for prediction_id in ids:
+                    self._cancel(prediction_id)
             raise
         context.progress(Progress("downloading"))
         images = []
