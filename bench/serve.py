@@ -237,8 +237,11 @@ def wrk(
         raise SystemExit(f"wrk gave no latency distribution for {url}:\n{report}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
     # The latency distribution's own lines, not a "+/- Stdev" column that ends in "50%".
-    p50 = re.search(r"^\s+50%\s+(\S+)$", report, re.MULTILINE).group(1)
-    p99 = re.search(r"^\s+99%\s+(\S+)$", report, re.MULTILINE).group(1)
+    p50 = re.search(r"^\s+50%\s+(\S+)\s*$", report, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)\s*$", report, re.MULTILINE)
+    if p50 is None or p99 is None:
+        raise SystemExit(f"cannot read wrk's latency distribution for {url}:\n{report}")
+    p50, p99 = p50.group(1), p99.group(1)
     return rate, p50, p99
 
 
