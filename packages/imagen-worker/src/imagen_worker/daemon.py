@@ -128,6 +128,7 @@ def _image_row(image: Any) -> dict[str, Any]:
     record = image.record
     return {
         "local_path": str(image.path),
+        "storage_bucket": (record.get("cloud") or {}).get("bucket"),
         "storage_location": (record.get("cloud") or {}).get("path"),
         "prompt": record.get("prompt"),
         "backend": record.get("backend"),
