@@ -1,4 +1,4 @@
-"""Adds ``imagen db`` (migrate, status) to the command line; imports no database driver."""
+"""Adds ``imagen db`` (migrate, status, check) to the command line; imports no database driver."""
 
 from __future__ import annotations
 
@@ -65,6 +65,65 @@ def status(state: State, database_url: str | None, as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['version']:04d} {row['name']:<20} {row['applied_at'] or 'pending'}")
+
+
+@db.command()
+@database_option
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option(
+    "--fix", is_flag=True, help="Run the statements that fix the findings (as the tables' owner)."
+)
+@click.pass_obj
+def check(state: State, database_url: str | None, as_json: bool, fix: bool) -> None:
+    """Audit grants, policies and roles against what the design lets web callers do.
+
+    Names each grant, policy or role setting that lets a web role (the configured one,
+    anon, authenticated, PUBLIC) do more than the design allows, and each that the worker,
+    cloud sync or the web role lack, with the SQL that fixes it. Exits 3 when it finds any.
+    """
+    from imagen_worker.audit import audit
+    from imagen_worker.database import connect, web_role
+    from imagen_worker.database import database_url as resolve
+
+    config = state.config()
+    role = web_role(config)
+    with connect(resolve(database_url, config)) as conn:
+        findings = audit(conn, role)
+        if fix and findings:
+            _fix(conn, findings)
+            findings = audit(conn, role)
+    if as_json:
+        rows = [{"kind": f.kind, "problem": f.problem, "fix": list(f.fix)} for f in findings]
+        click.echo(json.dumps(rows, indent=2))
+    elif not findings:
+        click.echo(f"the database allows {role} what the design does, and no more")
+    else:
+        for finding in findings:
+            click.echo(f"{finding.kind}: {finding.problem}")
+            for statement in finding.fix:
+                click.echo(f"    {statement}")
+        click.echo(f"{len(findings)} finding(s); imagen db check --fix runs the statements")
+    if findings:
+        raise click.exceptions.Exit(3)
+
+
+def _fix(conn: object, findings: list) -> None:
+    """Run every finding's statements in one transaction; one line naming a failure."""
+    import psycopg
+
+    from imagen import ConfigError
+
+    statements = [s for f in findings for s in f.fix if not s.startswith("--")]
+    try:
+        with conn.transaction():  # type: ignore[attr-defined]
+            for statement in statements:
+                conn.execute(statement)  # type: ignore[attr-defined]
+                click.echo(f"ran: {statement}", err=True)
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"imagen db check --fix: {str(exc).strip().splitlines()[0]} "
+            f"(nothing was changed; run the statements as the owner of the tables)"
+        ) from exc
 
 
 @hookimpl
