@@ -245,6 +245,20 @@ class SupabaseProject:
         """A web app's client: the anon key, and the user's token when ``sub`` is signed in."""
         return self.client(self.anon_key, sub=sub, schema=schema)
 
+    def wait_for_schema_cache(self, path: str) -> None:
+        """Wait until PostgREST's schema cache has ``path`` (``/rpc/name``, ``/table``).
+
+        After DDL, Supabase (and this project) notify PostgREST, which reloads its cache a
+        moment later, as on a real project.
+        """
+        headers = {"Accept-Profile": "imagen", "Authorization": f"Bearer {self.service_key}"}
+        for _ in range(200):
+            paths = httpx.get(self.rest_url + "/", headers=headers, timeout=10).json()["paths"]
+            if path in paths:
+                return
+            time.sleep(0.05)
+        pytest.fail(f"PostgREST never saw {path} after the migration")
+
     def close(self) -> None:
         for http in self._http:
             http.close()

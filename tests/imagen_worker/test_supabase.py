@@ -84,6 +84,7 @@ def test_migrate_leaves_a_fresh_project_ready_for_the_worker_and_cloud_sync(
     with psycopg.connect(project.db_url, autocommit=True) as conn:
         assert 4 in [m.version for m in migrate(conn)]
         assert audit(conn) == []
+    project.wait_for_schema_cache("/rpc/record_synced_image")  # reloaded on its own
     service = project.client(project.service_key)
     row = {"bucket": BUCKET, "path": "local/a.png", "owner": "local", "prompt": "a fox",
            "backend": "mock", "mime_type": "image/png"}  # fmt: skip
