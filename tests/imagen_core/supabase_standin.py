@@ -201,14 +201,16 @@ class _Handler(LoopbackHandler):
         """Supabase's gateway wants the project's anon or service key in ``apikey``."""
         key = self.headers.get("apikey")
         if key is None:
-            self.send(401, {"message": "No API key found in request"})
+            self.send(401, {"message": "No API key found in request",
+                            "hint": "No `apikey` request header or url param was found."})  # fmt: skip
             return False
         try:
             role = jwt.decode(key, self.server.secret, algorithms=["HS256"]).get("role")
         except jwt.PyJWTError:
             role = None
         if role not in ("anon", "service_role"):
-            self.send(401, {"message": "Invalid API key"})
+            self.send(401, {"message": "Invalid API key",
+                            "hint": "Double check your Supabase `anon` or `service_role` API key."})  # fmt: skip
             return False
         return True
 

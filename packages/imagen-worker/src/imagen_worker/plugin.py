@@ -12,8 +12,11 @@ from imagen.cli import State
 from imagen_worker.options import database_option
 
 if TYPE_CHECKING:
+    import psycopg
+
     from imagen.config import Config
     from imagen.usage import UsageSink
+    from imagen_worker.audit import Finding
 
 
 @click.group()
@@ -107,7 +110,7 @@ def check(state: State, database_url: str | None, as_json: bool, fix: bool) -> N
         raise click.exceptions.Exit(3)
 
 
-def _fix(conn: object, findings: list) -> None:
+def _fix(conn: psycopg.Connection, findings: list[Finding]) -> None:
     """Run every finding's statements in one transaction; one line naming a failure."""
     import psycopg
 
@@ -115,9 +118,9 @@ def _fix(conn: object, findings: list) -> None:
 
     statements = [s for f in findings for s in f.fix if not s.startswith("--")]
     try:
-        with conn.transaction():  # type: ignore[attr-defined]
+        with conn.transaction():
             for statement in statements:
-                conn.execute(statement)  # type: ignore[attr-defined]
+                conn.execute(statement)
                 click.echo(f"ran: {statement}", err=True)
     except psycopg.Error as exc:
         raise ConfigError(
