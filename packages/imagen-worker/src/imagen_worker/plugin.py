@@ -35,6 +35,14 @@ def migrate(state: State, database_url: str | None) -> None:
 
     config = state.config()
     with connect(resolve(database_url, config)) as conn:
+        # What a migration could not do but did not fail on (a policy on a table this role
+        # does not own, say) reaches the operator, not only the server log.
+        conn.add_notice_handler(
+            lambda notice: (
+                notice.severity_nonlocalized == "WARNING"
+                and click.echo(f"imagen: warning: {notice.message_primary}", err=True)
+            )
+        )
         done = apply(conn, web_role(config))
     if done:
         for migration in done:
