@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
@@ -340,14 +341,21 @@ class Worker:
     # -- a job ---------------------------------------------------------------------------------
 
     def db(
-        self, work: Any, *, what: str, patient: bool = True, context: Context | None = None
+        self,
+        work: Any,
+        *,
+        what: str,
+        patient: bool = True,
+        context: Context | None = None,
+        give_up: Callable[[], bool] | None = None,
     ) -> Any:
         """Run ``work(conn)`` on this thread's connection, reconnecting if the database went away.
 
         ``patient`` work (a job's results) is retried with backoff until it succeeds, however
-        long the database is gone, so a result is never dropped; it gives up only when the
-        worker stops for good (:class:`_GaveUp`) or, with ``context``, when that job is
-        cancelled or detached. Other work (progress) gives up at once.
+        long the database is gone, so a result is never dropped; it gives up
+        (:class:`_GaveUp`) only when the worker stops for good or ``give_up()`` says so, and
+        with ``context`` it stops when that job is cancelled or detached. Other work
+        (progress) gives up at once.
         """
         delay = 0.5
         while True:
@@ -360,7 +368,7 @@ class Worker:
                     return None
                 event("db_wait", what=what, retry_in_s=delay, reason=first_line(exc))
                 for _ in range(int(delay * 10)):
-                    if self._abort.is_set():
+                    if self._abort.is_set() or (give_up is not None and give_up()):
                         raise _GaveUp(what) from exc
                     if context is not None:
                         context.check()
@@ -459,36 +467,36 @@ class Worker:
 
         The database may refuse the statement itself (a value it cannot store, a row changed
         under us): the job then fails saying so, its images removed, and the slot goes on.
+        While the database is away it keeps trying, unless the job's lease is lost meanwhile
+        (another worker may be running it: this ending must not count) or the worker stops.
         """
         what = f"job {job_id}: recording how it ended"
+
+        def record(ending: Ending, claim: bool) -> tuple[bool, list[dict[str, Any]]]:
+            return self.db(  # type: ignore[no-any-return]
+                lambda c: self._record_and_claim(c, ending, claim),
+                what=what,
+                give_up=lambda: self._lost(job_id) is not None,
+            )
+
         try:
             try:
-                recorded, rows = self.db(
-                    lambda c: self._record_and_claim(c, ending, claim), what=what
-                )
+                recorded, rows = record(ending, claim)
             except psycopg.Error as exc:
                 event("not_recorded", job=job_id, ended=ending.event, reason=first_line(exc))
                 ending.remove_images()
-                ending = Ending.finish(
-                    job_id,
-                    "failed",
-                    f"its end could not be recorded: {first_line(exc)}",
-                    "internal",
-                )
+                reason = f"its end could not be recorded: {first_line(exc)}"
+                ending = Ending.finish(job_id, "failed", reason, "internal")
                 try:
-                    recorded, rows = self.db(
-                        lambda c: self._record_and_claim(c, ending, claim), what=what
-                    )
-                except psycopg.Error:
-                    ending = Ending.finish(
-                        job_id, "failed", "its end could not be recorded", "internal"
-                    )
-                    recorded, rows = self.db(
-                        lambda c: self._record_and_claim(c, ending, False), what=what
-                    )
+                    recorded, rows = record(ending, claim)
+                except psycopg.Error:  # then in words the database cannot refuse
+                    reason = "its end could not be recorded"
+                    ending = Ending.finish(job_id, "failed", reason, "internal")
+                    recorded, rows = record(ending, False)
         except _GaveUp:
             ending.remove_images()
-            event("not_recorded", job=job_id, ended=ending.event, reason="the database stayed away")
+            reason = self._lost(job_id) or "the database stayed away until the worker stopped"
+            event("not_recorded", job=job_id, ended=ending.event, reason=reason)
             return []
         if not recorded:  # the lease was gone: another worker has the job now
             ending.remove_images()
