@@ -111,6 +111,9 @@ class JobSlots:
     ) -> Any:
         """Run ``work(conn)`` on this thread's connection, reconnecting if the database went away.
 
+        Away means the connection could not be made or broke; a statement the database
+        refused on a working connection raises, as any other error does.
+
         ``patient`` work (a job's results) is retried with backoff until it succeeds, however
         long the database is gone, so a result is never dropped; it gives up
         (:class:`_GaveUp`) only when the worker stops for good or ``give_up()`` says so, and
@@ -119,9 +122,13 @@ class JobSlots:
         """
         delay = 0.5
         while True:
+            conn = None
             try:
-                return work(self._connection())
+                conn = self._connection()
+                return work(conn)
             except psycopg.OperationalError as exc:
+                if conn is not None and not conn.broken and exc.sqlstate is not None:
+                    raise  # refused by a database that is there (a full disk): not "away"
                 self._local.conn = None
                 if not patient:
                     log.debug("%s skipped: the database is away (%s)", what, exc)

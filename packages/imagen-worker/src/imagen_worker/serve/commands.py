@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from imagen.cli import State
-from imagen_worker.options import concurrency_option, database_option
+from imagen_worker.options import concurrency_option, database_option, grace_option
 
 __all__ = ["serve", "serve_key"]
 
@@ -25,6 +25,7 @@ __all__ = ["serve", "serve_key"]
     help="Also run a worker in this process: one command for a whole local setup.",
 )
 @concurrency_option("Jobs the --with-worker worker runs at once.")
+@grace_option
 @click.pass_obj
 def serve(
     state: State,
@@ -33,6 +34,7 @@ def serve(
     database_url: str | None,
     with_worker: bool,
     concurrency: int,
+    grace: float,
 ) -> None:
     """Serve the OpenAI-compatible images API and the job API over HTTP."""
     import uvicorn
@@ -54,7 +56,11 @@ def serve(
         )
     url = ready_database(database_url, config)
     warn_at_start(url, config)
-    worker = Worker(config, url, WorkerSettings(concurrency=concurrency)) if with_worker else None
+    worker = (
+        Worker(config, url, WorkerSettings(concurrency=concurrency, grace_s=grace))
+        if with_worker
+        else None
+    )
     thread = (
         threading.Thread(target=worker.run, name="imagen-worker", daemon=True) if worker else None
     )
