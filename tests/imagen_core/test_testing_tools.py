@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import time
 
 import httpx
 import pytest
@@ -80,6 +81,11 @@ def test_hang_next_holds_the_submission_until_the_server_stops():
     server.hang_next()
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.url}/v1/runs", json={}, timeout=0.3)
+    # The handler may reach its hold only after the client gave up (a loaded machine).
+    for _ in range(3000):
+        if server.paused == 1:
+            break
+        time.sleep(0.01)
     assert server.paused == 1
     assert server.ran == []
     stopper = threading.Thread(target=server.stop)
