@@ -119,6 +119,8 @@ def generate(
     labels: dict[str, Any] | None = None,
     resume: str | None = None,
     usage: UsageSink | None = None,
+    styled: Request | None = None,
+    started: datetime | None = None,
 ) -> Outcome:
     """Run the pipeline once: make ``request.count`` images and save them.
 
@@ -132,6 +134,9 @@ def generate(
         backend that cannot resume; ``run.labels["resume"]`` says what happened.
     :param usage: where the run's usage record goes; by default :func:`usage_sink`'s
         choice for ``config`` (none when ``usage.record`` is false).
+    :param styled: with ``resume``: the request as the backend received it then (its style
+        applied, the same seed as ``request``), so a style edited since changes nothing.
+    :param started: with ``resume``: when the run was started, for file names and records.
     :raises ImagenError: config, request, backend and output errors, typed.
     """
     own_pool = pool is None
@@ -142,7 +147,11 @@ def generate(
         usage = usage or usage_sink(config)
         instance = pool.get(backend)
         original = request if request.seed is not None else request.replace(seed=choose_seed())
-        final = apply_style(original, config.style(original.style) if original.style else None)
+        if styled is not None:
+            final = styled
+        else:
+            style = config.style(original.style) if original.style else None
+            final = apply_style(original, style)
         run = Run(
             config=config,
             backend_name=instance.name,
@@ -151,7 +160,7 @@ def generate(
             request=final,
             context=context,
             output_dir=output_dir or config.output.directory,
-            started=datetime.now(UTC),
+            started=started or datetime.now(UTC),
             preview=config.preview.enabled if preview is None else preview,
             labels={"entry": "cli", **(labels or {})},
             usage=usage,
