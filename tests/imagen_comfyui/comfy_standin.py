@@ -136,6 +136,7 @@ class ComfyStandIn:
         self.cache: dict[str, dict[str, Any]] = {}  # node signature → its UI output
         self.number = 0
         self.interrupt_requested = False
+        self.executing: str | None = None  # the node running now
         # The disk: kept across restarts.
         self.files: dict[tuple[str, str, str], bytes] = {}  # (type, subfolder, name) → bytes
         self.counters: dict[tuple[str, str], int] = {}
@@ -504,6 +505,7 @@ class ComfyStandIn:
             try:
                 await self._execute(run)
             finally:
+                self.executing = None
                 if self.running is run:
                     self.running = None
 
@@ -551,6 +553,7 @@ class ComfyStandIn:
             }
             await send("progress_state", {"nodes": copy.deepcopy(states)})
             await send("executing", {"node": node, "display_node": node})
+            self.executing = node
             try:
                 output = await self._run_node(run, node, send)
             except Interrupted:
@@ -581,6 +584,7 @@ class ComfyStandIn:
                 outputs[node] = output
                 await send("executed", {"node": node, "display_node": node, "output": output})
             self.cache[keys[node]] = output
+            self.executing = None
             executed.append(node)
             states[node].update(state="finished", value=1)
         await send("execution_success", {"timestamp": _now()})

@@ -339,3 +339,22 @@ def test_a_damaged_record_is_named_by_resume_list(resumable, cli):
     assert listing.exit_code == 0
     assert listing.stdout == ""
     assert listing.stderr.startswith(f"imagen: cannot read a run record: {path}: ")
+
+
+def test_a_log_line_erases_the_progress_line_first(capsys):
+    import logging
+
+    from imagen.cli import setup_logging
+    from imagen.cli.progress import ProgressLine
+    from imagen.context import Progress
+
+    setup_logging()
+    line = ProgressLine("gpu", stream=sys.stderr)
+    line(Progress("step", 3, 10))
+    logging.getLogger("imagen.comfyui").warning("first\nsecond")
+    assert ProgressLine.shown is None
+    err = capsys.readouterr().err
+    assert err.endswith(
+        "\r" + " " * len("gpu: [######--------------] 3/10") + "\r"
+        "imagen: first (+1 more line: rerun with --debug)\n"
+    )

@@ -235,6 +235,16 @@ def build() -> click.Group:
     return cli
 
 
+_process = False
+
+
+def owns_process() -> bool:
+    """True when the command runs as the ``imagen`` program: the process ends with it."""
+    return _process
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``imagen`` console script."""
+    global _process
+    _process = True
     build().main(args=argv, prog_name="imagen")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from imagen.cli import show_error
+from imagen.cli import owns_process, show_error
 from imagen.errors import ImagenError
 
 if TYPE_CHECKING:
@@ -56,7 +56,11 @@ def cancel_on_interrupt(context: Context) -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if context.cancelled and owns_process():
+            # The program is ending: a late Ctrl-C must not turn a clean exit into a traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
