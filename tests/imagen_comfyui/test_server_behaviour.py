@@ -22,7 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from imagen import Context, PermanentBackendError, Request, RunLostError, TransientBackendError
+from imagen import (
+    Cancelled,
+    Context,
+    PermanentBackendError,
+    Request,
+    RunLostError,
+    TransientBackendError,
+)
 from imagen.testing import RecordingContext
 
 WORKFLOWS = Path(__file__).parent / "workflows"
@@ -331,3 +338,19 @@ def test_rejections_read_cleanly(comfy, make_backend, tmp_path):
     with pytest.raises(Exception, match=r'"Export \(API\)"') as raised:
         make_backend(workflow="ui.json")
     assert "Save (API)" not in str(raised.value)
+
+
+def test_a_detached_run_is_left_going_on_the_server(comfy, make_backend):
+    comfy.slow_next(2.0)
+    context = RecordingContext()
+    thread, outcome = _in_thread(lambda: make_backend().generate(Request("x", seed=1), context))
+    assert comfy.wait_until(_steps_began(context))
+    context.detach()  # a worker that lost its lease: another one resumes the run
+    thread.join(30)
+    assert isinstance(outcome.get("error"), Cancelled)
+    assert comfy.interrupts == []
+    assert comfy.queue_edits == []
+    prompt_id = context.run_ids[0]
+    assert comfy.wait_until(lambda: prompt_id in comfy.history)
+    resumed = make_backend().resume(prompt_id, Request("x", seed=1), RecordingContext())
+    assert len(resumed.images) == 1

@@ -89,8 +89,12 @@ class ComfyUIBackend(Backend):
                     policy=self.settings.retry,
                     safe_to_repeat=True,
                 )
-            except (Cancelled, KeyboardInterrupt):
+            except KeyboardInterrupt:
                 self.client.cancel(prompt_id)  # it may have been queued all the same
+                raise
+            except Cancelled:
+                if not context.detached:
+                    self.client.cancel(prompt_id)
                 raise
             skipped = self.client.skipped_outputs(answer.get("node_errors"), graph)
             self._warn_skipped(skipped)

@@ -121,7 +121,8 @@ class RunFollower:
         """Block until the run ends; return its outputs, or raise why it didn't.
 
         Cancelled through the context, or stopped by a KeyboardInterrupt (a second Ctrl-C),
-        it removes the run from ComfyUI's queue or interrupts it before it gives up.
+        it removes the run from ComfyUI's queue or interrupts it before it gives up; a
+        detached context leaves the run going, for whoever resumes it.
         """
         try:
             while True:
@@ -129,7 +130,8 @@ class RunFollower:
                     self.context.check()
                 except Cancelled:
                     self.cancelling = True
-                    self.client.cancel(self.prompt_id)
+                    if not self.context.detached:  # detached: another follower takes it on
+                        self.client.cancel(self.prompt_id)
                     raise
                 done = self._next_frame() if self.socket is not None else self._check_server()
                 if done is not None:
