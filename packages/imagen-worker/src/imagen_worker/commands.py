@@ -17,7 +17,7 @@ import click
 from imagen.cli import State, fail
 from imagen.errors import RequestError
 from imagen_worker import queries
-from imagen_worker.options import concurrency_option, database_option
+from imagen_worker.options import concurrency_option, database_option, grace_option
 
 __all__ = ["jobs", "worker"]
 
@@ -47,13 +47,7 @@ def _connect(state: State, url: str | None) -> Any:
 @click.command()
 @database_option
 @concurrency_option("Jobs run at once by this process.")
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds running jobs get to finish on SIGTERM before they are released.",
-)
+@grace_option
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.1),
@@ -78,6 +72,7 @@ def worker(
     lease: float,
 ) -> None:
     """Run jobs from the imagen.jobs queue until SIGTERM or Ctrl-C (then exit 0)."""
+    from imagen_worker.audit import warn_at_start
     from imagen_worker.daemon import Worker, WorkerSettings
     from imagen_worker.database import ready_database
 
@@ -85,6 +80,7 @@ def worker(
     config = state.config()
     settings = WorkerSettings(concurrency=concurrency, poll_s=poll, lease_s=lease, grace_s=grace)
     daemon = Worker(config, ready_database(database_url, config), settings)
+    warn_at_start(daemon.url, config)
     run_until_stopped(daemon)
 
 

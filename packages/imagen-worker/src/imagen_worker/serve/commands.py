@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from imagen.cli import State
-from imagen_worker.options import concurrency_option, database_option
+from imagen_worker.options import concurrency_option, database_option, grace_option
 
 __all__ = ["serve", "serve_key"]
 
@@ -25,6 +25,7 @@ __all__ = ["serve", "serve_key"]
     help="Also run a worker in this process: one command for a whole local setup.",
 )
 @concurrency_option("Jobs the --with-worker worker runs at once.")
+@grace_option
 @click.pass_obj
 def serve(
     state: State,
@@ -33,10 +34,12 @@ def serve(
     database_url: str | None,
     with_worker: bool,
     concurrency: int,
+    grace: float,
 ) -> None:
     """Serve the OpenAI-compatible images API and the job API over HTTP."""
     import uvicorn
 
+    from imagen_worker.audit import warn_at_start
     from imagen_worker.daemon import Worker, WorkerSettings
     from imagen_worker.database import ready_database
     from imagen_worker.serve.app import create_app
@@ -52,7 +55,12 @@ def serve(
             err=True,
         )
     url = ready_database(database_url, config)
-    worker = Worker(config, url, WorkerSettings(concurrency=concurrency)) if with_worker else None
+    warn_at_start(url, config)
+    worker = (
+        Worker(config, url, WorkerSettings(concurrency=concurrency, grace_s=grace))
+        if with_worker
+        else None
+    )
     thread = (
         threading.Thread(target=worker.run, name="imagen-worker", daemon=True) if worker else None
     )
