@@ -1,0 +1,288 @@
+"""``submit_job``, ``job_status`` and ``cancel_job``: the imagen-worker queue, for agents.
+
+Every statement runs as the caller under the schema's row-level security, as
+``imagen serve`` runs them (:class:`imagen_worker.serve.store.Store`): a caller sees and
+cancels only their own jobs, and another owner's job looks exactly like a missing one.
+Each job is checked before it is inserted (:func:`check_job`), so a job a worker would
+refuse never enters the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+from mcp.server.mcpserver import Context as ToolContext
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, ContentBlock, TextContent
+from psycopg import sql
+from pydantic import BaseModel, Field
+
+from imagen.config import Config
+from imagen.styles import parse_size
+from imagen_mcp.errors import refusals
+from imagen_mcp.generation import Ask
+from imagen_mcp.images import MIME_TYPES, ImageShelf, image_blocks
+from imagen_mcp.progress import TOTAL
+from imagen_mcp.settings import McpSettings
+from imagen_worker.database import web_role
+from imagen_worker.serve.store import Store
+
+__all__ = ["ENDED", "JobImage", "JobView", "Queue", "check_job"]
+
+ENDED = ("done", "failed", "cancelled")
+MAX_SIDE = 16384  # no backend makes larger images (as imagen serve checks)
+MAX_OPTIONS_BYTES = 8192
+_COLUMNS = sql.SQL(
+    "id, status, prompt, negative_prompt, backend, style, width, height, steps, seed, count, "
+    "options, attempts, cancel_requested, error, progress, created_at, started_at, finished_at"
+)
+_POLL_S = 0.5
+
+
+class JobImage(BaseModel):
+    path: str | None
+    uri: str | None = Field(
+        description="its imagen://images/ resource, when this server can read it"
+    )
+    mime_type: str
+    storage_location: str | None = Field(description="where cloud sync put it, if it did")
+    shown: Literal["inline", "preview", "link", "none"]
+
+
+class JobView(BaseModel):
+    """A queued job as its owner sees it."""
+
+    id: int
+    status: Literal["pending", "running", "done", "failed", "cancelled"]
+    prompt: str
+    backend: str | None
+    style: str | None
+    count: int
+    attempts: int
+    cancel_requested: bool
+    progress: str | None = Field(description="the backend's last progress report")
+    error: str | None
+    created_at: str
+    finished_at: str | None
+    images: list[JobImage] = Field(description="what a done job made")
+
+
+def check_job(config: Config, settings: McpSettings, ask: Ask) -> dict[str, Any]:
+    """The ``imagen.jobs`` row ``ask`` becomes; ToolError (and no job) when it cannot run.
+
+    The door every job of this server goes through: imagen-worker's own check at the door
+    belongs here too once it exists.
+    """
+    _refuse_nul(ask.__dict__)
+    fields: dict[str, Any] = {"prompt": ask.prompt, "count": ask.count}
+    if not ask.prompt.strip():
+        raise ToolError("prompt must not be empty or only white space")
+    if ask.count > settings.max_count:
+        raise ToolError(f"count must be at most {settings.max_count} (mcp.max_count)")
+    if ask.backend is not None:
+        config.backend(ask.backend)  # unknown: a ConfigError naming the configured ones
+        fields["backend"] = ask.backend
+    if ask.style is not None:
+        config.style(ask.style)
+        fields["style"] = ask.style
+    if ask.size is not None:
+        try:
+            width, height = parse_size(ask.size)
+        except ValueError as exc:
+            raise ToolError(f"size: {exc}") from None
+        if max(width, height) > MAX_SIDE:
+            raise ToolError(f"size: at most {MAX_SIDE} pixels a side, not {ask.size}")
+        fields["width"], fields["height"] = width, height
+    for name in ("negative_prompt", "steps", "seed"):
+        value = getattr(ask, name)
+        if value not in (None, ""):
+            fields[name] = value
+    if ask.options:
+        if any(isinstance(v, float) and not math.isfinite(v) for v in ask.options.values()):
+            raise ToolError("options must not hold NaN or Infinity")
+        text = json.dumps(ask.options, allow_nan=False)
+        if len(text.encode()) > MAX_OPTIONS_BYTES:
+            raise ToolError(f"options must be at most {MAX_OPTIONS_BYTES} bytes as JSON")
+        fields["options"] = text
+    return fields
+
+
+def _refuse_nul(value: Any, where: str = "") -> None:
+    """PostgreSQL text cannot hold NUL: refuse it here, naming the field."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ToolError(f"{where} must not contain NUL (\\u0000) characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, f"{where}.{key}".lstrip("."))
+            _refuse_nul(item, f"{where}.{key}".lstrip("."))
+
+
+class Queue:
+    """The queue as one server's callers reach it, through a pool opened on first use."""
+
+    def __init__(self, config: Config, settings: McpSettings, url: str, shelf: ImageShelf) -> None:
+        self.config = config
+        self.settings = settings
+        self.shelf = shelf
+        self.store = Store(url, web_role(config), max_size=4)
+        self._opened = False
+        self._lock = anyio.Lock()
+
+    async def _ready(self) -> Store:
+        async with self._lock:
+            if not self._opened:
+                await self.store.open()
+                self._opened = True
+        return self.store
+
+    async def close(self) -> None:
+        if self._opened:
+            await self.store.close()
+            self._opened = False
+
+    async def submit(self, ask: Ask, owner: str) -> JobView:
+        """Check ``ask`` and queue it as a job of ``owner``."""
+        with refusals():
+            fields = check_job(self.config, self.settings, ask)
+        columns = list(fields)
+        query = sql.SQL("INSERT INTO imagen.jobs ({}) VALUES ({}) RETURNING {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+            _COLUMNS,
+        )
+        store = await self._ready()
+        row = await store.fetch_one(owner, query, [fields[c] for c in columns])
+        assert row is not None  # INSERT … RETURNING always returns the row
+        return _view(row, [])
+
+    async def status(
+        self, job_id: int, owner: str, wait_s: float, ctx: ToolContext[Any, Any]
+    ) -> CallToolResult:
+        """The job (once it has ended, or when ``wait_s`` runs out), with its images."""
+        deadline = time.monotonic() + wait_s
+        last = None
+        reported = 0.0
+        while True:
+            row = await self._row(job_id, owner)
+            progress = _progress_text(row)
+            if wait_s and progress and progress != last:
+                last = progress
+                reported = min(reported + 1, TOTAL - 1)
+                await ctx.report_progress(reported, None, f"job {job_id}: {progress}")
+            if row["status"] in ENDED or time.monotonic() >= deadline:
+                break
+            await anyio.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+        images = await self._images(job_id, owner) if row["status"] == "done" else []
+        return await anyio.to_thread.run_sync(self._result, row, images, owner)
+
+    async def cancel(self, job_id: int, owner: str) -> JobView:
+        """Ask for ``owner``'s job to be cancelled: at once when pending, by its worker when running."""
+        store = await self._ready()
+        flagged = await store.fetch_one(
+            owner,
+            "UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s RETURNING id",
+            (job_id,),
+        )
+        row = await self._row(job_id, owner)
+        if flagged is None:
+            raise ToolError(f"job {job_id} has already ended ({row['status']})")
+        return _view(row, [])
+
+    async def _row(self, job_id: int, owner: str) -> dict[str, Any]:
+        store = await self._ready()
+        query = sql.SQL("SELECT {} FROM imagen.jobs WHERE id = %s").format(_COLUMNS)
+        row = await store.fetch_one(owner, query, (job_id,))
+        if row is None:  # another owner's job looks exactly like a missing one
+            raise ToolError(f"no job {job_id}")
+        return row
+
+    async def _images(self, job_id: int, owner: str) -> list[dict[str, Any]]:
+        store = await self._ready()
+        return await store.fetch_all(
+            owner,
+            "SELECT local_path, storage_location, mime_type FROM imagen.images "
+            "WHERE job_id = %s ORDER BY id",
+            (job_id,),
+        )
+
+    def _result(
+        self, row: dict[str, Any], images: list[dict[str, Any]], owner: str
+    ) -> CallToolResult:
+        budget = self.settings.inline_max_bytes
+        shown: list[JobImage] = []
+        pictures: list[ContentBlock] = []
+        for image in images:
+            path = Path(image["local_path"]) if image["local_path"] else None
+            uri = None
+            mode: Literal["inline", "preview", "link", "none"] = "none"
+            readable = (
+                path is not None
+                and path.suffix.lower() in MIME_TYPES
+                and path.is_file()
+                and self.shelf.uri(path) is not None
+            )
+            if readable and path is not None:
+                self.shelf.add(path, owner)
+                uri = self.shelf.uri(path)
+                blocks, how = image_blocks(
+                    path, image["mime_type"], uri, budget, self.settings.previews
+                )
+                budget -= how.bytes
+                pictures += blocks
+                mode = how.mode  # type: ignore[assignment]
+            shown.append(
+                JobImage(
+                    path=str(path) if path else None,
+                    uri=uri,
+                    mime_type=image["mime_type"],
+                    storage_location=image["storage_location"],
+                    shown=mode,
+                )
+            )
+        view = _view(row, shown)
+        text = f"job {view.id}: {view.status}"
+        if view.progress and view.status in ("pending", "running"):
+            text += f" ({view.progress})"
+        if view.error:
+            text += f": {view.error}"
+        text += "".join(f"\n{i.path or i.storage_location}" for i in shown)
+        return CallToolResult(
+            content=[TextContent(text=text), *pictures],
+            structured_content=view.model_dump(mode="json"),
+        )
+
+
+def _progress_text(row: dict[str, Any]) -> str | None:
+    last = (
+        (row.get("progress") or {}).get("last") if isinstance(row.get("progress"), dict) else None
+    )
+    if not isinstance(last, dict):
+        return None
+    kind, current, total = last.get("kind"), last.get("current"), last.get("total")
+    if kind == "step" and current is not None and total:
+        return f"step {current} of {total}"
+    return str(last.get("message") or kind or "") or None
+
+
+def _view(row: dict[str, Any], images: list[JobImage]) -> JobView:
+    return JobView(
+        id=row["id"],
+        status=row["status"],
+        prompt=row["prompt"],
+        backend=row["backend"],
+        style=row["style"],
+        count=row["count"],
+        attempts=row["attempts"],
+        cancel_requested=row["cancel_requested"],
+        progress=_progress_text(row),
+        error=row["error"],
+        created_at=row["created_at"].isoformat(),
+        finished_at=row["finished_at"].isoformat() if row["finished_at"] else None,
+        images=images,
+    )

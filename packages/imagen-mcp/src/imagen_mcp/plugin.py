@@ -1,0 +1,14 @@
+"""Adds ``imagen mcp`` to the command line; imports click only (the SDK loads when it runs)."""
+
+from __future__ import annotations
+
+import click
+
+from imagen import hookimpl
+
+
+@hookimpl
+def imagen_register_commands(cli: click.Group) -> None:
+    from imagen_mcp.command import mcp
+
+    cli.add_command(mcp)
