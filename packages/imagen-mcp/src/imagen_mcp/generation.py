@@ -175,13 +175,18 @@ class Generator:
                 labels={"entry": "mcp", "owner": owner},
             )
 
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(relay.forward)
-            try:
-                with refusals():
-                    outcome = await _cancellable(generate, context)
-            finally:
-                tasks.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(relay.forward)
+                try:
+                    with refusals():
+                        outcome = await _cancellable(generate, context)
+                finally:
+                    tasks.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # anyio groups what the body raised: unwrap it
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         count = len(outcome.images)
         await relay.done(f"saved {count} image{'s' if count != 1 else ''}")
         return outcome

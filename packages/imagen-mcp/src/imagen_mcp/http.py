@@ -37,6 +37,7 @@ def serve_http(build: Callable[[str], ImagenServer], host: str, port: int, path:
         from imagen.errors import ConfigError
 
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)  # from now on a client's connection waits for uvicorn, never refused
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     base_url = f"http://{shown}:{bound}"

@@ -364,8 +364,13 @@ def _add_tools(
         def read() -> dict[str, Any]:
             if image.startswith(URI_PREFIX) or http:
                 uri = image if image.startswith(URI_PREFIX) else shelf.uri(Path(image))
+                if uri is None:
+                    raise ToolError(
+                        "over HTTP only the images made for you can be read: give one's "
+                        "imagen://images/ URI or its path under the output directory"
+                    )
                 try:
-                    path = shelf.resolve(uri or image, owner)
+                    path = shelf.resolve(uri, owner)
                 except NotAnImage as exc:
                     raise ToolError(str(exc)) from None
             else:
