@@ -382,3 +382,75 @@ def test_the_server_keeps_stdout_for_the_protocol(mcp_home):
             return await client.call_tool("generate_image", {"prompt": "x", "size": "16x16"})
 
     assert run(scenario).is_error is False
+
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40)
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**70), max_value=2**70)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | text
+        | st.sampled_from(["16x16", "32X24", " 20 x 20 ", "0x0", "5000x5000", "x", "16x"])
+    )
+    return st.recursive(
+        scalars,
+        lambda children: (
+            st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3)
+        ),
+        max_leaves=8,
+    )
+
+
+def test_hostile_arguments_never_crash_the_server(mcp_home):
+    """Generated arguments, valid and not: each call answers (a result or a tool error)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    mcp_home.write_config("mcp:\n  max_session_images: 0\n  inline_max_bytes: 4000\n")
+    names = ["prompt", "negative_prompt", "size", "count", "seed", "backend", "style", "steps"]
+    small = st.sampled_from(["16x16", "24x16", "8x8", "16x5000", "huge"])
+    options = st.dictionaries(
+        st.text(max_size=8).filter(lambda key: key != "delay"), _json_values(), max_size=3
+    )
+    arguments = st.fixed_dictionaries(
+        {"prompt": st.text(max_size=30) | _json_values()},
+        optional={
+            **{name: _json_values() for name in names[1:]},
+            "size": small | _json_values(),
+            "count": st.integers(min_value=-1, max_value=3) | _json_values(),
+            "options": options | _json_values(),
+        },
+    )
+    outcomes = {"result": 0, "error": 0}
+
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(stdio(mcp_home)) as client,
+    ):
+
+        @settings(
+            max_examples=150,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture],
+        )
+        @given(arguments)
+        def call(args):
+            result = portal.call(client.call_tool, "generate_image", args)
+            if result.is_error:
+                outcomes["error"] += 1
+                assert result.content[0].text.startswith("Error executing tool generate_image:")
+            else:
+                outcomes["result"] += 1
+                assert result.structured_content["images"]
+
+        call()
+        alive = portal.call(client.call_tool, "list_backends", {})
+    assert alive.is_error is False
+    assert outcomes["result"] > 0
+    assert outcomes["error"] > 0
+    # An unexpected exception would be logged with its traceback: there is none.
+    assert "Traceback" not in stderr_of(mcp_home)
