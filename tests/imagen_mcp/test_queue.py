@@ -19,7 +19,8 @@ _spec = importlib.util.spec_from_file_location(
 )
 _fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fixtures)
-pg_server, template_url, db_url = _fixtures.pg_server, _fixtures.template_url, _fixtures.db_url
+pg_server, template_url = _fixtures.pg_server, _fixtures.template_url
+db_url, empty_db_url = _fixtures.db_url, _fixtures.empty_db_url
 
 QUEUE_TOOLS = {"submit_job", "job_status", "cancel_job"}
 
@@ -150,3 +151,19 @@ def test_http_callers_see_only_their_own_jobs(queue_home, db_url):
     assert status.content[0].text.endswith(f"no job {job['id']}")
     assert cancel.is_error is True
     assert jobs_in(db_url) == [(job["id"], "alice", "pending", "alice's")]
+
+
+def test_a_queue_database_without_the_schema_is_a_tool_error(mcp_home, empty_db_url):
+    mcp_home.env["IMAGEN_LOAD_PLUGINS"] = "mcp"
+    mcp_home.write_config(f"worker:\n  database_url: {empty_db_url!r}\n")
+
+    async def scenario():
+        async with stdio(mcp_home) as client:
+            submitted = await client.call_tool("submit_job", {"prompt": "x"})
+            made = await client.call_tool("generate_image", {"prompt": "x", "size": "16x16"})
+            return submitted, made
+
+    submitted, made = anyio.run(scenario)
+    assert submitted.is_error is True
+    assert "run imagen db migrate" in submitted.content[0].text
+    assert made.is_error is False  # the rest of the server works on

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import uvicorn
+from mcp.server.transport_security import TransportSecuritySettings
 
 from imagen_mcp.server import ImagenServer
 
@@ -42,7 +43,14 @@ def serve_http(build: Callable[[str], ImagenServer], host: str, port: int, path:
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     base_url = f"http://{shown}:{bound}"
     server = build(base_url)
-    app = server.streamable_http_app(streamable_http_path=path, host=host)
+    # The SDK checks Host and Origin against loopback names when bound to loopback, against
+    # DNS rebinding. Every request here carries a bearer token, which a rebinding page
+    # cannot have, and a reverse proxy in front sends its own Host: the check would refuse
+    # exactly the deployments that are safe.
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    app = server.streamable_http_app(
+        streamable_http_path=path, host=host, transport_security=security
+    )
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager

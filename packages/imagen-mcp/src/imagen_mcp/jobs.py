@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+import psycopg
 from mcp.server.mcpserver import Context as ToolContext
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, TextContent
 from psycopg import sql
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 
 from imagen.config import Config
@@ -141,6 +145,19 @@ class Queue:
                 self._opened = True
         return self.store
 
+    @asynccontextmanager
+    async def _database(self) -> AsyncIterator[Store]:
+        """The store; a database that fails is a tool error saying so, not a crash."""
+        try:
+            yield await self._ready()
+        except psycopg.errors.UndefinedTable:
+            raise ToolError(
+                "the queue's database has no imagen schema: run imagen db migrate"
+            ) from None
+        except (psycopg.Error, PoolTimeout) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ToolError(f"the queue's database failed: {reason}") from None
+
     async def close(self) -> None:
         if self._opened:
             await self.store.close()
@@ -156,8 +173,8 @@ class Queue:
             sql.SQL(", ").join(sql.Placeholder() * len(columns)),
             _COLUMNS,
         )
-        store = await self._ready()
-        row = await store.fetch_one(owner, query, [fields[c] for c in columns])
+        async with self._database() as store:
+            row = await store.fetch_one(owner, query, [fields[c] for c in columns])
         assert row is not None  # INSERT … RETURNING always returns the row
         return _view(row, [])
 
@@ -183,33 +200,33 @@ class Queue:
 
     async def cancel(self, job_id: int, owner: str) -> JobView:
         """Ask for ``owner``'s job to be cancelled: at once when pending, by its worker when running."""
-        store = await self._ready()
-        flagged = await store.fetch_one(
-            owner,
-            "UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s RETURNING id",
-            (job_id,),
-        )
+        async with self._database() as store:
+            flagged = await store.fetch_one(
+                owner,
+                "UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s RETURNING id",
+                (job_id,),
+            )
         row = await self._row(job_id, owner)
         if flagged is None:
             raise ToolError(f"job {job_id} has already ended ({row['status']})")
         return _view(row, [])
 
     async def _row(self, job_id: int, owner: str) -> dict[str, Any]:
-        store = await self._ready()
         query = sql.SQL("SELECT {} FROM imagen.jobs WHERE id = %s").format(_COLUMNS)
-        row = await store.fetch_one(owner, query, (job_id,))
+        async with self._database() as store:
+            row = await store.fetch_one(owner, query, (job_id,))
         if row is None:  # another owner's job looks exactly like a missing one
             raise ToolError(f"no job {job_id}")
         return row
 
     async def _images(self, job_id: int, owner: str) -> list[dict[str, Any]]:
-        store = await self._ready()
-        return await store.fetch_all(
-            owner,
-            "SELECT local_path, storage_location, mime_type FROM imagen.images "
-            "WHERE job_id = %s ORDER BY id",
-            (job_id,),
-        )
+        async with self._database() as store:
+            return await store.fetch_all(
+                owner,
+                "SELECT local_path, storage_location, mime_type FROM imagen.images "
+                "WHERE job_id = %s ORDER BY id",
+                (job_id,),
+            )
 
     def _result(
         self, row: dict[str, Any], images: list[dict[str, Any]], owner: str
