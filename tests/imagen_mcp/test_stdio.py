@@ -454,3 +454,39 @@ def test_hostile_arguments_never_crash_the_server(mcp_home):
     assert outcomes["error"] > 0
     # An unexpected exception would be logged with its traceback: there is none.
     assert "Traceback" not in stderr_of(mcp_home)
+
+
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        ("mcp:\n  max_count: 0\n", "imagen.yaml:2: mcp.max_count: must be at least 1, not 0"),
+        ("mcp:\n  max_cont: 2\n", "mcp.max_cont: unknown key"),
+        ("mcp:\n  path: mcp\n", "mcp.path: must start with /"),
+        ("backends:\n  x: {type: nosuch}\ndefault_backend: y\n", "default_backend"),
+    ],
+)
+def test_a_bad_config_is_one_line_and_exit_3(mcp_home, config, said):
+    mcp_home.write_config(config)
+    proc = mcp_home.run("mcp", input="")
+    assert proc.returncode == 3
+    assert proc.stdout == ""  # nothing on the protocol's channel
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("imagen: ")
+    assert said in lines[0]
+
+
+def test_image_info_on_files_that_are_not_images(mcp_home, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+
+    async def scenario():
+        async with stdio(mcp_home) as client:
+            return [
+                await client.call_tool("image_info", {"image": str(path)})
+                for path in (tmp_path / "notes.txt", tmp_path, tmp_path / "missing.png")
+            ]
+
+    for result in run(scenario):
+        assert result.is_error is True
+        assert result.content[0].text.startswith("Error executing tool image_info:")
+    assert "Traceback" not in stderr_of(mcp_home)

@@ -375,8 +375,11 @@ def _add_tools(
                     raise ToolError(str(exc)) from None
             else:
                 path = Path(image).expanduser()
-            with refusals():
-                return image_facts(path)
+            try:
+                with refusals():
+                    return image_facts(path)
+            except OSError as exc:
+                raise ToolError(f"cannot read {path}: {exc.strerror or exc}") from None
 
         return await anyio.to_thread.run_sync(read)
 
