@@ -188,3 +188,18 @@ def test_the_session_limit_counts_per_caller_session(keyed_home):
         results = anyio.run(scenario)
     # Each legacy session (Mcp-Session-Id) of each caller has its own count.
     assert results == [(False, True), (False, True), (False, True)]
+
+
+def test_serve_key_makes_a_key_that_lets_its_owner_in(mcp_home):
+    """imagen serve-key comes with imagen-mcp too, for when imagen-worker is not installed."""
+    made = mcp_home.run("serve-key", "dora", check=True).stdout
+    key = made.split("keep it secret):\n  ", 1)[1].split()[0]
+    line = made.rsplit("api_keys:\n", 1)[1]
+    mcp_home.write_config("serve:\n  api_keys:\n" + line)
+    with http_server(mcp_home) as server:
+
+        async def scenario():
+            async with server.client(key) as client:
+                return await client.call_tool("list_styles", {})
+
+        assert anyio.run(scenario).is_error is False

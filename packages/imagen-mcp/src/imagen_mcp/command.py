@@ -16,7 +16,7 @@ from imagen.cli import State
 if TYPE_CHECKING:
     from imagen.config import Config
 
-__all__ = ["mcp"]
+__all__ = ["mcp", "serve_key"]
 
 log = logging.getLogger("imagen")
 
@@ -90,3 +90,15 @@ def _queue(config: Config, explicit: str | None) -> str | None:
             ) from None
         return None
     return explicit or configured_url(config)
+
+
+@click.command("serve-key")
+@click.argument("owner")
+def serve_key(owner: str) -> None:
+    """Make an API key for OWNER: print it once, and the line that lets it in."""
+    from imagen.tokens import hash_key, new_key
+
+    key = new_key()
+    click.echo(f"API key for {owner} (shown once, keep it secret):\n  {key}\n")
+    click.echo("Add to imagen.yaml:\n  serve:\n    api_keys:")
+    click.echo(f'      "{hash_key(key)}": {owner}')

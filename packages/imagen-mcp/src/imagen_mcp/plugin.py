@@ -9,6 +9,9 @@ from imagen import hookimpl
 
 @hookimpl
 def imagen_register_commands(cli: click.Group) -> None:
-    from imagen_mcp.command import mcp
+    from imagen_mcp.command import mcp, serve_key
 
     cli.add_command(mcp)
+    # HTTP callers need a key; imagen-worker offers the same command when it is installed.
+    if "serve-key" not in cli.commands:
+        cli.add_command(serve_key)
