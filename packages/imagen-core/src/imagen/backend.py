@@ -194,6 +194,16 @@ class Backend(abc.ABC):
         :class:`~imagen.errors.PermanentBackendError` for upstream failures.
         """
 
+    def check(self, request: Request) -> None:  # noqa: B027 (optional: most accept all)
+        """Refuse ``request`` now if this backend can never make it; the default accepts all.
+
+        Raise :class:`~imagen.errors.RequestError` naming the field (``"width 13 is below
+        the smallest, 64"``) for what no retry would fix: sizes out of bounds, option values
+        of the wrong kind. imagen calls it before :meth:`generate` and before queueing a job,
+        so a bad request costs nothing and leaves no job behind. It must not call the
+        network, nor raise for what only the upstream can judge.
+        """
+
     def resume(self, run_id: str, request: Request, context: Context) -> Result:
         """Re-attach to the upstream run ``run_id`` that :meth:`generate` started.
 

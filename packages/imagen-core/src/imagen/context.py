@@ -79,6 +79,7 @@ class Context:
         on_run_id: Callable[[str], None] | None = None,
     ) -> None:
         self._cancel = threading.Event()
+        self._detached = False
         self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
         self._on_progress = on_progress
         self._on_run_id = on_run_id
@@ -91,12 +92,29 @@ class Context:
         """Ask the run to stop. Safe from any thread and from signal handlers."""
         self._cancel.set()
 
+    def detach(self) -> None:
+        """Stop following the run, but leave it going upstream.
+
+        The worker detaches a job it can no longer hold (its lease was lost, or it is
+        shutting down): another worker resumes the same upstream run by its id, so it must
+        not be interrupted or cancelled. To a backend this is a cancellation (``check``
+        raises :class:`Cancelled`) whose :attr:`detached` is True: stop waiting, skip the
+        upstream interrupt.
+        """
+        self._detached = True
+        self._cancel.set()
+
     # -- for backends --------------------------------------------------------------------
 
     @property
     def cancelled(self) -> bool:
-        """True once :meth:`cancel` was called."""
+        """True once :meth:`cancel` (or :meth:`detach`) was called."""
         return self._cancel.is_set()
+
+    @property
+    def detached(self) -> bool:
+        """True once :meth:`detach` was called: don't interrupt the upstream run."""
+        return self._detached
 
     def time_left(self) -> float | None:
         """Seconds until the deadline (never negative), or None when there is none."""

@@ -48,6 +48,12 @@ class SavedImage:
         if self.sidecar is not None:
             _write_json(self.sidecar, self.record, replace=True)
 
+    def remove(self) -> None:
+        """Delete the image and its sidecar (what is already gone is no error)."""
+        for path in (self.path, self.sidecar):
+            if path is not None:
+                path.unlink(missing_ok=True)
+
 
 def _read_source(stream: BinaryIO, size: int) -> bytes:
     """Read from a backend's image stream; a failure there is the upstream's, not the disk's."""

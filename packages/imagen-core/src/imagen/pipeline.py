@@ -22,7 +22,13 @@ from imagen import __version__, secrets
 from imagen.backend import Backend
 from imagen.config import Config
 from imagen.context import Context
-from imagen.errors import BackendError, ConfigError, ImagenError, PermanentBackendError
+from imagen.errors import (
+    BackendError,
+    ConfigError,
+    ImagenError,
+    PermanentBackendError,
+    RequestError,
+)
 from imagen.metadata import EXTENSIONS
 from imagen.metadata.record import ImageFacts, build_record
 from imagen.output import SavedImage, write_image
@@ -61,6 +67,7 @@ class Run:
     labels: dict[str, Any] = field(default_factory=dict)
     usage: UsageSink | None = None
     reservation: Any = None  # what the usage sink holds against spending caps, if any
+    keep_partial: bool = True
 
 
 @dataclass
@@ -119,6 +126,7 @@ def generate(
     labels: dict[str, Any] | None = None,
     resume: str | None = None,
     usage: UsageSink | None = None,
+    keep_partial: bool = True,
 ) -> Outcome:
     """Run the pipeline once: make ``request.count`` images and save them.
 
@@ -132,6 +140,9 @@ def generate(
         backend that cannot resume; ``run.labels["resume"]`` says what happened.
     :param usage: where the run's usage record goes; by default :func:`usage_sink`'s
         choice for ``config`` (none when ``usage.record`` is false).
+    :param keep_partial: when the run fails after saving some of its images, keep them
+        (the CLI: they were paid for) or remove them and their sidecars (the worker: a
+        job's images are all recorded or none are kept).
     :raises ImagenError: config, request, backend and output errors, typed.
     """
     own_pool = pool is None
@@ -155,6 +166,7 @@ def generate(
             preview=config.preview.enabled if preview is None else preview,
             labels={"entry": "cli", **(labels or {})},
             usage=usage,
+            keep_partial=keep_partial,
         )
         if resume is not None:
             run.labels["resume"] = "resumed" if instance.supports_resume else "not supported"
@@ -185,6 +197,21 @@ def _call_backend(run: Run, backend: Backend, resume: str | None) -> Result:
         ) from exc
 
 
+def _check(run: Run, backend: Backend) -> None:
+    """The backend's own refusal of an impossible request, before anything is paid."""
+    try:
+        backend.check(run.request)
+    except RequestError as exc:
+        exc.message = secrets.redact(f'backend "{run.backend_name}": {exc.message}')
+        raise
+    except ImagenError as exc:
+        exc.message = secrets.redact(exc.message)
+        raise
+    except Exception as exc:  # an adapter bug
+        message = secrets.redact(f"unexpected {type(exc).__name__} checking the request: {exc}")
+        raise PermanentBackendError(message, backend=run.backend_name) from exc
+
+
 def _reserve(run: Run, backend: Backend) -> None:
     """Hold the run's estimated cost against the spending caps it counts against."""
     budget = read_budget(run.config)
@@ -204,6 +231,8 @@ def _execute(run: Run, backend: Backend, resume: str | None = None) -> Outcome:
     outcome = None
     error: BaseException | None = None
     try:
+        if resume is None:
+            _check(run, backend)
         _reserve(run, backend)
         with _call_backend(run, backend, resume) as result:
             duration = time.perf_counter() - clock
@@ -223,7 +252,10 @@ def _execute(run: Run, backend: Backend, resume: str | None = None) -> Outcome:
     except BaseException as exc:
         error = exc
         for saved in outcome.images if outcome else []:
-            log.warning("saved before the failure: %s", saved.path)
+            if run.keep_partial:
+                log.warning("saved before the failure: %s", saved.path)
+            else:
+                saved.remove()
         raise
     finally:
         done = outcome if error is None else None

@@ -193,7 +193,8 @@ class ReplicateBackend(Backend):
             try:
                 context.wait(self.settings.poll_interval_s)
             except Cancelled:
-                self._cancel(prediction_id)
+                if not context.detached:  # detached: another worker resumes this prediction
+                    self._cancel(prediction_id)
                 raise
 
     def _report(self, status: str | None, context: Context, seen: set[str]) -> None:

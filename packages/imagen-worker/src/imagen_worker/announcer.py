@@ -1,8 +1,10 @@
-"""Job announcements on ``imagen_progress``, sent in batches from a thread of their own."""
+"""Job announcements on ``imagen_progress``, sent in batches from a thread of their own.
+
+Each announcement is a job's token (:mod:`imagen_worker.notices`): "look at this job again".
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -14,10 +16,7 @@ __all__ = ["Announcer"]
 
 log = logging.getLogger("imagen")
 _CLOSE = object()
-_SEND = """
-SELECT count(pg_notify('imagen_progress', value::text))
-  FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS a(value, n)
-"""
+_SEND = "SELECT count(pg_notify('imagen_progress', token)) FROM unnest(%s::text[]) AS token"
 
 
 class Announcer:
@@ -33,15 +32,15 @@ class Announcer:
     def __init__(self, url: str, **connect: Any) -> None:
         self.url = url
         self._connect = connect
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="imagen-announcer", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def announce(self, payload: dict[str, Any]) -> None:
+    def announce(self, token: str) -> None:
         """Queue one announcement; announcements go out in the order they were queued."""
-        self._queue.put(payload)
+        self._queue.put(token)
 
     def close(self) -> None:
         """Send what is queued, then stop."""
@@ -66,7 +65,7 @@ class Announcer:
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.url, autocommit=True, **self._connect)
-                conn.execute(_SEND, (json.dumps(payloads),))
+                conn.execute(_SEND, (payloads,))
             except psycopg.OperationalError as exc:
                 log.debug(
                     "dropped %d announcement(s): the database is away (%s)", len(payloads), exc

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from imagen.cli import State
+from imagen.cli import State, fail
 from imagen.errors import RequestError
 from imagen_worker import queries
 from imagen_worker.options import concurrency_option, database_option
@@ -85,18 +85,42 @@ def worker(
     config = state.config()
     settings = WorkerSettings(concurrency=concurrency, poll_s=poll, lease_s=lease, grace_s=grace)
     daemon = Worker(config, ready_database(database_url, config), settings)
+    run_until_stopped(daemon)
+
+
+def run_until_stopped(daemon: Any) -> None:
+    """Run ``daemon`` in this thread until SIGTERM, SIGINT or SIGHUP; a second one hurries it.
+
+    Exits 1 when the worker stopped on its own, saying why; when job threads ignored their
+    cancellation it exits without waiting for them (their jobs' leases run out).
+    """
 
     def stop(signum: int, frame: object) -> None:
         daemon.stop()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
     daemon.run()
+    if daemon.stuck:
+        logging.shutdown()
+        os._exit(1 if daemon.fatal else 0)  # threads that ignore cancellation can't be joined
+    if daemon.fatal:
+        fail(f"the worker stopped: {daemon.fatal}", 1)
 
 
 @click.group()
 def jobs() -> None:
     """Submit, list, show, cancel and retry queued jobs."""
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with values the database held but JSON could not be read from shown as such."""
+    from imagen_worker.limits import Unreadable
+
+    return {
+        key: {"unreadable": value.reason} if isinstance(value, Unreadable) else value
+        for key, value in row.items()
+    }
 
 
 def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -114,16 +138,18 @@ def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
 @jobs.command()
 @click.argument("prompt")
 @click.option("-b", "--backend", help="Backend instance (default: default_backend).")
-@click.option("-s", "--style")
-@click.option("--negative", "negative_prompt", default="")
-@click.option("--width", type=click.IntRange(min=1))
-@click.option("--height", type=click.IntRange(min=1))
-@click.option("--steps", type=click.IntRange(min=1))
-@click.option("--seed", type=click.IntRange(min=0))
-@click.option("-n", "--count", type=click.IntRange(1, 64), default=1)
-@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE")
-@click.option("--priority", type=int, default=0)
-@click.option("--max-attempts", type=click.IntRange(min=1), default=3)
+@click.option("-s", "--style", help="Style preset to apply (see imagen styles).")
+@click.option("--negative", "negative_prompt", default="", help="Negative prompt.")
+@click.option("--width", type=click.IntRange(min=1), help="Width in pixels.")
+@click.option("--height", type=click.IntRange(min=1), help="Height in pixels.")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampling steps.")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed of the first image.")
+@click.option("-n", "--count", type=click.IntRange(1, 64), default=1, help="Images to make.")
+@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="Backend option.")
+@click.option("--priority", type=int, default=0, help="Higher runs first.")
+@click.option(
+    "--max-attempts", type=click.IntRange(1, 100), default=3, help="Attempts before failing."
+)
 @click.option("--owner", default=lambda: os.environ.get("USER") or "local", show_default="$USER")
 @click.option("--json", "as_json", is_flag=True)
 @database_option
@@ -136,23 +162,53 @@ def submit(
     database_url: str | None,
     **fields: Any,
 ) -> None:
-    """Queue PROMPT as a job; prints its id."""
+    """Queue PROMPT as a job ("-" reads it from standard input); prints its id.
+
+    The job is checked first (prompt, backend, style, sizes and options against what its
+    backend can make), so a job that could never run is refused here and never queued.
+    """
     from psycopg.rows import dict_row
     from psycopg.types.json import Jsonb
 
     from imagen.cli.generate import parse_option
+    from imagen.pipeline import BackendPool
+    from imagen_worker.submission import check_job
 
+    if prompt == "-":
+        prompt = click.get_text_stream("stdin").read().strip()
     options = dict(parse_option(text) for text in opts)
-    columns = ["prompt", "options", *fields]
-    values = {"prompt": prompt, "options": Jsonb(options), **fields}
+    request = {"prompt": prompt, "options": options, **fields}
+    config = state.config()
+    pool = BackendPool(config)
+    try:
+        check_job(config, request, pool=pool)
+    finally:
+        pool.close()
+    columns = [name for name, value in request.items() if value is not None]
+    values = {**request, "options": Jsonb(options)}
     with _connect(state, database_url) as conn:
         conn.row_factory = dict_row
-        row = conn.execute(
+        row = _insert(
+            conn,
             f"INSERT INTO imagen.jobs ({', '.join(columns)}) "
             f"VALUES ({', '.join('%(' + c + ')s' for c in columns)}) RETURNING id, status",
             values,
-        ).fetchone()
+        )
     click.echo(json.dumps(row) if as_json else str(row["id"]))
+
+
+def _insert(conn: Any, query: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Run the job's INSERT; a check the database made and the door did not is one line."""
+    import psycopg
+
+    from imagen_worker.submission import JobRejected, constraint_field
+
+    try:
+        return conn.execute(query, values).fetchone()
+    except psycopg.errors.CheckViolation as exc:
+        constraint = exc.diag.constraint_name
+        field = constraint_field(constraint)
+        raise JobRejected(field, f"refused by the database ({constraint or 'a check'})") from None
 
 
 @jobs.command(name="list")
@@ -208,6 +264,7 @@ def show(state: State, job_id: int, as_json: bool, database_url: str | None) -> 
             "FROM imagen.images WHERE job_id = %s ORDER BY id",
             (job_id,),
         ).fetchall()
+    row = _plain(row)
     if as_json:
         click.echo(json.dumps(row, indent=2, default=str))
         return

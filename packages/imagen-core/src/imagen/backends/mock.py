@@ -18,7 +18,7 @@ from imagen.backend import Backend, BackendConfig
 from imagen.backends.drawing import FORMATS, render
 from imagen.config import Setting
 from imagen.context import Context, Progress
-from imagen.errors import PermanentBackendError, TransientBackendError
+from imagen.errors import PermanentBackendError, RequestError, TransientBackendError
 from imagen.request import IGNORED_KEY, GeneratedImage, Request, Result
 
 __all__ = ["MAX_SIDE", "MIN_SIDE", "MockBackend"]
@@ -86,6 +86,19 @@ class MockBackend(Backend):
                 f"option format must be one of {', '.join(FORMATS)}, not {fmt!r}"
             )
         return float(delay), fail, fmt, ignored
+
+    def check(self, request: Request) -> None:
+        for name in ("width", "height"):
+            side = getattr(request, name)
+            if side is not None and not MIN_SIDE <= side <= MAX_SIDE:
+                raise RequestError(
+                    f"{name} {side} is out of bounds for the mock backend "
+                    f"({MIN_SIDE} to {MAX_SIDE} pixels)"
+                )
+        try:
+            self._options(request.options)
+        except PermanentBackendError as exc:
+            raise RequestError(exc.message) from None
 
     def generate(self, request: Request, context: Context) -> Result:
         started = time.perf_counter()

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from imagen import __version__
 from imagen.config import Config
 from imagen.dirs import cache_dir
+from imagen_worker.notices import ProgressKey
 from imagen_worker.serve import auth, gallery, images_api, jobs_api, openai_api
 from imagen_worker.serve.errors import BodyLimit, install_error_handlers
 from imagen_worker.serve.services import Services
@@ -41,6 +42,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await services.store.open()
+        row = await services.store.server_fetch_one(
+            "SELECT value FROM imagen.server_keys WHERE name = 'progress'"
+        )
+        services.watcher.key = ProgressKey(bytes(row["value"])) if row is not None else None
         yield
         await services.close()
 

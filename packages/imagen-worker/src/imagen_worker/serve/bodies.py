@@ -69,7 +69,7 @@ class JobRequest(BaseModel):
     style: str | None = None
     size: str | None = Field(None, description="WIDTHxHEIGHT")
     steps: int | None = Field(None, ge=1, le=1000)
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    seed: int | None = Field(None, ge=0, le=2**53 - 1)
     count: int = Field(1, ge=1, description="how many images (at most serve.max_images)")
     options: dict[str, Any] = Field(default_factory=dict, description="backend options")
 
@@ -92,6 +92,10 @@ class JobView(BaseModel):
     attempts: int
     cancel_requested: bool
     error: str | None
+    error_kind: (
+        Literal["request", "config", "backend", "transient", "budget", "output", "internal", "lost"]
+        | None
+    ) = Field(None, description="what kind of failure ended the job, when one did")
     image_id: int | None
     progress: dict[str, Any] | None
     created_at: datetime

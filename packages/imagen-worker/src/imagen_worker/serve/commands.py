@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from typing import Any
 
 import click
 
@@ -59,23 +60,52 @@ def serve(
     port = settings.port if port is None else port
     base = f"http://{host}:{port}"
     click.echo(f"imagen serve: {base}/ (the gallery), {base}/v1 (the API)", err=True)
-    # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again for
-    # the handler it found: let that be a quiet one, so that a stop exits 0 (for systemd).
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: None)
-    if thread is not None:
-        thread.start()
-    try:
-        uvicorn.run(
-            create_app(config, url, settings),
+    app = create_app(config, url, settings)
+    server = _server(
+        uvicorn.Config(
+            app,
             host=host,
             port=port,
             log_level="debug" if state.debug else "info",
-        )
+            # Streams that follow jobs end as soon as the server stops (services.stopping);
+            # a client that holds a connection open anyway is not waited for longer.
+            timeout_graceful_shutdown=_GRACEFUL_S,
+        ),
+        app.state.services.stopping,
+    )
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again for
+    # the handler it found: let that be a quiet one, so that a stop exits 0 (for systemd).
+    # A closed terminal (SIGHUP) stops it the same way.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
+    signal.signal(signal.SIGHUP, lambda *_: server.handle_exit(signal.SIGTERM, None))
+    if thread is not None:
+        thread.start()
+    try:
+        server.run()
     finally:
         if worker is not None and thread is not None:
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, lambda *_: worker.stop())  # again: release jobs now
             worker.stop()
+            if server.force_exit:  # the server was already told twice
+                worker.stop()
             thread.join()
+
+
+_GRACEFUL_S = 5
+
+
+def _server(config: Any, stopping: threading.Event) -> Any:
+    """The uvicorn server, telling the app (``stopping``) the moment it is asked to stop."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            stopping.set()
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 @click.command("serve-key")

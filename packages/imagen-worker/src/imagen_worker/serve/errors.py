@@ -25,16 +25,20 @@ class ApiError(Exception):
         *,
         param: str | None = None,
         code: str | None = None,
+        retry: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.param, self.code = (
             status, message, kind, param, code
         )  # fmt: skip
+        self.retry = retry
 
     def response(self) -> JSONResponse:
         body = {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse({"error": body}, status_code=self.status, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        if self.retry is not None:  # the official SDKs retry 5xx unless told not to
+            headers["x-should-retry"] = "true" if self.retry else "false"
+        return JSONResponse({"error": body}, status_code=self.status, headers=headers or None)
 
 
 class ErrorDetail(BaseModel):

@@ -13,6 +13,7 @@ from imagen_worker.serve.errors import ApiError, documented
 from imagen_worker.serve.paging import Before, Limit, newest_first, next_page
 from imagen_worker.serve.queue import (
     JOB_COLUMNS,
+    check_fields,
     fields_from_job_request,
     follow,
     insert_job,
@@ -35,7 +36,8 @@ router = APIRouter(tags=["jobs"])
     responses=documented(404),
 )
 async def submit(body: JobRequest, services: ServicesDep, owner: Owner) -> JobView:
-    fields = fields_from_job_request(services.config, services.settings, body)
+    fields = fields_from_job_request(body)
+    await check_fields(services, fields)
     return JobView.model_validate(await insert_job(services, owner, fields))
 
 

@@ -14,7 +14,12 @@ from fastapi.responses import JSONResponse
 from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import ImagesRequest, ImagesResponse, Model, ModelList
 from imagen_worker.serve.errors import ApiError, documented
-from imagen_worker.serve.queue import fields_from_images_request, insert_job, wait_for_end
+from imagen_worker.serve.queue import (
+    check_fields,
+    fields_from_images_request,
+    insert_job,
+    wait_for_end,
+)
 from imagen_worker.serve.services import Services, ServicesDep
 
 __all__ = ["router"]
@@ -52,6 +57,7 @@ async def generations(
     reference to follow it by (``imagen.job``, ``imagen.poll``).
     """
     fields = fields_from_images_request(services.config, services.settings, body)
+    await check_fields(services, fields)
     job = await insert_job(services, owner, fields)
     row, images = await wait_for_end(services, owner, job["id"], services.settings.wait_s)
     if row["status"] in ("pending", "running"):
@@ -95,12 +101,22 @@ def _sum(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _job_error(row: dict[str, Any]) -> ApiError:
+    """The answer for a job that did not end done, by the kind of its failure.
+
+    A request the backend refused is the caller's to fix (400); a spending cap is a quota
+    (429). Anything else failed on the server's side (500), after the worker's own retries:
+    the answer tells the client not to retry (``x-should-retry: false``, which the official
+    SDKs obey), since each retry would queue, and pay for, a new job.
+    """
     error = row.get("error") or row["status"]
+    kind = row.get("error_kind")
     if row["status"] == "cancelled":
         return ApiError(409, "The job was cancelled.", code="cancelled")
-    if _REFUSED in error:
+    if kind == "budget" or (kind is None and _REFUSED in error):
         return ApiError(429, error, "insufficient_quota", code="insufficient_quota")
-    return ApiError(500, error, "server_error", code="generation_failed")
+    if kind == "request":
+        return ApiError(400, error, code="invalid_request")
+    return ApiError(500, error, "server_error", code="generation_failed", retry=False)
 
 
 def _data(images: list[dict[str, Any]], response_format: str, base: str) -> list[dict[str, str]]:
@@ -114,11 +130,8 @@ def _data(images: list[dict[str, Any]], response_format: str, base: str) -> list
 
 async def _job_cost(services: Services, job_id: int) -> float | None:
     """The job's cost from its usage rows (read as the server: the web role has no access)."""
-    async with services.store.as_server() as conn:
-        cursor = await conn.execute(
-            "SELECT sum(cost_usd) AS cost FROM mai.imagen_usage "
-            "WHERE job_id = %s AND status = 'done'",
-            (job_id,),
-        )
-        row = await cursor.fetchone()
+    row = await services.store.server_fetch_one(
+        "SELECT sum(cost_usd) AS cost FROM mai.imagen_usage WHERE job_id = %s AND status = 'done'",
+        (job_id,),
+    )
     return float(row["cost"]) if row and row["cost"] is not None else None

@@ -9,18 +9,24 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
+from anyio import to_thread
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from imagen.config import Config
 from imagen.styles import parse_size
+from imagen_worker.limits import MAX_SIDE
 from imagen_worker.serve.bodies import ImagesRequest, JobRequest
 from imagen_worker.serve.errors import ApiError
 from imagen_worker.serve.services import Services
 from imagen_worker.serve.settings import ServeSettings
+from imagen_worker.submission import JobRejected, constraint_field
 
 __all__ = [
     "ENDED",
     "JOB_COLUMNS",
+    "check_fields",
     "fields_from_images_request",
     "fields_from_job_request",
     "follow",
@@ -33,10 +39,10 @@ __all__ = [
 ENDED = ("done", "failed", "cancelled")
 JOB_COLUMNS = sql.SQL(
     "id, status, prompt, negative_prompt, backend, style, width, height, steps, seed, count, "
-    "options, attempts, cancel_requested, error, image_id, progress, created_at, started_at, "
+    "options, attempts, cancel_requested, error, error_kind, image_id, progress, created_at, "
+    "started_at, "
     "finished_at"
 )
-MAX_SIDE = 16384  # no backend makes larger images; the backend checks its own bounds too
 _RECHECK_S = 1.0  # how often a follower looks again without being told (a missed NOTIFY)
 _KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
 
@@ -44,9 +50,8 @@ _KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies from closing an i
 def fields_from_images_request(
     config: Config, settings: ServeSettings, body: ImagesRequest
 ) -> dict[str, Any]:
-    """The job row an OpenAI-style request asks for; ApiError (and no job) when impossible."""
-    _check_text(body.model_dump())
-    if body.n > settings.max_images:
+    """The job row an OpenAI-style request asks for (checked by :func:`check_fields` next)."""
+    if body.n > settings.max_images:  # in the words of this API, before the job's own check
         raise ApiError(400, f"n must be at most {settings.max_images}.", param="n")
     job: dict[str, Any] = {"prompt": body.prompt, "count": body.n}
     model = body.model or config.default_backend
@@ -64,23 +69,12 @@ def fields_from_images_request(
     if body.size and body.size != "auto":
         job["width"], job["height"] = _size(body.size)
     if body.quality:
-        job["options"] = json.dumps({"quality": body.quality})
+        job["options"] = {"quality": body.quality}
     return job
 
 
-def fields_from_job_request(
-    config: Config, settings: ServeSettings, body: JobRequest
-) -> dict[str, Any]:
-    """The job row ``POST /v1/jobs`` asks for; ApiError (and no job) when impossible."""
-    _check_text(body.model_dump())
-    if body.count > settings.max_images:
-        raise ApiError(400, f"count must be at most {settings.max_images}.", param="count")
-    if body.backend is not None and body.backend not in config.backends:
-        raise ApiError(
-            404, f"No backend instance '{body.backend}'.", param="backend", code="model_not_found"
-        )
-    if body.style is not None and body.style not in config.styles:
-        raise ApiError(404, f"No style '{body.style}'.", param="style", code="model_not_found")
+def fields_from_job_request(body: JobRequest) -> dict[str, Any]:
+    """The job row ``POST /v1/jobs`` asks for (checked by :func:`check_fields` next)."""
     fields: dict[str, Any] = {"prompt": body.prompt, "count": body.count}
     for name in ("negative_prompt", "backend", "style", "steps", "seed"):
         if getattr(body, name) is not None:
@@ -88,11 +82,25 @@ def fields_from_job_request(
     if body.size:
         fields["width"], fields["height"] = _size(body.size)
     if body.options:
-        try:
-            fields["options"] = json.dumps(body.options, allow_nan=False)
-        except ValueError:
-            raise ApiError(400, "options must not hold NaN or Infinity.", param="options") from None
+        fields["options"] = body.options
     return fields
+
+
+async def check_fields(services: Services, fields: dict[str, Any]) -> None:
+    """The door: ApiError 400 (404 for a name that doesn't exist), and no job, for a bad one.
+
+    See :func:`imagen_worker.submission.check_job`.
+    """
+    try:
+        await to_thread.run_sync(services.check_job, fields)
+    except JobRejected as exc:
+        raise _api_error(exc) from None
+
+
+def _api_error(exc: JobRejected) -> ApiError:
+    if exc.code in ("unknown_backend", "unknown_style"):
+        return ApiError(404, f"{exc}.", param=exc.field, code="model_not_found")
+    return ApiError(400, f"{exc}.", param=exc.field, code=exc.code)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -107,27 +115,6 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _check_text(fields: dict[str, Any]) -> None:
-    """A prompt with words in it, and no NUL anywhere; ApiError naming the field otherwise."""
-    if not fields["prompt"].strip():
-        raise ApiError(400, "prompt must not be empty or only white space.", param="prompt")
-    _refuse_nul(fields)
-
-
-def _refuse_nul(value: Any, where: str = "") -> None:
-    """PostgreSQL text cannot hold NUL: refuse it here, naming the field, not as a 500."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ApiError(400, f"{where} must not contain NUL (\\u0000) characters.", param=where)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_nul(key, f"{where}.{key}".lstrip("."))
-            _refuse_nul(item, f"{where}.{key}".lstrip("."))
-    elif isinstance(value, list):
-        for item in value:
-            _refuse_nul(item, where)
-
-
 async def insert_job(services: Services, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Queue a job as ``owner`` (row-level security checks that it is theirs); its row."""
     columns = list(fields)
@@ -136,7 +123,12 @@ async def insert_job(services: Services, owner: str, fields: dict[str, Any]) -> 
         sql.SQL(", ").join(sql.Placeholder() * len(columns)),
         JOB_COLUMNS,
     )
-    row = await services.store.fetch_one(owner, query, [fields[c] for c in columns])
+    values = [Jsonb(fields[c]) if c == "options" else fields[c] for c in columns]
+    try:
+        row = await services.store.fetch_one(owner, query, values)
+    except psycopg.errors.CheckViolation as exc:  # the database's own check, past the door's
+        field = constraint_field(exc.diag.constraint_name)
+        raise ApiError(400, f"{field}: refused by the database's checks.", param=field) from None
     assert row is not None  # INSERT … RETURNING always returns the row
     return row
 
@@ -170,7 +162,7 @@ async def wait_for_end(
             changed.clear()
             row = await read_job(services, owner, job_id)
             left = deadline - time.monotonic()
-            if row["status"] in ENDED or left <= 0:
+            if row["status"] in ENDED or left <= 0 or services.stopping.is_set():
                 break
             await _until(changed, min(left, _RECHECK_S))
     images = await images_of(services, owner, job_id)
@@ -183,6 +175,7 @@ async def follow(services: Services, owner: str, job_id: int, base: str) -> Asyn
     ``queued``, ``running``, ``progress`` (as the backend reports it), then ``done`` (with
     the images' links), ``failed`` or ``cancelled``; a comment every 15 s keeps the stream
     open through proxies. Each event is sent once, when what it says first becomes true.
+    When the server is stopping the stream ends (a browser's EventSource reconnects).
     """
     last: tuple[str, str] | None = None
     quiet_since = time.monotonic()
@@ -217,6 +210,9 @@ async def follow(services: Services, owner: str, job_id: int, base: str) -> Asyn
             elif time.monotonic() - quiet_since >= _KEEPALIVE_S:
                 quiet_since = time.monotonic()
                 yield ": keepalive\n\n"
+            if services.stopping.is_set():
+                yield ": the server is stopping\n\n"
+                return
             await _until(changed, _RECHECK_S)
 
 

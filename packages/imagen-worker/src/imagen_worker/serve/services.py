@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from imagen.config import Config
+from imagen.pipeline import BackendPool
 from imagen_worker.serve.settings import ServeSettings
 from imagen_worker.serve.store import Store
 from imagen_worker.serve.watcher import JobWatcher
@@ -25,10 +27,28 @@ class Services:
     store: Store
     watcher: JobWatcher
     thumbnails: Path  # where thumbnails are cached
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set when the server is asked to stop: event streams and waits end at once."""
+    _backends: BackendPool | None = field(default=None, repr=False)
+    _check_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def check_job(self, fields: dict[str, Any]) -> None:
+        """The door's check of a job (:func:`~imagen_worker.submission.check_job`).
+
+        Blocking (it may build a backend on first use): call it from a worker thread.
+        """
+        from imagen_worker.submission import check_job
+
+        with self._check_lock:  # backends are built once, by one request
+            if self._backends is None:
+                self._backends = BackendPool(self.config)
+            check_job(self.config, fields, pool=self._backends, max_images=self.settings.max_images)
 
     async def close(self) -> None:
         self.watcher.close()
         await self.store.close()
+        if self._backends is not None:
+            self._backends.close()
 
 
 def _services(request: Request) -> Services:
