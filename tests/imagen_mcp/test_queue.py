@@ -116,6 +116,7 @@ def test_a_pending_job_is_cancelled_and_bad_jobs_never_enter_the_queue(queue_hom
                     {"prompt": "x", "options": {"k\x00": 1}},
                     {"prompt": "x", "count": 9},
                     {"prompt": "x", "seed": 2**40},
+                    {"prompt": "x", "size": "8x8"},  # the mock backend never makes it
                 )
             ]
             missing = await client.call_tool("job_status", {"job_id": 999999})
@@ -126,7 +127,8 @@ def test_a_pending_job_is_cancelled_and_bad_jobs_never_enter_the_queue(queue_hom
     for result in refused:
         assert result.is_error is True
     assert "NUL" in refused[1].content[0].text
-    assert "at most 16384 pixels" in refused[3].content[0].text
+    assert "width: must be between 1 and 16384" in refused[3].content[0].text
+    assert "out of bounds for the mock backend" in refused[7].content[0].text
     assert missing.is_error is True
     assert "no job 999999" in missing.content[0].text
     assert jobs_in(db_url) == [(job["id"], "tester", "pending", "to cancel")]  # nothing else

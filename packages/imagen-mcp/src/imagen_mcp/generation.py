@@ -172,6 +172,7 @@ class Generator:
                 context=context,
                 preview=False,  # no tmux windows from a server
                 pool=self.pool,
+                keep_partial=False,  # a failed call returns no image: leave none behind
                 labels={"entry": "mcp", "owner": owner},
             )
 

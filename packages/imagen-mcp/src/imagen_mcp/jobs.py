@@ -10,7 +10,6 @@ refuse never enters the queue.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,20 +26,20 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 
 from imagen.config import Config
+from imagen.pipeline import BackendPool
 from imagen.styles import parse_size
 from imagen_mcp.errors import refusals
 from imagen_mcp.generation import Ask
 from imagen_mcp.images import MIME_TYPES, ImageShelf, image_blocks
 from imagen_mcp.progress import TOTAL
 from imagen_mcp.settings import McpSettings
+from imagen_worker import submission
 from imagen_worker.database import web_role
 from imagen_worker.serve.store import Store
 
 __all__ = ["ENDED", "JobImage", "JobView", "Queue", "check_job"]
 
 ENDED = ("done", "failed", "cancelled")
-MAX_SIDE = 16384  # no backend makes larger images (as imagen serve checks)
-MAX_OPTIONS_BYTES = 8192
 _COLUMNS = sql.SQL(
     "id, status, prompt, negative_prompt, backend, style, width, height, steps, seed, count, "
     "options, attempts, cancel_requested, error, progress, created_at, started_at, finished_at"
@@ -76,64 +75,49 @@ class JobView(BaseModel):
     images: list[JobImage] = Field(description="what a done job made")
 
 
-def check_job(config: Config, settings: McpSettings, ask: Ask) -> dict[str, Any]:
+def check_job(
+    config: Config, settings: McpSettings, ask: Ask, pool: BackendPool | None = None
+) -> dict[str, Any]:
     """The ``imagen.jobs`` row ``ask`` becomes; ToolError (and no job) when it cannot run.
 
-    The door every job of this server goes through: imagen-worker's own check at the door
-    belongs here too once it exists.
+    The door every job of this server goes through: imagen-worker's own check
+    (:func:`imagen_worker.submission.check_job`: the queue's bounds, known names, and the
+    backend's own refusal of what it can never make), with ``mcp.max_count``.
     """
-    _refuse_nul(ask.__dict__)
     fields: dict[str, Any] = {"prompt": ask.prompt, "count": ask.count}
-    if not ask.prompt.strip():
-        raise ToolError("prompt must not be empty or only white space")
-    if ask.count > settings.max_count:
-        raise ToolError(f"count must be at most {settings.max_count} (mcp.max_count)")
-    if ask.backend is not None:
-        config.backend(ask.backend)  # unknown: a ConfigError naming the configured ones
-        fields["backend"] = ask.backend
-    if ask.style is not None:
-        config.style(ask.style)
-        fields["style"] = ask.style
     if ask.size is not None:
         try:
-            width, height = parse_size(ask.size)
+            fields["width"], fields["height"] = parse_size(ask.size)
         except ValueError as exc:
             raise ToolError(f"size: {exc}") from None
-        if max(width, height) > MAX_SIDE:
-            raise ToolError(f"size: at most {MAX_SIDE} pixels a side, not {ask.size}")
-        fields["width"], fields["height"] = width, height
-    for name in ("negative_prompt", "steps", "seed"):
+    for name in ("negative_prompt", "backend", "style", "steps", "seed"):
         value = getattr(ask, name)
         if value not in (None, ""):
             fields[name] = value
     if ask.options:
-        if any(isinstance(v, float) and not math.isfinite(v) for v in ask.options.values()):
-            raise ToolError("options must not hold NaN or Infinity")
-        text = json.dumps(ask.options, allow_nan=False)
-        if len(text.encode()) > MAX_OPTIONS_BYTES:
-            raise ToolError(f"options must be at most {MAX_OPTIONS_BYTES} bytes as JSON")
-        fields["options"] = text
+        fields["options"] = dict(ask.options)
+    with refusals():
+        submission.check_job(config, fields, pool=pool, max_images=settings.max_count)
+    if ask.options:
+        fields["options"] = json.dumps(ask.options, allow_nan=False)
     return fields
-
-
-def _refuse_nul(value: Any, where: str = "") -> None:
-    """PostgreSQL text cannot hold NUL: refuse it here, naming the field."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ToolError(f"{where} must not contain NUL (\\u0000) characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_nul(key, f"{where}.{key}".lstrip("."))
-            _refuse_nul(item, f"{where}.{key}".lstrip("."))
 
 
 class Queue:
     """The queue as one server's callers reach it, through a pool opened on first use."""
 
-    def __init__(self, config: Config, settings: McpSettings, url: str, shelf: ImageShelf) -> None:
+    def __init__(
+        self,
+        config: Config,
+        settings: McpSettings,
+        url: str,
+        shelf: ImageShelf,
+        pool: BackendPool | None = None,
+    ) -> None:
         self.config = config
         self.settings = settings
         self.shelf = shelf
+        self.pool = pool
         self.store = Store(url, web_role(config), max_size=4)
         self._opened = False
         self._lock = anyio.Lock()
@@ -150,6 +134,9 @@ class Queue:
         """The store; a database that fails is a tool error saying so, not a crash."""
         try:
             yield await self._ready()
+        except psycopg.errors.CheckViolation as exc:  # what the check above let through
+            field = submission.constraint_field(exc.diag.constraint_name)
+            raise ToolError(f"{field}: refused by the queue's database") from None
         except psycopg.errors.UndefinedTable:
             raise ToolError(
                 "the queue's database has no imagen schema: run imagen db migrate"
@@ -165,8 +152,9 @@ class Queue:
 
     async def submit(self, ask: Ask, owner: str) -> JobView:
         """Check ``ask`` and queue it as a job of ``owner``."""
-        with refusals():
-            fields = check_job(self.config, self.settings, ask)
+        fields = await anyio.to_thread.run_sync(
+            check_job, self.config, self.settings, ask, self.pool
+        )
         columns = list(fields)
         query = sql.SQL("INSERT INTO imagen.jobs ({}) VALUES ({}) RETURNING {}").format(
             sql.SQL(", ").join(map(sql.Identifier, columns)),

@@ -171,7 +171,7 @@ def build_server(
     if queue is not None:
         from imagen_mcp.jobs import Queue
 
-        jobs = Queue(config, settings, queue, shelf)
+        jobs = Queue(config, settings, queue, shelf, pool)
         server.closers.append(jobs.close)
         add_queue_tools(server, config, settings, jobs)
     return server
