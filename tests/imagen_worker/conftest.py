@@ -22,6 +22,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from imagen_worker.schema import migrate
 
 sys.path.insert(0, str(Path(__file__).parent))  # worker_helpers
+sys.path.insert(0, str(Path(__file__).parents[1] / "imagen_core"))  # the Supabase stand-ins
+
+from supabase_stack import (  # noqa: F401 (fixtures: a Supabase project on loopback)
+    supabase_cluster,
+    supabase_project,
+    supabase_project_factory,
+)
 
 TEMPLATE = "imagen_template"
 

@@ -127,6 +127,7 @@ def test_with_no_database_it_serves_from_the_embedded_one_migrated_at_start(home
 
 def test_a_database_that_needs_migrating_is_refused_in_words(home, empty_db_url):
     _configure(home)
+    needs = f"needs {len(available())} migration(s): run imagen db migrate"
     proc = home.run("serve", "--database-url", empty_db_url)
     assert proc.returncode == 3
     needs = f"needs {len(available())} migration(s): run imagen db migrate"

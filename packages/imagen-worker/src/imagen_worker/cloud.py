@@ -21,14 +21,20 @@ from imagen.pipeline import Outcome
 __all__ = ["check_synced", "kept_images", "sync_kept"]
 
 
+# What the job's row says to do. Its owner reads it too: it names no file of the worker's,
+# and its remedy keeps the images the owner's (`imagen cloud sync` on the worker's output
+# directory leaves them to the worker).
+_REMEDY = (
+    "the images are kept: the next attempt uploads them without generating them again "
+    "(once the job has failed, imagen jobs retry ID does)"
+)
+
+
 def check_synced(outcome: Outcome) -> None:
     """Raise a transient error when the pipeline's cloud step failed for ``outcome``."""
     failures = [f.error for f in outcome.step_failures if isinstance(f.error, CloudError)]
     if failures:
-        raise TransientBackendError(
-            f"cloud sync failed: {failures[0]}; the next attempt uploads the images kept on "
-            "disk without generating them again"
-        )
+        raise TransientBackendError(f"cloud sync failed: {failures[0]}; {_REMEDY}")
 
 
 def kept_images(row: dict[str, Any]) -> list[SavedImage] | None:
@@ -64,9 +70,7 @@ def sync_kept(config: Config, images: list[SavedImage], owner: str) -> Outcome:
             for image in pending:
                 sync_image(store, settings, image, owner, record_row=False)
         except CloudError as exc:
-            raise TransientBackendError(
-                f"cloud sync failed again: {exc}; the images stay on disk for the next attempt"
-            ) from exc
+            raise TransientBackendError(f"cloud sync failed again: {exc}; {_REMEDY}") from exc
         finally:
             store.close()
     return Outcome(images, {}, 0.0)

@@ -78,6 +78,7 @@ def worker(
     lease: float,
 ) -> None:
     """Run jobs from the imagen.jobs queue until SIGTERM or Ctrl-C (then exit 0)."""
+    from imagen_worker.audit import warn_at_start
     from imagen_worker.daemon import Worker, WorkerSettings
     from imagen_worker.database import ready_database
 
@@ -85,6 +86,7 @@ def worker(
     config = state.config()
     settings = WorkerSettings(concurrency=concurrency, poll_s=poll, lease_s=lease, grace_s=grace)
     daemon = Worker(config, ready_database(database_url, config), settings)
+    warn_at_start(daemon.url, config)
     run_until_stopped(daemon)
 
 

@@ -1,4 +1,4 @@
-"""Adds ``imagen db`` (migrate, status) to the command line; imports no database driver."""
+"""Adds ``imagen db`` (migrate, status, check) to the command line; imports no database driver."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from imagen.cli import State
 from imagen_worker.options import database_option
 
 if TYPE_CHECKING:
+    import psycopg
+
     from imagen.config import Config
     from imagen.usage import UsageSink
+    from imagen_worker.audit import Finding
 
 
 @click.group()
@@ -32,6 +35,14 @@ def migrate(state: State, database_url: str | None) -> None:
 
     config = state.config()
     with connect(resolve(database_url, config)) as conn:
+        # What a migration could not do but did not fail on (a policy on a table this role
+        # does not own, say) reaches the operator, not only the server log.
+        conn.add_notice_handler(
+            lambda notice: (
+                notice.severity_nonlocalized == "WARNING"
+                and click.echo(f"imagen: warning: {notice.message_primary}", err=True)
+            )
+        )
         done = apply(conn, web_role(config))
     if done:
         for migration in done:
@@ -65,6 +76,65 @@ def status(state: State, database_url: str | None, as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['version']:04d} {row['name']:<20} {row['applied_at'] or 'pending'}")
+
+
+@db.command()
+@database_option
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option(
+    "--fix", is_flag=True, help="Run the statements that fix the findings (as the tables' owner)."
+)
+@click.pass_obj
+def check(state: State, database_url: str | None, as_json: bool, fix: bool) -> None:
+    """Audit grants, policies and roles against what the design lets web callers do.
+
+    Names each grant, policy or role setting that lets a web role (the configured one,
+    anon, authenticated, PUBLIC) do more than the design allows, and each that the worker,
+    cloud sync or the web role lack, with the SQL that fixes it. Exits 3 when it finds any.
+    """
+    from imagen_worker.audit import audit
+    from imagen_worker.database import connect, web_role
+    from imagen_worker.database import database_url as resolve
+
+    config = state.config()
+    role = web_role(config)
+    with connect(resolve(database_url, config)) as conn:
+        findings = audit(conn, role)
+        if fix and findings:
+            _fix(conn, findings)
+            findings = audit(conn, role)
+    if as_json:
+        rows = [{"kind": f.kind, "problem": f.problem, "fix": list(f.fix)} for f in findings]
+        click.echo(json.dumps(rows, indent=2))
+    elif not findings:
+        click.echo(f"the database allows {role} what the design does, and no more")
+    else:
+        for finding in findings:
+            click.echo(f"{finding.kind}: {finding.problem}")
+            for statement in finding.fix:
+                click.echo(f"    {statement}")
+        click.echo(f"{len(findings)} finding(s); imagen db check --fix runs the statements")
+    if findings:
+        raise click.exceptions.Exit(3)
+
+
+def _fix(conn: psycopg.Connection, findings: list[Finding]) -> None:
+    """Run every finding's statements in one transaction; one line naming a failure."""
+    import psycopg
+
+    from imagen import ConfigError
+
+    statements = [s for f in findings for s in f.fix if not s.startswith("--")]
+    try:
+        with conn.transaction():
+            for statement in statements:
+                conn.execute(statement)
+                click.echo(f"ran: {statement}", err=True)
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"imagen db check --fix: {str(exc).strip().splitlines()[0]} "
+            f"(nothing was changed; run the statements as the owner of the tables)"
+        ) from exc
 
 
 @hookimpl

@@ -62,15 +62,16 @@ job AS (
      WHERE id = %(id)s AND lease_owner = %(worker)s AND status = 'running'
        FOR UPDATE
 ), inserted AS (
-    INSERT INTO imagen.images (owner, job_id, local_path, storage_location, prompt, backend,
-                               seed, width, height, mime_type, metadata)
-    SELECT job.owner, job.id, i.local_path, i.storage_location, i.prompt, i.backend, i.seed,
-           i.width, i.height, i.mime_type, coalesce(i.metadata, '{}')
+    INSERT INTO imagen.images (owner, job_id, local_path, storage_bucket, storage_location,
+                               prompt, backend, seed, width, height, mime_type, metadata)
+    SELECT job.owner, job.id, i.local_path, i.storage_bucket, i.storage_location, i.prompt,
+           i.backend, i.seed, i.width, i.height, i.mime_type, coalesce(i.metadata, '{}')
       FROM job, ROWS FROM (jsonb_to_recordset(%(images)s) AS (
-               local_path text, storage_location text, prompt text, backend text, seed bigint,
-               width integer, height integer, mime_type text, metadata jsonb
-           )) WITH ORDINALITY AS i(local_path, storage_location, prompt, backend, seed, width,
-                                   height, mime_type, metadata, n)
+               local_path text, storage_bucket text, storage_location text, prompt text,
+               backend text, seed bigint, width integer, height integer, mime_type text,
+               metadata jsonb
+           )) WITH ORDINALITY AS i(local_path, storage_bucket, storage_location, prompt, backend,
+                                   seed, width, height, mime_type, metadata, n)
      ORDER BY i.n
     RETURNING id
 ), ended AS (

@@ -60,6 +60,7 @@ def image_row(image: Any) -> dict[str, Any]:
     return storable(
         {
             "local_path": str(image.path),
+            "storage_bucket": (record.get("cloud") or {}).get("bucket"),
             "storage_location": (record.get("cloud") or {}).get("path"),
             "prompt": record.get("prompt") or "",
             "backend": record.get("backend") or "",

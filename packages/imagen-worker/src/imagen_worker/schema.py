@@ -79,4 +79,8 @@ def migrate(conn: psycopg.Connection, web_role: str = "authenticated") -> list[M
                 (migration.version, migration.name),
             )
             done.append(migration)
+    if done:
+        # A PostgREST in front of this database (Supabase's, say) reloads its schema cache;
+        # without a listener the notification goes nowhere.
+        conn.execute("NOTIFY pgrst, 'reload schema'")
     return done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,8 +23,10 @@ def cloud() -> None:
 def sync(state: State, directory: Path | None, as_json: bool) -> None:
     """Upload every image under DIRECTORY (default: output.directory) not uploaded yet.
 
-    An image counts as uploaded when its sidecar has a cloud record. Safe to run again
-    and again: an object already holding the same bytes counts as uploaded.
+    An image counts as uploaded when its sidecar has a cloud record. Safe to run again and
+    again, and several at once: an image another sync is uploading is skipped, an object
+    already holding the same bytes counts as uploaded, and each image gets one images row.
+    Images the worker made are left to it: they belong to a job and its owner.
     """
     from imagen.cloud.errors import CloudError
     from imagen.cloud.settings import read_cloud
@@ -51,30 +54,55 @@ def sync(state: State, directory: Path | None, as_json: bool) -> None:
         image = sidecar.with_suffix("." + EXTENSIONS.get(mime_type, "bin"))
         if image.is_file():
             pending.append(SavedImage(image, mime_type, record, sidecar))
-    failed = 0
-    store = open_store(settings) if pending else None
+    counts = dict.fromkeys(_OUTCOMES, 0)
+    store = None
     try:
         for number, image in enumerate(pending, start=1):
-            owner = str(image.record.get("owner") or LOCAL_OWNER)
-            try:
-                sync_image(store, settings, image, owner, record_row=True)
-            except CloudError as exc:
-                failed += 1
-                outcome = {"image": str(image.path), "error": str(exc)}
-                if not as_json:
-                    click.echo(f"[{number}/{len(pending)}] {image.path}: failed: {exc}", err=True)
+            job = image.record.get("job")
+            outcome: dict[str, Any] = {"image": str(image.path)}
+            if isinstance(job, dict):
+                outcome.update(status="left to the worker", job=job.get("id"))
+                line = (
+                    f"{image.path}: job {job.get('id')}'s image, left to the worker "
+                    f"(if the job failed, imagen jobs retry {job.get('id')} uploads it)"
+                )
             else:
-                outcome = {"image": str(image.path), "cloud": image.record["cloud"]}
-                if not as_json:
-                    click.echo(
-                        f"[{number}/{len(pending)}] {image.path} → {image.record['cloud']['path']}"
-                    )
+                store = store or open_store(settings)
+                try:
+                    status = sync_image(store, settings, image, LOCAL_OWNER, record_row=True)
+                except CloudError as exc:
+                    outcome.update(status="failed", error=str(exc))
+                    line = f"{image.path}: failed: {exc}"
+                else:
+                    outcome.update(status=status, cloud=image.record.get("cloud"))
+                    line = {
+                        "uploaded": f"{image.path} → {_where(image)}",
+                        "already uploaded": f"{image.path} → {_where(image)} (already there)",
+                        "busy": f"{image.path}: another sync is uploading it",
+                    }[status]
+            counts[outcome["status"]] += 1
             if as_json:
                 click.echo(json.dumps(outcome))
+            else:
+                click.echo(f"[{number}/{len(pending)}] {line}", err=outcome["status"] == "failed")
     finally:
         if store is not None:
             store.close()
     if not as_json:
-        click.echo(f"{len(pending) - failed} uploaded, {failed} failed, under {root}")
-    if failed:
+        extra = "".join(f", {counts[name]} {_SUMMARY[name]}" for name in _SUMMARY if counts[name])
+        click.echo(f"{counts['uploaded']} uploaded, {counts['failed']} failed{extra}, under {root}")
+    if counts["failed"]:
         raise click.exceptions.Exit(STEP_FAILED)
+
+
+_OUTCOMES = ("uploaded", "already uploaded", "busy", "left to the worker", "failed")
+_SUMMARY = {
+    "already uploaded": "already uploaded",
+    "busy": "being uploaded by another sync",
+    "left to the worker": "left to the worker",
+}
+
+
+def _where(image: Any) -> str:
+    cloud = image.record.get("cloud") or {}
+    return f"{cloud.get('bucket')}/{cloud.get('path')}"

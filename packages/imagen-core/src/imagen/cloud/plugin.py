@@ -24,17 +24,24 @@ def imagen_image_saved(image: SavedImage, run: Run) -> None:
     from imagen.cloud.settings import read_cloud
     from imagen.cloud.sync import LOCAL_OWNER, open_store, sync_image
 
+    worker = run.labels.get("entry") == "worker"
+    owner = str(run.labels.get("owner") or LOCAL_OWNER)
+    if worker and image.record.get("job") is None:
+        # Whose image this is, for any later sync of the worker's output directory: it
+        # belongs under its owner's folder and to its job, never to "local".
+        image.update_sidecar(job={"id": run.labels.get("job_id"), "owner": owner})
     settings = read_cloud(run.config)
     if settings is None:
         return
     store = _stores.get(id(run))
     if store is None:
         store = _stores[id(run)] = open_store(settings)
-    owner = str(run.labels.get("owner") or LOCAL_OWNER)
     try:
         # The worker inserts images rows in the transaction that marks its job done.
-        sync_image(store, settings, image, owner, record_row=run.labels.get("entry") != "worker")
+        sync_image(store, settings, image, owner, record_row=not worker)
     except CloudError as exc:
+        if worker:
+            raise  # its job's row says what to do, without the worker's file paths
         raise CloudError(
             f"{exc}; the image stays at {image.path} (`imagen cloud sync` uploads it later)",
             transient=exc.transient,

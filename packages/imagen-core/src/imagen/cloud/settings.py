@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -17,7 +19,7 @@ from imagen.retry import DEFAULT_POLICY, RetryPolicy
 if TYPE_CHECKING:
     from imagen.config import Config
 
-__all__ = ["CLOUD", "URL_KINDS", "CloudSettings", "read_cloud"]
+__all__ = ["CLOUD", "URL_KINDS", "CloudSettings", "key_role", "read_cloud"]
 
 URL_KINDS = ("signed", "public", "none")
 CLOUD: dict[str, Setting] = {
@@ -62,6 +64,7 @@ class CloudSettings:
 
     url: str
     key: str
+    key_env: str
     bucket: str
     path: NamingTemplate
     url_kind: str
@@ -109,9 +112,17 @@ def read_cloud(config: Config, environ: Mapping[str, str] = os.environ) -> Cloud
     if not key:
         raise error(f"environment variable {values['key_env']} is not set", "key_env")
     secrets.register(key)
+    role = key_role(key)
+    if role is not None and role != "service_role":
+        raise error(
+            f"{values['key_env']} holds the {role} key; cloud sync needs the service_role key "
+            "(Supabase: Project Settings, API keys)",
+            "key_env",
+        )
     return CloudSettings(
         url=values["url"].rstrip("/"),
         key=key,
+        key_env=values["key_env"],
         bucket=values["bucket"],
         path=path,
         url_kind=values["url_kind"],
@@ -122,3 +133,23 @@ def read_cloud(config: Config, environ: Mapping[str, str] = os.environ) -> Cloud
             max_attempts=max(1, values["retry_attempts"]), max_total_s=float(values["retry_max_s"])
         ),
     )
+
+
+def key_role(key: str) -> str | None:
+    """The role a Supabase key acts as, when the key says so; None when it does not.
+
+    A legacy key is a JWT whose payload names its ``role`` (read here, not verified: only
+    the server can). The newer keys are opaque, except that a publishable one is plainly
+    the anon role's.
+    """
+    if key.startswith("sb_publishable_"):
+        return "anon"
+    parts = key.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    role = payload.get("role") if isinstance(payload, dict) else None
+    return role if isinstance(role, str) else None

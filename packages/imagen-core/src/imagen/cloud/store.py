@@ -45,14 +45,16 @@ class CloudStore:
     def close(self) -> None:
         self._http.close()
 
-    def upload(self, local: Path, object_path: str, mime_type: str) -> CloudRecord:
+    def upload(self, local: Path, object_path: str, mime_type: str) -> tuple[CloudRecord, bool]:
         """Upload ``local`` to ``object_path``, streamed, never overwriting.
 
-        An object already at the path that holds the same bytes counts as this upload (a
-        retried sync is harmless); different bytes there are an error.
+        Returns where it went, and whether this call stored it: an object already at the
+        path that holds the same bytes counts as this upload (a retried or concurrent sync
+        is harmless), and comes back with False; different bytes there are an error.
         """
         from storage3.exceptions import StorageApiError
 
+        stored = True
         try:
             with local.open("rb") as stream:
                 self._bucket.upload(
@@ -62,9 +64,10 @@ class CloudStore:
             if str(exc.status) != "409":
                 raise self._storage_error(exc, object_path) from exc
             self._check_same(local, object_path)
+            stored = False
         except (httpx.HTTPError, OSError) as exc:
             raise self._transport_error(exc, f"uploading {object_path}") from exc
-        return CloudRecord(self.settings.bucket, object_path, self._url(object_path))
+        return CloudRecord(self.settings.bucket, object_path, self._url(object_path)), stored
 
     def _check_same(self, local: Path, object_path: str) -> None:
         from storage3.exceptions import StorageApiError
@@ -98,21 +101,22 @@ class CloudStore:
             raise self._transport_error(exc, f"signing {object_path}") from exc
         return signed["signedURL"]
 
-    def insert_image(self, row: dict[str, Any]) -> None:
-        """Insert one ``imagen.images`` row through the REST API."""
+    def record_image(self, row: dict[str, Any]) -> bool:
+        """Record an uploaded image in ``imagen.images``; False when a row already has it.
+
+        Through ``imagen.record_synced_image`` (imagen-worker's migration 0004), which takes a
+        lock on the object and adds a row only when none records it: any number of syncs of
+        the same image, at once or one after another, leave one row.
+        """
         from postgrest.exceptions import APIError
 
         try:
-            self._client.table("images").insert(row, returning="minimal").execute()
+            answer = self._client.rpc("record_synced_image", row).execute()
         except APIError as exc:
-            transient = exc.code is not None and str(exc.code).startswith(("5", "PGRST0"))
-            raise CloudError(
-                f"recording the image in imagen.images failed: {exc.message or exc.code}"
-                + (f" ({exc.details})" if exc.details else ""),
-                transient=transient,
-            ) from exc
+            raise _rest_error(exc, self.settings) from exc
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, "recording the image in imagen.images") from exc
+        return answer.data is True
 
     def _storage_error(self, exc: Any, object_path: str) -> CloudError:
         status = str(exc.status)
@@ -127,6 +131,39 @@ class CloudStore:
         return CloudError(
             f"{what}: cannot reach Supabase at {self.settings.url}: {reason}", transient=True
         )
+
+
+# What PostgREST's error codes mean for cloud sync, and what the operator does about each.
+_REMEDIES = {
+    "PGRST106": "the project's REST API does not expose the imagen schema: add imagen to the "
+    "exposed schemas (Supabase: Project Settings, Data API, Exposed schemas)",
+    "42501": "the service key's role lacks imagen's grants: run imagen db migrate "
+    "(imagen-worker), then imagen db check",
+    "PGRST202": "the database has no imagen.record_synced_image: run imagen db migrate "
+    "(imagen-worker)",
+    "PGRST205": "the database has no imagen schema yet: run imagen db migrate (imagen-worker)",
+    "42883": "the database's imagen schema is out of date: run imagen db migrate (imagen-worker)",
+}
+
+
+def _rest_error(exc: Any, settings: CloudSettings) -> CloudError:
+    """A CloudError for a PostgREST error: what it said, and the remedy when there is one."""
+    code = str(exc.code) if exc.code is not None else None
+    said = exc.message or code or "no details"
+    if code in ("PGRST301", "PGRST302") or (code or "").startswith("PGRST3"):
+        return CloudError(
+            f"recording the image in imagen.images: Supabase refused the key in "
+            f"${settings.key_env} ({said})",
+            transient=False,
+        )
+    remedy = _REMEDIES.get(code or "")
+    text = f"recording the image in imagen.images failed: {said}"
+    if remedy:
+        text += f"; {remedy}"
+    elif exc.details:
+        text += f" ({exc.details})"
+    transient = code is not None and (code.startswith(("5", "PGRST0")) or code == "40001")
+    return CloudError(text, transient=transient)
 
 
 def _digest_file(path: Path) -> str:

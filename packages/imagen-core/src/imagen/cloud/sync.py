@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,10 +16,10 @@ from imagen.metadata import EXTENSIONS
 from imagen.retry import call_with_retry
 
 if TYPE_CHECKING:
-    from imagen.cloud.store import CloudStore
+    from imagen.cloud.store import CloudRecord, CloudStore
     from imagen.output import SavedImage
 
-__all__ = ["LOCAL_OWNER", "images_row", "object_path", "open_store", "sync_image"]
+__all__ = ["LOCAL_OWNER", "OUTCOMES", "images_row", "object_path", "open_store", "sync_image"]
 
 T = TypeVar("T")
 
@@ -52,14 +54,17 @@ def object_path(settings: CloudSettings, record: dict[str, Any], path: Path, own
     )
 
 
-def images_row(image: SavedImage, record: dict[str, Any], owner: str, path: str) -> dict[str, Any]:
-    """The ``imagen.images`` row of a synced image, as the REST API takes it."""
+def images_row(
+    image: SavedImage, record: dict[str, Any], owner: str, cloud: CloudRecord
+) -> dict[str, Any]:
+    """The ``imagen.record_synced_image`` arguments of a synced image."""
     return {
+        "bucket": cloud.bucket,
+        "path": cloud.path,
         "owner": owner,
-        "local_path": str(image.path),
-        "storage_location": path,
-        "prompt": record.get("prompt"),
-        "backend": record.get("backend"),
+        "local_path": str(image.path.resolve()),
+        "prompt": record.get("prompt") or "",
+        "backend": record.get("backend") or "unknown",
         "seed": record.get("image_seed", record.get("seed")),
         "width": record.get("width"),
         "height": record.get("height"),
@@ -70,15 +75,68 @@ def images_row(image: SavedImage, record: dict[str, Any], owner: str, path: str)
 
 def sync_image(
     store: CloudStore, settings: CloudSettings, image: SavedImage, owner: str, *, record_row: bool
-) -> None:
-    """Upload ``image``, record where it went in its sidecar, and insert its images row."""
-    path = object_path(settings, image.record, image.path, owner)
-    cloud = _retried(
-        lambda: store.upload(image.path, path, image.mime_type), f"uploading {path}", settings
-    )
-    if record_row and settings.record_images:
-        store.insert_image(images_row(image, image.record, owner, path))
-    image.update_sidecar(cloud=cloud.to_dict())
+) -> str:
+    """Upload ``image``, record where it went in its sidecar, and record its images row.
+
+    Safe under concurrency: the image file is claimed first (an advisory lock, released at
+    the end), so a second sync of the same image on this machine skips it instead of
+    repeating the work; across machines, the same bytes at the same path count as uploaded
+    and the images row is recorded once (:meth:`CloudStore.record_image`).
+
+    :returns: one of :data:`OUTCOMES`: ``uploaded`` when this call stored the object,
+        ``already uploaded`` when it was there already (or another sync finished it
+        meanwhile), ``busy`` when another sync holds the image right now.
+    """
+    with _claimed(image.path) as claimed:
+        if not claimed:
+            return "busy"
+        if _synced_meanwhile(image):
+            return "already uploaded"
+        path = object_path(settings, image.record, image.path, owner)
+        cloud, stored = _retried(
+            lambda: store.upload(image.path, path, image.mime_type), f"uploading {path}", settings
+        )
+        if record_row and settings.record_images:
+            store.record_image(images_row(image, image.record, owner, cloud))
+        image.update_sidecar(cloud=cloud.to_dict())
+    return "uploaded" if stored else "already uploaded"
+
+
+OUTCOMES = ("uploaded", "already uploaded", "busy")
+
+
+@contextmanager
+def _claimed(path: Path) -> Iterator[bool]:
+    """Hold an exclusive advisory lock on ``path`` if nobody else does; whether we got it."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks here: the upload and the record are idempotent anyway
+        yield True
+        return
+    with path.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _synced_meanwhile(image: SavedImage) -> bool:
+    """Whether another sync recorded ``image`` in its sidecar since we read it."""
+    if image.sidecar is None or image.record.get("cloud"):
+        return bool(image.record.get("cloud"))
+    try:
+        cloud = json.loads(image.sidecar.read_text(encoding="utf-8")).get("cloud")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if cloud:
+        image.record["cloud"] = cloud
+        return True
+    return False
 
 
 def _retried(call: Callable[[], T], what: str, settings: CloudSettings) -> T:

@@ -37,6 +37,7 @@ def serve(
     """Serve the OpenAI-compatible images API and the job API over HTTP."""
     import uvicorn
 
+    from imagen_worker.audit import warn_at_start
     from imagen_worker.daemon import Worker, WorkerSettings
     from imagen_worker.database import ready_database
     from imagen_worker.serve.app import create_app
@@ -52,6 +53,7 @@ def serve(
             err=True,
         )
     url = ready_database(database_url, config)
+    warn_at_start(url, config)
     worker = Worker(config, url, WorkerSettings(concurrency=concurrency)) if with_worker else None
     thread = (
         threading.Thread(target=worker.run, name="imagen-worker", daemon=True) if worker else None
