@@ -74,8 +74,8 @@ def test_a_stop_while_the_database_is_away_hands_the_jobs_back_once_it_returns(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (own_role,)
     )
     process.send_signal(signal.SIGTERM)
-    _until_logged(process, "event=db_lost")
-    time.sleep(2)
+    _until_logged(process, "event=stopping")
+    time.sleep(2)  # it has found the database away by now
     conn.execute(f"ALTER ROLE {own_role} LOGIN")  # back within the worker's release window
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 0, rest

@@ -60,8 +60,9 @@ TOP_LEVEL: dict[str, str] = {
     "usage": "usage and cost records (read by the usage step)",
     "worker": "the queue worker daemon (read by imagen-worker)",
     "serve": "the HTTP server, `imagen serve` (read by imagen-worker)",
+    "mcp": "the MCP server for AI agents, `imagen mcp` (read by imagen-mcp)",
 }
-PLUGIN_SECTIONS = ("cloud", "usage", "worker", "serve")
+PLUGIN_SECTIONS = ("cloud", "usage", "worker", "serve", "mcp")
 
 OUTPUT: dict[str, Setting] = {
     "directory": Setting(
@@ -148,7 +149,7 @@ class Config:
     preview: PreviewSettings
     sections: Mapping[str, Located] = field(default_factory=dict)
     """Sections read by later pipeline steps and plugins (``cloud``, ``usage``, ``worker``,
-    ``serve``)."""
+    ``serve``, ``mcp``)."""
 
     def backend(self, name: str | None = None) -> BackendConfig:
         """The slice of backend instance ``name`` (the default one when None)."""

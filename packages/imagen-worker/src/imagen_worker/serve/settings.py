@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from imagen import secrets as imagen_secrets
 from imagen.config import Config, Setting
+from imagen.tokens import hash_key, new_key, read_credentials
 from imagen_worker.database import web_role
 
 __all__ = ["SERVE", "ServeSettings", "hash_key", "new_key", "read_serve"]
@@ -73,43 +71,16 @@ class ServeSettings:
     jwt_secret: str | None = field(default=None, repr=False)
 
 
-def hash_key(key: str) -> str:
-    """What ``serve.api_keys`` stores for ``key``."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def new_key() -> str:
-    """A fresh API key: ``imk_`` and 32 random bytes, URL-safe."""
-    return "imk_" + secrets.token_urlsafe(32)
-
-
 def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> ServeSettings:
     """The ``serve:`` settings; a ConfigError names the key that is wrong."""
     values = config.section_values("serve", SERVE)
-    jwt_secret = None
-    if values["jwt_secret_env"]:
-        jwt_secret = environ.get(values["jwt_secret_env"])
-        if not jwt_secret:
-            raise config.section_error(
-                "serve",
-                f"environment variable {values['jwt_secret_env']} is not set",
-                "jwt_secret_env",
-            )
-        imagen_secrets.register(jwt_secret)
+    credentials = read_credentials(config, environ)  # shared with imagen mcp
     for key, least in _LEAST.items():
         if values[key] < least:
             raise config.section_error("serve", f"must be at least {least}, not {values[key]}", key)
     if values["port"] > 65535:
         message = f"must be a port number (0 to 65535), not {values['port']}"
         raise config.section_error("serve", message, "port")
-    keys = values["api_keys"] or {}
-    for digest, owner in keys.items():
-        where = f"api_keys.{digest}"
-        if not (isinstance(digest, str) and len(digest) == 64 and _is_hex(digest)):
-            message = "each key must be the SHA-256 hex digest of an API key (imagen serve-key)"
-            raise config.section_error("serve", message, where)
-        if not isinstance(owner, str) or not owner:
-            raise config.section_error("serve", "must name the owner the key acts for", where)
     return ServeSettings(
         host=values["host"],
         port=values["port"],
@@ -118,15 +89,7 @@ def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> Serve
         max_body_bytes=values["max_body_bytes"],
         pool_size=values["pool_size"],
         session_days=values["session_days"],
-        api_keys={digest.lower(): owner for digest, owner in keys.items()},
+        api_keys=credentials.api_keys,
         web_role=web_role(config),
-        jwt_secret=jwt_secret,
+        jwt_secret=credentials.jwt_secret,
     )
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        int(text, 16)
-    except ValueError:
-        return False
-    return True
