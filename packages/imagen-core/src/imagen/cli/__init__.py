@@ -185,10 +185,21 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
 
 
 def _register_builtin_commands() -> None:
-    from imagen.cli import catalog, cloud, configure, generate, info, resume, scaffold, usage
+    from imagen.cli import (
+        catalog,
+        cloud,
+        configure,
+        edit,
+        generate,
+        info,
+        resume,
+        scaffold,
+        usage,
+    )
 
     for command in (
         generate.generate,
+        edit.edit,
         resume.resume,
         info.info,
         catalog.backends,
