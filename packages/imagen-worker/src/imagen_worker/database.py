@@ -52,13 +52,7 @@ def embedded_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 def configured_url(config: Config, environ: Mapping[str, str] = os.environ) -> str | None:
     """``worker.database_url``, else ``$IMAGEN_DATABASE_URL``, else None (nothing configured)."""
-    section = config.sections.get("worker")
-    if section is not None and section.data.get("database_url"):
-        value = section.data["database_url"]
-        if not isinstance(value, str):
-            raise config.section_error("worker", "must be a PostgreSQL URL", "database_url")
-        return value
-    return environ.get("IMAGEN_DATABASE_URL") or None
+    return config.section("worker")["database_url"] or environ.get("IMAGEN_DATABASE_URL") or None
 
 
 def database_url(
@@ -134,11 +128,7 @@ def configure_json(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
 
 def web_role(config: Config) -> str:
     """The role web callers act as (``worker.web_role``, default Supabase's ``authenticated``)."""
-    section = config.sections.get("worker")
-    role = section.data.get("web_role") if section is not None else None
-    if role is not None and not (isinstance(role, str) and role):
-        raise config.section_error("worker", "must be the name of a database role", "web_role")
-    return role or "authenticated"
+    return str(config.section("worker")["web_role"])
 
 
 def ready_database(explicit: str | None, config: Config) -> str:

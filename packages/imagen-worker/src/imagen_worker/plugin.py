@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from imagen.config import Config
+    from imagen.sections import Section
     from imagen.usage import UsageSink
     from imagen_worker.audit import Finding
 
@@ -147,6 +148,14 @@ def imagen_register_commands(cli: click.Group) -> None:
     cli.add_command(jobs)
     cli.add_command(serve)
     cli.add_command(serve_key)
+
+
+@hookimpl
+def imagen_config_sections() -> list[Section]:
+    from imagen_worker.serve.settings import SERVE_SECTION
+    from imagen_worker.settings import WORKER_SECTION
+
+    return [WORKER_SECTION, SERVE_SECTION]
 
 
 @hookimpl

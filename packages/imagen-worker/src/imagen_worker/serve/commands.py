@@ -113,10 +113,31 @@ def _server(config: Any, stopping: threading.Event) -> Any:
 @click.command("serve-key")
 @click.argument("owner")
 def serve_key(owner: str) -> None:
-    """Make an API key for OWNER: print it once, and the line that lets it in."""
-    from imagen_worker.serve.settings import hash_key, new_key
+    """Make an API key for OWNER: print it once, and the line that lets it in.
+
+    OWNER is who the key acts for: the name row-level security compares with each job's
+    owner (printable text on one line).
+    """
+    from imagen_worker.serve.settings import hash_key, new_key, owner_problem
+
+    problem = owner_problem(owner)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="OWNER")
 
     key = new_key()
     click.echo(f"API key for {owner} (shown once, keep it secret):\n  {key}\n")
     click.echo("Add to imagen.yaml:\n  serve:\n    api_keys:")
-    click.echo(f'      "{hash_key(key)}": {owner}')
+    click.echo(f'      "{hash_key(key)}": {_yaml_text(owner)}')
+
+
+def _yaml_text(text: str) -> str:
+    """``text`` as a YAML scalar that reads back as the same string (quoted when needed)."""
+    import json
+
+    import yaml
+
+    try:
+        plain = yaml.safe_load(f"key: {text}") == {"key": text}
+    except yaml.YAMLError:
+        plain = False
+    return text if plain else json.dumps(text, ensure_ascii=False)  # JSON strings are YAML

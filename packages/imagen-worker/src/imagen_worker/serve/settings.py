@@ -5,14 +5,26 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from imagen import secrets as imagen_secrets
-from imagen.config import Config, Setting
-from imagen_worker.database import web_role
+from imagen.sections import Section, SectionData, Setting
 
-__all__ = ["SERVE", "ServeSettings", "hash_key", "new_key", "read_serve"]
+if TYPE_CHECKING:
+    from imagen.config import Config
+
+__all__ = [
+    "SERVE",
+    "SERVE_SECTION",
+    "ServeSettings",
+    "hash_key",
+    "new_key",
+    "owner_problem",
+    "read_serve",
+]
 
 SERVE: dict[str, Setting] = {
     "host": Setting(str, "127.0.0.1", "the address to listen on"),
@@ -83,9 +95,58 @@ def new_key() -> str:
     return "imk_" + secrets.token_urlsafe(32)
 
 
+MAX_OWNER = 255
+
+
+def owner_problem(owner: object) -> str | None:
+    """What is wrong with ``owner`` as the owner an API key acts for; None when nothing is.
+
+    An owner is the text row-level security compares with each job's ``owner``: it must be
+    printable text on one line, without surrounding spaces (``" alice"`` would be another
+    owner than ``"alice"``), so that what a user reads is what the database compares.
+    """
+    if not isinstance(owner, str):
+        return f"must be the owner's name as text, not {owner!r}"
+    if not owner.strip():
+        return "must name the owner the key acts for (it is blank)"
+    if owner != owner.strip():
+        return f"must not start or end with spaces: {owner!r}"
+    if any(unicodedata.category(char)[0] in "CZ" and char != " " for char in owner):
+        return f"must be printable text on one line: {owner!r}"
+    if len(owner) > MAX_OWNER:
+        return f"must be at most {MAX_OWNER} characters, not {len(owner)}"
+    return None
+
+
+def _parse(data: SectionData) -> dict[str, Any]:
+    """The checks that need no secret: made whenever the file is loaded."""
+    values = data.values
+    for key, least in _LEAST.items():
+        if values[key] < least:
+            raise data.error(f"must be at least {least}, not {values[key]}", key)
+    if values["port"] > 65535:
+        raise data.error(f"must be a port number (0 to 65535), not {values['port']}", "port")
+    for digest, owner in (values["api_keys"] or {}).items():
+        where = f"api_keys.{digest}"
+        if not (isinstance(digest, str) and len(digest) == 64 and _is_hex(digest)):
+            message = "each key must be the SHA-256 hex digest of an API key (imagen serve-key)"
+            raise data.error(message, where)
+        problem = owner_problem(owner)
+        if problem is not None:
+            raise data.error(problem, where)
+    return values
+
+
+SERVE_SECTION = Section(
+    "serve", "the HTTP server, `imagen serve` (see docs/serve.md)", SERVE, parse=_parse
+)
+
+
 def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> ServeSettings:
-    """The ``serve:`` settings; a ConfigError names the key that is wrong."""
-    values = config.section_values("serve", SERVE)
+    """The ``serve:`` settings, with the JWT secret read; a ConfigError names what is wrong."""
+    from imagen_worker.database import web_role
+
+    values = config.section("serve")
     jwt_secret = None
     if values["jwt_secret_env"]:
         jwt_secret = environ.get(values["jwt_secret_env"])
@@ -96,20 +157,7 @@ def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> Serve
                 "jwt_secret_env",
             )
         imagen_secrets.register(jwt_secret)
-    for key, least in _LEAST.items():
-        if values[key] < least:
-            raise config.section_error("serve", f"must be at least {least}, not {values[key]}", key)
-    if values["port"] > 65535:
-        message = f"must be a port number (0 to 65535), not {values['port']}"
-        raise config.section_error("serve", message, "port")
     keys = values["api_keys"] or {}
-    for digest, owner in keys.items():
-        where = f"api_keys.{digest}"
-        if not (isinstance(digest, str) and len(digest) == 64 and _is_hex(digest)):
-            message = "each key must be the SHA-256 hex digest of an API key (imagen serve-key)"
-            raise config.section_error("serve", message, where)
-        if not isinstance(owner, str) or not owner:
-            raise config.section_error("serve", "must name the owner the key acts for", where)
     return ServeSettings(
         host=values["host"],
         port=values["port"],
