@@ -20,6 +20,7 @@ import websocket
 from imagen import (
     Cancelled,
     Context,
+    CredentialRejectedError,
     PermanentBackendError,
     Progress,
     RunLostError,
@@ -88,7 +89,7 @@ class RunFollower:
         except websocket.WebSocketBadStatusException as exc:
             self.socket = None
             if exc.status_code in (401, 403):
-                raise PermanentBackendError(
+                raise CredentialRejectedError(
                     f"ComfyUI at {self.client.base_url} refused the websocket "
                     f"({exc.status_code}): check `headers` and `token_env`"
                 ) from exc
