@@ -118,3 +118,18 @@ def imagen_usage_sink(config: Config) -> UsageSink | None:
     :param config: the loaded configuration.
     :return: a :class:`~imagen.usage.UsageSink`, or None.
     """
+
+
+@hookspec
+def imagen_usage_sources(config: Config) -> Iterable[UsageSink]:
+    """Offer more places usage records were kept, for ``imagen usage`` to read too.
+
+    Called by ``imagen usage`` only (never by a run, which records to one sink): its report
+    adds what these hold to what the sink holds, so that every generation counts, wherever
+    it was recorded. imagen-worker returns the embedded PostgreSQL's ``mai.imagen_usage``
+    when no database is configured and the embedded one exists, since its worker and
+    ``imagen serve`` record there while ``imagen generate`` records to the SQLite file.
+
+    :param config: the loaded configuration.
+    :return: sinks to read (their ``records``); each is closed after reading.
+    """

