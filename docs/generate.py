@@ -141,6 +141,71 @@ def serve_keys() -> str:
     return table(SERVE)
 
 
+def mcp_keys() -> str:
+    """The ``mcp:`` section of imagen mcp."""
+    from imagen_mcp.settings import MCP
+
+    return table(MCP)
+
+
+def _schema_type(schema: dict[str, Any]) -> str:
+    """A short reading of a JSON schema: ``integer, 1 to 4``, ``one of: a, b``."""
+    options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+    parts = []
+    for option in options:
+        if "enum" in option or "const" in option:
+            names = option.get("enum", [option.get("const")])
+            parts.append("one of " + ", ".join(f"`{name}`" for name in names))
+            continue
+        kind = option.get("type", "any")
+        if kind == "object":
+            kind = "object of scalars"
+        bounds = [
+            f"{word} {option[key]}"
+            for key, word in (
+                ("minimum", "≥"),
+                ("exclusiveMinimum", ">"),
+                ("maximum", "≤"),
+                ("exclusiveMaximum", "<"),
+                ("maxLength", "at most"),
+            )
+            if key in option
+        ]
+        parts.append(f"{kind} ({', '.join(bounds)})" if bounds else kind)
+    return " or ".join(parts)
+
+
+def mcp_tools() -> str:
+    """Each tool of imagen mcp as a model sees it, with the built-in defaults' schema."""
+    import anyio
+
+    from imagen.config import parse_config
+    from imagen.yamlfile import Located
+    from imagen_mcp.server import build_server
+    from imagen_mcp.settings import McpSettings
+
+    config = parse_config(Located({}), environ={"HOME": "/home/you"})
+    server = build_server(config, McpSettings(), queue="postgresql:///imagen")
+    parts = []
+    for tool in anyio.run(server.list_tools):
+        schema = tool.input_schema
+        required = set(schema.get("required", []))
+        rows = [
+            f"| `{name}` | {_schema_type(spec)} | {'yes' if name in required else ''} | "
+            f"{spec.get('description', '')} |"
+            for name, spec in schema.get("properties", {}).items()
+        ]
+        table_text = (
+            "| argument | type | required | meaning |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+            if rows
+            else "No arguments.\n"
+        )
+        hints = tool.annotations
+        kind = "reads only" if hints and hints.read_only_hint else "acts"
+        parts.append(f"### `{tool.name}` ({kind})\n\n{tool.description}\n\n{table_text}")
+    return "\n".join(parts)
+
+
 def config_keys() -> str:
     """Every top-level key, and every key of each section but ``serve:`` (docs/serve.md)."""
     from imagen.config import OWN_KEYS
@@ -170,6 +235,8 @@ SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "replicate-keys": ("backends/replicate.md", replicate_keys),
     "openai-keys": ("backends/openai.md", openai_keys),
     "serve-keys": ("serve.md", serve_keys),
+    "mcp-tools": ("mcp.md", mcp_tools),
+    "mcp-keys": ("mcp.md", mcp_keys),
 }
 
 

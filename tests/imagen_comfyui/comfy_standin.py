@@ -1,25 +1,36 @@
 """A loopback ComfyUI: HTTP and websocket on one 127.0.0.1 port, as ComfyUI 0.3.64 answers.
 
-Built on aiohttp, as ComfyUI itself is, from the facts in ``shared/protocols.md``:
+Built on aiohttp, as ComfyUI itself is, from the facts in ``shared/protocols.md``; the graph
+rules (validation, what runs, cache keys) are in :mod:`comfy_nodes`.
 
-- ``POST /prompt`` validates the graph (unknown classes, missing inputs, values not in a
-  list, out of range, no outputs) and answers 400 with ``error`` and ``node_errors``, or
-  queues it under the client's ``prompt_id`` and answers ``{prompt_id, number, node_errors}``.
+- ``POST /prompt`` rejects a graph with an unknown node class or no output (400), and one
+  where no output validates (400 with ``node_errors``). Otherwise it queues the outputs
+  that validate under the client's ``prompt_id`` and answers ``{prompt_id, number,
+  node_errors}``, ``node_errors`` naming the nodes of the outputs left out. Nodes that feed
+  no output are neither validated nor run.
 - A worker runs the queue in number order and sends, to the socket whose ``clientId`` is
-  the prompt's ``client_id`` only: ``execution_start``, ``execution_cached``, per node
-  ``progress_state`` then ``executing``, ``progress`` per sampler step with binary preview
-  frames (type 1, format 2, PNG), ``executed`` for output nodes (one frame per batch),
-  ``execution_success``, ``status``, and last ``executing`` with node null. Errors give
-  ``execution_error``; ``/interrupt`` (checked between steps here, as ComfyUI checks
-  between nodes) gives ``execution_interrupted``. Status broadcasts go to every socket.
-- Resubmitting an identical graph runs nothing: ``execution_cached`` lists every node and
-  ``executed`` re-announces the earlier files.
+  the prompt's ``client_id`` only: ``execution_start``, ``execution_cached`` (the nodes
+  unchanged since the last prompt: they are not run again, and a cached output node
+  re-announces its files with ``executed``), per node run ``progress_state`` then
+  ``executing``, ``progress`` per sampler step with binary preview frames (type 1,
+  format 2, PNG), ``executed`` for output nodes (one frame per batch),
+  ``execution_success``, ``status``, and last ``executing`` with node null.
+- Any node may fail at run time: ``execution_error`` with ComfyUI's multi-line
+  ``exception_message`` (trailing newline), the nodes ``executed`` before it and tensor
+  reprs in ``current_inputs``. SaveImage refuses a ``filename_prefix`` that leaves the
+  output folder, as ComfyUI does; a ``/`` in it makes a subfolder, and files count per
+  prefix (``x_00001_.png``, ``x_00002_.png``).
+- ``/interrupt`` is checked between sampler steps and between nodes (a long node finishes
+  first) and gives ``execution_interrupted``. Status broadcasts go to every socket.
 - ``/history/{id}`` (``{}`` when unknown), ``/queue`` (pending unsorted), ``/view``
   (404 missing, 400 for a path escape), ``/object_info[/{class}]``, ``/system_stats``.
-- Queue and history live in memory: :meth:`restart` loses them, like a real restart.
+- Queue, history and cache live in memory: a restart (:meth:`restart`, :meth:`kill`) loses
+  them, and while the process is down its port refuses connections.
 
-Controls for tests: :meth:`fail_next`, :meth:`slow_next`, :meth:`restart`,
-:meth:`drop_sockets`, :attr:`silent` (sockets stay open, no frames), :attr:`big_image`.
+Controls for tests: :meth:`fail_next`, :meth:`slow_next`, :meth:`restart`, :meth:`kill`,
+:meth:`outage`, :meth:`drop_sockets`, :attr:`silent` (sockets stay open, no frames),
+:attr:`big_image`, :attr:`stall_prompt_s`, :attr:`late_answer_s`; what arrived is in
+:attr:`received` (``/prompt`` bodies), :attr:`interrupts` and :attr:`queue_edits`.
 """
 
 from __future__ import annotations
@@ -29,279 +40,81 @@ import copy
 import hashlib
 import io
 import json
+import random
+import string
 import struct
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Self
 
 from aiohttp import WSMsgType, web
+from comfy_nodes import (
+    GENERATOR_NODES,
+    LATENT_NODES,
+    NODES,
+    SAMPLER_NODES,
+    is_link,
+    is_output,
+    object_info,
+    run_order,
+    save_path,
+    signatures,
+    upstream,
+    validate,
+)
 from PIL import Image, PngImagePlugin
 
-CHECKPOINTS = ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors"]
-UNETS = ["flux1-schnell.safetensors", "flux1-dev.safetensors"]
-CLIPS = ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "t5xxl_fp16.safetensors"]
-VAES = ["ae.safetensors", "sdxl_vae.safetensors"]
-SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde"]
-SCHEDULERS = ["normal", "karras", "simple", "sgm_uniform"]
-SEED = ["INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF}]
-SIDE = ["INT", {"default": 1024, "min": 16, "max": 16384, "step": 8}]
-BATCH = ["INT", {"default": 1, "min": 1, "max": 4096}]
-FLOAT = ["FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0}]
-STEPS = ["INT", {"default": 20, "min": 1, "max": 10000}]
+__all__ = ["ComfyStandIn"]
 
-NODES: dict[str, dict[str, Any]] = {
-    "CheckpointLoaderSimple": {
-        "required": {"ckpt_name": [CHECKPOINTS]},
-        "output": ["MODEL", "CLIP", "VAE"],
-    },
-    "UNETLoader": {
-        "required": {"unet_name": [UNETS], "weight_dtype": [["default", "fp8_e4m3fn"]]},
-        "output": ["MODEL"],
-    },
-    "DualCLIPLoader": {
-        "required": {
-            "clip_name1": [CLIPS],
-            "clip_name2": [CLIPS],
-            "type": [["sdxl", "sd3", "flux"]],
-        },
-        "output": ["CLIP"],
-    },
-    "VAELoader": {"required": {"vae_name": [VAES]}, "output": ["VAE"]},
-    "CLIPTextEncode": {
-        "required": {"text": ["STRING", {"multiline": True}], "clip": ["CLIP"]},
-        "output": ["CONDITIONING"],
-    },
-    "EmptyLatentImage": {
-        "required": {"width": SIDE, "height": SIDE, "batch_size": BATCH},
-        "output": ["LATENT"],
-    },
-    "EmptySD3LatentImage": {
-        "required": {"width": SIDE, "height": SIDE, "batch_size": BATCH},
-        "output": ["LATENT"],
-    },
-    "KSampler": {
-        "required": {
-            "model": ["MODEL"],
-            "seed": SEED,
-            "steps": STEPS,
-            "cfg": FLOAT,
-            "sampler_name": [SAMPLERS],
-            "scheduler": [SCHEDULERS],
-            "positive": ["CONDITIONING"],
-            "negative": ["CONDITIONING"],
-            "latent_image": ["LATENT"],
-            "denoise": FLOAT,
-        },
-        "output": ["LATENT"],
-    },
-    "LatentUpscale": {
-        "required": {
-            "samples": ["LATENT"],
-            "upscale_method": [["nearest-exact"]],
-            "width": SIDE,
-            "height": SIDE,
-            "crop": [["disabled"]],
-        },
-        "output": ["LATENT"],
-    },
-    "FluxGuidance": {
-        "required": {"conditioning": ["CONDITIONING"], "guidance": FLOAT},
-        "output": ["CONDITIONING"],
-    },
-    "RandomNoise": {"required": {"noise_seed": SEED}, "output": ["NOISE"]},
-    "BasicGuider": {
-        "required": {"model": ["MODEL"], "conditioning": ["CONDITIONING"]},
-        "output": ["GUIDER"],
-    },
-    "KSamplerSelect": {"required": {"sampler_name": [SAMPLERS]}, "output": ["SAMPLER"]},
-    "BasicScheduler": {
-        "required": {
-            "model": ["MODEL"],
-            "scheduler": [SCHEDULERS],
-            "steps": STEPS,
-            "denoise": FLOAT,
-        },
-        "output": ["SIGMAS"],
-    },
-    "SamplerCustomAdvanced": {
-        "required": {
-            "noise": ["NOISE"],
-            "guider": ["GUIDER"],
-            "sampler": ["SAMPLER"],
-            "sigmas": ["SIGMAS"],
-            "latent_image": ["LATENT"],
-        },
-        "output": ["LATENT", "LATENT"],
-    },
-    "VAEDecode": {"required": {"samples": ["LATENT"], "vae": ["VAE"]}, "output": ["IMAGE"]},
-    "SaveImage": {
-        "required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI"}]},
-        "output": [],
-        "output_node": True,
-    },
-    "PreviewImage": {"required": {"images": ["IMAGE"]}, "output": [], "output_node": True},
-    "SaveLatent": {
-        "required": {
-            "samples": ["LATENT"],
-            "filename_prefix": ["STRING", {"default": "latents/ComfyUI"}],
-        },
-        "output": [],
-        "output_node": True,
-    },
-}
-SAMPLER_NODES = ("KSampler", "SamplerCustomAdvanced")
+CUDA_ERROR = "CUDA error: an illegal memory access was encountered"
 
 
-def object_info(name: str) -> dict[str, Any]:
-    spec = NODES[name]
-    return {
-        "input": {"required": spec["required"], "optional": {}},
-        "input_order": {"required": list(spec["required"])},
-        "output": spec["output"],
-        "output_is_list": [False] * len(spec["output"]),
-        "output_name": spec["output"],
-        "name": name,
-        "display_name": name,
-        "description": "",
-        "python_module": "nodes",
-        "category": "stand-in",
-        "output_node": spec.get("output_node", False),
-    }
+@dataclass
+class Failure:
+    """A run-time error to raise in the first node of ``node_class`` (a sampler if None)."""
 
+    node_class: str | None = None
+    message: str = CUDA_ERROR
+    exception_type: str = "RuntimeError"
 
-def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
-
-
-def _error(kind: str, message: str, details: str = "", **extra: Any) -> dict[str, Any]:
-    return {"type": kind, "message": message, "details": details, "extra_info": extra}
-
-
-def validate(graph: dict[str, Any]) -> dict[str, Any] | None:
-    """ComfyUI's answer to an invalid graph, or None when it may be queued."""
-    for node, entry in graph.items():
-        if entry.get("class_type") not in NODES:
-            return {
-                "error": _error(
-                    "invalid_prompt",
-                    f"Cannot execute because node {entry.get('class_type')} does not exist.",
-                    f"Node ID '#{node}'",
-                ),
-                "node_errors": {},
-            }
-    outputs = [n for n, e in graph.items() if NODES[e["class_type"]].get("output_node")]
-    if not outputs:
-        return {"error": _error("prompt_no_outputs", "Prompt has no outputs"), "node_errors": {}}
-    node_errors: dict[str, Any] = {}
-    for node, entry in graph.items():
-        errors = []
-        for name, config in NODES[entry["class_type"]]["required"].items():
-            value = entry.get("inputs", {}).get(name)
-            if value is None:
-                errors.append(
-                    _error(
-                        "required_input_missing", "Required input is missing", name, input_name=name
-                    )
-                )
-            elif _is_link(value):
-                if value[0] not in graph:
-                    errors.append(
-                        _error(
-                            "exception_during_validation",
-                            "Exception when validating inner node",
-                            f"'{value[0]}'",
-                            input_name=name,
-                        )
-                    )
-            elif isinstance(config[0], list):
-                if value not in config[0]:
-                    errors.append(
-                        _error(
-                            "value_not_in_list",
-                            "Value not in list",
-                            f"{name}: '{value}' not in {config[0]}",
-                            input_name=name,
-                            input_config=config,
-                            received_value=value,
-                        )
-                    )
-            elif config[0] == "INT" and isinstance(value, int):
-                if value > config[1]["max"]:
-                    errors.append(
-                        _error(
-                            "value_bigger_than_max",
-                            f"Value {value} bigger than max of {config[1]['max']}",
-                            f"{name}",
-                            input_name=name,
-                            received_value=value,
-                        )
-                    )
-                elif value < config[1]["min"]:
-                    errors.append(
-                        _error(
-                            "value_smaller_than_min",
-                            f"Value {value} smaller than min of {config[1]['min']}",
-                            f"{name}",
-                            input_name=name,
-                            received_value=value,
-                        )
-                    )
-        if errors:
-            node_errors[node] = {
-                "errors": errors,
-                "dependent_outputs": outputs,
-                "class_type": entry["class_type"],
-            }
-    if node_errors:
-        return {
-            "error": _error("prompt_outputs_failed_validation", "Prompt outputs failed validation"),
-            "node_errors": node_errors,
-        }
-    return None
-
-
-def _order(graph: dict[str, Any]) -> list[str]:
-    done: list[str] = []
-
-    def visit(node: str) -> None:
-        if node in done:
-            return
-        for value in graph[node].get("inputs", {}).values():
-            if _is_link(value):
-                visit(value[0])
-        done.append(node)
-
-    for node in graph:
-        visit(node)
-    return done
-
-
-def _upstream(graph: dict[str, Any], node: str, class_names: tuple[str, ...]) -> str | None:
-    """The nearest node of one of ``class_names`` feeding ``node`` (breadth first)."""
-    frontier = [node]
-    seen = set()
-    while frontier:
-        current = frontier.pop(0)
-        if current in seen:
-            continue
-        seen.add(current)
-        if graph[current]["class_type"] in class_names and current != node:
-            return current
-        frontier += [v[0] for v in graph[current].get("inputs", {}).values() if _is_link(v)]
-    return None
+    def hits(self, class_type: str) -> bool:
+        if self.node_class is None:
+            return class_type in SAMPLER_NODES
+        return class_type == self.node_class
 
 
 class Run:
     def __init__(
-        self, number: int, prompt_id: str, graph: dict[str, Any], client_id: str | None
+        self,
+        number: int,
+        prompt_id: str,
+        graph: dict[str, Any],
+        client_id: str | None,
+        outputs: list[str],
     ) -> None:
         self.number = number
         self.prompt_id = prompt_id
         self.graph = graph
         self.client_id = client_id
+        self.outputs = outputs  # the output nodes that validated: only these run
         self.duration: float | None = None
-        self.fail = False
+        self.slow_node: tuple[str, float] | None = None
+        self.failure: Failure | None = None
+
+
+class NodeError(Exception):
+    """A node raised while running (becomes ``execution_error``)."""
+
+    def __init__(self, exception_type: str, message: str) -> None:
+        super().__init__(message)
+        self.exception_type = exception_type
+        self.message = message
+
+
+class Interrupted(Exception):
+    """``/interrupt`` was seen while a node ran."""
 
 
 class ComfyStandIn:
@@ -315,25 +128,35 @@ class ComfyStandIn:
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="comfy-standin", daemon=True
         )
+        # The process's memory: lost on a restart.
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.pending: list[Run] = []
         self.running: Run | None = None
         self.history: dict[str, Any] = {}
-        self.files: dict[tuple[str, str], bytes] = {}
-        self.cache: dict[str, dict[str, Any]] = {}
+        self.cache: dict[str, dict[str, Any]] = {}  # node signature → its UI output
         self.number = 0
-        self.counter = 0
         self.interrupt_requested = False
+        self.executing: str | None = None  # the node running now
+        # The disk: kept across restarts.
+        self.files: dict[tuple[str, str, str], bytes] = {}  # (type, subfolder, name) → bytes
+        self.counters: dict[tuple[str, str], int] = {}
+        # Behaviour and what the server saw, for tests.
         self.silent = False
         self.big_image: bytes | None = None
         self.stall_prompt_s = 0.0  # POST /prompt hangs this long before doing anything
         self.late_answer_s = 0.0  # POST /prompt queues the run, then answers this late
         self.received: list[dict[str, Any]] = []
+        self.interrupts: list[dict[str, Any]] = []
+        self.queue_edits: list[dict[str, Any]] = []
         self.view_requests = 0
+        self.up = False
         self._fail_next: str | None = None
         self._fail_times = 0
+        self._failure: Failure | None = None
         self._slow_next: float | None = None
+        self._slow_node: tuple[str, float] | None = None
         self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Future[None] | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -341,11 +164,11 @@ class ComfyStandIn:
 
     def __enter__(self) -> Self:
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        self._call(self._revive())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
+        self._call(self._kill())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
@@ -354,7 +177,10 @@ class ComfyStandIn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def _start(self) -> None:
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    async def _start_front(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._auth])
         app.add_routes(
             [
@@ -371,20 +197,40 @@ class ComfyStandIn:
                 web.get("/ws", self._ws),
             ]
         )
-        self._wake = asyncio.Event()
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        # The same port after a restart, as a real server's configured port.
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._worker = asyncio.ensure_future(self._work())
+        self.up = True
 
-    async def _stop(self) -> None:
-        self._worker.cancel()
-        for socket in list(self.sockets.values()):
-            await socket.close()
-        assert self._runner is not None
-        await self._runner.cleanup()
+    async def _stop_front(self) -> None:
+        """Close the port and every connection on it: connecting is refused from now on."""
+        self.up = False
+        await self._drop()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _revive(self) -> None:
+        """Start the process: an empty queue, history and cache, then the port opens."""
+        self._wake = asyncio.Event()
+        self._worker = asyncio.ensure_future(self._work())
+        await self._start_front()
+
+    async def _kill(self) -> None:
+        """The process ends: its port closes and everything it held in memory is gone."""
+        await self._stop_front()
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        self.pending.clear()
+        self.running = None
+        self.history.clear()
+        self.cache.clear()
+        self.interrupt_requested = False
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -394,24 +240,64 @@ class ComfyStandIn:
 
     # -- controls for tests -----------------------------------------------------------------
 
-    def fail_next(self, kind: str, times: int = 20) -> None:
+    def fail_next(
+        self,
+        kind: str,
+        times: int = 20,
+        *,
+        node_class: str | None = None,
+        message: str = CUDA_ERROR,
+        exception_type: str = "RuntimeError",
+    ) -> None:
         """transient: the next ``times`` POST /prompt get a 503 (as from a reverse proxy
         while ComfyUI restarts: more than any retry policy waits out); permanent: the next
-        run raises execution_error in its sampler."""
+        run raises ``execution_error`` in its first node of ``node_class`` (its sampler by
+        default) with ``message``."""
         self._fail_next = kind
         self._fail_times = times
+        if kind == "permanent":
+            self._failure = Failure(node_class, message, exception_type)
 
-    def slow_next(self, seconds: float) -> None:
-        """The next run's sampler takes ``seconds`` (its steps spread over them)."""
-        self._slow_next = seconds
+    def slow_next(self, seconds: float, *, node_class: str | None = None) -> None:
+        """The next run's sampler takes ``seconds`` (its steps spread over them); with
+        ``node_class``, that node takes them instead, sending nothing meanwhile (a model
+        load, a VAE decode), and an interrupt waits until it is done."""
+        if node_class is None:
+            self._slow_next = seconds
+        else:
+            self._slow_node = (node_class, seconds)
 
-    def restart(self) -> None:
-        """Lose queue, history and sockets, as a ComfyUI restart does."""
-        asyncio.run_coroutine_threadsafe(self._restart(), self.loop).result(10)
+    def kill(self) -> None:
+        """The process dies and stays down: the port refuses, queue and history are gone."""
+        self._call(self._kill())
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Restart the process: down (refusing connections) for ``down_s`` seconds, then up
+        on the same port with an empty queue, history and cache. Returns once it is down
+        (or, with no ``down_s``, back up)."""
+
+        async def restart() -> None:
+            await self._kill()
+            if down_s <= 0:
+                await self._revive()
+            else:
+                self.loop.call_later(down_s, lambda: asyncio.ensure_future(self._revive()))
+
+        self._call(restart())
+
+    def outage(self, seconds: float) -> None:
+        """The port refuses for ``seconds`` (a proxy in front restarts, a link drops) while
+        ComfyUI itself runs on, its queue and history intact."""
+
+        async def outage() -> None:
+            await self._stop_front()
+            self.loop.call_later(seconds, lambda: asyncio.ensure_future(self._start_front()))
+
+        self._call(outage())
 
     def drop_sockets(self) -> None:
         """Close every websocket (the server goes on running)."""
-        asyncio.run_coroutine_threadsafe(self._drop(), self.loop).result(10)
+        self._call(self._drop())
 
     def wait_until(self, predicate: Any, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -420,17 +306,6 @@ class ComfyStandIn:
                 return True
             time.sleep(0.01)
         return False
-
-    async def _restart(self) -> None:
-        self.pending.clear()
-        if self.running is not None:
-            self.running.duration = 0.0
-            self.running.fail = False
-            self.interrupt_requested = True
-            self.running = None
-        self.history.clear()
-        self.cache.clear()
-        await self._drop()
 
     async def _drop(self) -> None:
         for socket in list(self.sockets.values()):
@@ -449,21 +324,19 @@ class ComfyStandIn:
         if socket is not None and not self.silent and not socket.closed:
             await socket.send_bytes(data)
 
-    async def _broadcast_status(self) -> None:
+    def _status(self, client_id: str) -> str:
         remaining = len(self.pending) + (1 if self.running else 0)
+        return json.dumps(
+            {
+                "type": "status",
+                "data": {"status": {"exec_info": {"queue_remaining": remaining}}, "sid": client_id},
+            }
+        )
+
+    async def _broadcast_status(self) -> None:
         for client_id, socket in list(self.sockets.items()):
             if not self.silent and not socket.closed:
-                await socket.send_str(
-                    json.dumps(
-                        {
-                            "type": "status",
-                            "data": {
-                                "status": {"exec_info": {"queue_remaining": remaining}},
-                                "sid": client_id,
-                            },
-                        }
-                    )
-                )
+                await socket.send_str(self._status(client_id))
 
     # -- HTTP ---------------------------------------------------------------------------------
 
@@ -512,29 +385,41 @@ class ComfyStandIn:
             return web.Response(status=503, text="503 Service Unavailable")
         if "prompt" not in body:
             return web.json_response(
-                {"error": _error("no_prompt", "No prompt provided"), "node_errors": {}}, status=400
+                {
+                    "error": {
+                        "type": "no_prompt",
+                        "message": "No prompt provided",
+                        "details": "",
+                        "extra_info": {},
+                    },
+                    "node_errors": {},
+                },
+                status=400,
             )
         graph = body["prompt"]
-        problem = validate(graph)
+        problem, node_errors, outputs = validate(graph)
         if problem is not None:
             return web.json_response(problem, status=400)
         prompt_id = body.get("prompt_id") or str(uuid.uuid4())
         self.number += 1
-        run = Run(self.number, prompt_id, graph, body.get("client_id"))
+        run = Run(self.number, prompt_id, graph, body.get("client_id"), outputs)
         run.duration, self._slow_next = self._slow_next, None
+        run.slow_node, self._slow_node = self._slow_node, None
         if self._fail_next == "permanent":
-            run.fail, self._fail_next = True, None
+            run.failure, self._fail_next, self._failure = self._failure, None, None
         self.pending.append(run)
         await self._broadcast_status()
         assert self._wake is not None
         self._wake.set()
         if self.late_answer_s:
             await asyncio.sleep(self.late_answer_s)
-        return web.json_response({"prompt_id": prompt_id, "number": run.number, "node_errors": {}})
+        return web.json_response(
+            {"prompt_id": prompt_id, "number": run.number, "node_errors": node_errors}
+        )
 
     def _entry(self, run: Run) -> list[Any]:
         extra = {"client_id": run.client_id} if run.client_id else {}
-        return [run.number, run.prompt_id, run.graph, extra, []]
+        return [run.number, run.prompt_id, run.graph, extra, run.outputs]
 
     async def _queue(self, request: web.Request) -> web.Response:
         running = [self._entry(self.running)] if self.running else []
@@ -543,6 +428,7 @@ class ComfyStandIn:
 
     async def _queue_edit(self, request: web.Request) -> web.Response:
         body = await request.json()
+        self.queue_edits.append(body)
         if body.get("clear"):
             self.pending.clear()
         for prompt_id in body.get("delete", []):
@@ -552,6 +438,7 @@ class ComfyStandIn:
 
     async def _interrupt(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}
+        self.interrupts.append(body)
         wanted = body.get("prompt_id")
         if self.running is not None and (wanted is None or wanted == self.running.prompt_id):
             self.interrupt_requested = True
@@ -570,9 +457,10 @@ class ComfyStandIn:
     async def _view(self, request: web.Request) -> web.StreamResponse:
         filename = request.query.get("filename", "")
         subfolder = request.query.get("subfolder", "")
+        kind = request.query.get("type", "output")
         if ".." in filename or ".." in subfolder or filename.startswith("/"):
             return web.Response(status=400)
-        data = self.files.get((subfolder, filename))
+        data = self.files.get((kind, subfolder, filename))
         if data is None:
             return web.Response(status=404)
         self.view_requests += 1
@@ -590,33 +478,13 @@ class ComfyStandIn:
         await socket.prepare(request)
         client_id = request.query.get("clientId") or uuid.uuid4().hex
         self.sockets[client_id] = socket
-        remaining = len(self.pending) + (1 if self.running else 0)
-        await socket.send_str(
-            json.dumps(
-                {
-                    "type": "status",
-                    "data": {
-                        "status": {"exec_info": {"queue_remaining": remaining}},
-                        "sid": client_id,
-                    },
-                }
-            )
-        )
+        await socket.send_str(self._status(client_id))
         async for message in socket:
             if message.type == WSMsgType.TEXT:
                 data = json.loads(message.data)
                 if data.get("type") == "feature_flags":
-                    await socket.send_str(
-                        json.dumps(
-                            {
-                                "type": "feature_flags",
-                                "data": {
-                                    "supports_preview_metadata": True,
-                                    "max_upload_size": 104857600,
-                                },
-                            }
-                        )
-                    )
+                    flags = {"supports_preview_metadata": True, "max_upload_size": 104857600}
+                    await socket.send_str(json.dumps({"type": "feature_flags", "data": flags}))
         if self.sockets.get(client_id) is socket:
             del self.sockets[client_id]
         return socket
@@ -637,22 +505,173 @@ class ComfyStandIn:
             try:
                 await self._execute(run)
             finally:
+                self.executing = None
                 if self.running is run:
                     self.running = None
 
-    def _image(self, graph: dict[str, Any], save_node: str, index: int) -> tuple[bytes, int, int]:
+    async def _execute(self, run: Run) -> None:
+        graph = run.graph
+        messages: list[Any] = []
+        outputs: dict[str, Any] = {}
+        executed: list[str] = []
+
+        async def send(kind: str, data: dict[str, Any]) -> None:
+            data = {**data, "prompt_id": run.prompt_id}
+            if kind.startswith("execution_"):
+                messages.append([kind, data])
+            await self._send(run.client_id, kind, data)
+
+        order = run_order(graph, run.outputs)
+        keys = signatures(graph, order)
+        # Classic caching: what the previous prompt computed, where this one is unchanged.
+        self.cache = {key: value for key, value in self.cache.items() if key in keys.values()}
+        cached = [node for node in order if keys[node] in self.cache]
+        await send("execution_start", {"timestamp": _now()})
+        await send("execution_cached", {"nodes": cached, "timestamp": _now()})
+        states: dict[str, Any] = {}
+        for node in order:
+            kind = graph[node]["class_type"]
+            if node in cached:
+                if self.cache[keys[node]]:
+                    outputs[node] = copy.deepcopy(self.cache[keys[node]])
+                    await send(
+                        "executed", {"node": node, "display_node": node, "output": outputs[node]}
+                    )
+                continue
+            if self.interrupt_requested:
+                await self._interrupted(run, node, kind, executed, outputs, send, messages)
+                return
+            states[node] = {
+                "value": 0,
+                "max": 1,
+                "state": "running",
+                "node_id": node,
+                "prompt_id": run.prompt_id,
+                "display_node_id": node,
+                "parent_node_id": None,
+                "real_node_id": node,
+            }
+            await send("progress_state", {"nodes": copy.deepcopy(states)})
+            await send("executing", {"node": node, "display_node": node})
+            self.executing = node
+            try:
+                output = await self._run_node(run, node, send)
+            except Interrupted:
+                await self._interrupted(run, node, kind, executed, outputs, send, messages)
+                return
+            except NodeError as error:
+                await send(
+                    "execution_error",
+                    {
+                        "node_id": node,
+                        "node_type": kind,
+                        "executed": list(executed),
+                        "exception_message": f"{error.message}\n",
+                        "exception_type": error.exception_type,
+                        "traceback": [
+                            '  File "/srv/ComfyUI/execution.py", line 496, in execute\n',
+                            f"    raise {error.exception_type}(...)\n",
+                        ],
+                        "current_inputs": _current_inputs(graph, node),
+                        "current_outputs": list(executed),
+                        "timestamp": _now(),
+                    },
+                )
+                self._record(run, outputs, "error", messages)
+                await self._end(run)
+                return
+            if output:
+                outputs[node] = output
+                await send("executed", {"node": node, "display_node": node, "output": output})
+            self.cache[keys[node]] = output
+            self.executing = None
+            executed.append(node)
+            states[node].update(state="finished", value=1)
+        await send("execution_success", {"timestamp": _now()})
+        self._record(run, outputs, "success", messages)
+        await self._end(run)
+
+    async def _interrupted(
+        self,
+        run: Run,
+        node: str,
+        kind: str,
+        executed: list[str],
+        outputs: dict[str, Any],
+        send: Any,
+        messages: list[Any],
+    ) -> None:
+        await send(
+            "execution_interrupted",
+            {"node_id": node, "node_type": kind, "executed": list(executed), "timestamp": _now()},
+        )
+        self._record(run, outputs, "error", messages)
+        await self._end(run)
+
+    async def _run_node(self, run: Run, node: str, send: Any) -> dict[str, Any]:
+        """Run one node; its UI output (``{}`` for most nodes)."""
+        graph = run.graph
+        kind = graph[node]["class_type"]
+        if run.slow_node is not None and run.slow_node[0] == kind:
+            await asyncio.sleep(run.slow_node[1])  # no frames, no interrupt check inside
+        if kind in SAMPLER_NODES:
+            await self._sample(run, node, send)
+        if run.failure is not None and run.failure.hits(kind):
+            failure, run.failure = run.failure, None
+            raise NodeError(failure.exception_type, failure.message)
+        if kind == "SaveLatent":
+            subfolder, stem = self._place(graph[node]["inputs"]["filename_prefix"])
+            name = f"{stem}_{self._count(subfolder, stem):05}_.latent"
+            self.files[("output", subfolder, name)] = b"latent"
+            return {"latents": [{"filename": name, "subfolder": subfolder, "type": "output"}]}
+        if is_output(graph, node):
+            return {"images": self._save_images(graph, node)}
+        return {}
+
+    def _place(self, prefix: str) -> tuple[str, str]:
+        place = save_path(prefix)
+        if isinstance(place, str):
+            raise NodeError("Exception", place)
+        return place
+
+    def _count(self, subfolder: str, stem: str) -> int:
+        self.counters[(subfolder, stem)] = self.counters.get((subfolder, stem), 0) + 1
+        return self.counters[(subfolder, stem)]
+
+    def _save_images(self, graph: dict[str, Any], node: str) -> list[dict[str, Any]]:
+        kind = graph[node]["class_type"]
+        if kind == "SaveImage":
+            subfolder, stem = self._place(graph[node]["inputs"]["filename_prefix"])
+            folder = "output"
+        else:  # PreviewImage: a temporary file with a random prefix
+            subfolder, folder = "", "temp"
+            stem = "ComfyUI_temp_" + "".join(random.choices(string.ascii_lowercase, k=5))
+        batch = 1
+        latent = upstream(graph, node, LATENT_NODES)
+        if latent is not None:
+            batch = graph[latent]["inputs"]["batch_size"]
+        images = []
+        for index in range(batch):
+            name = f"{stem}_{self._count(subfolder, stem):05}_.png"
+            self.files[(folder, subfolder, name)] = self._image(graph, node, index)
+            images.append({"filename": name, "subfolder": subfolder, "type": folder})
+        return images
+
+    def _image(self, graph: dict[str, Any], save_node: str, index: int) -> bytes:
         if self.big_image is not None:
-            return self.big_image, 0, 0
-        sampler = _upstream(graph, save_node, SAMPLER_NODES)
-        seed = 0
-        if sampler is not None:
-            inputs = graph[sampler]["inputs"]
+            return self.big_image
+        source = upstream(graph, save_node, SAMPLER_NODES + GENERATOR_NODES)
+        seed, width, height = 0, 64, 64
+        if source is not None and graph[source]["class_type"] in GENERATOR_NODES:
+            inputs = graph[source]["inputs"]
             seed = inputs.get("seed", 0)
-            if "noise" in inputs:
-                noise = graph[inputs["noise"][0]]["inputs"]
-                seed = noise.get("noise_seed", 0)
-        latent = _upstream(graph, save_node, ("EmptyLatentImage", "EmptySD3LatentImage"))
-        width = height = 64
+            width, height = map(int, inputs.get("size", "1024x1024").split("x"))
+        elif source is not None:
+            inputs = graph[source]["inputs"]
+            seed = inputs.get("seed", 0)
+            if is_link(inputs.get("noise")):
+                seed = graph[inputs["noise"][0]]["inputs"].get("noise_seed", 0)
+        latent = upstream(graph, save_node, LATENT_NODES)
         if latent is not None:
             width = graph[latent]["inputs"]["width"]
             height = graph[latent]["inputs"]["height"]
@@ -662,146 +681,30 @@ class ComfyStandIn:
         info.add_text("prompt", json.dumps(graph))  # as ComfyUI's SaveImage writes it
         out = io.BytesIO()
         image.save(out, "PNG", pnginfo=info)
-        return out.getvalue(), width, height
+        return out.getvalue()
 
-    async def _execute(self, run: Run) -> None:
-        client = run.client_id
-        graph = run.graph
-        now = lambda: int(time.time() * 1000)
-        messages: list[Any] = []
-        outputs: dict[str, Any] = {}
-
-        async def send(kind: str, data: dict[str, Any]) -> None:
-            data = {**data, "prompt_id": run.prompt_id} if kind != "status" else data
-            if kind.startswith("execution_"):
-                messages.append([kind, data])
-            await self._send(client, kind, data)
-
-        async def interrupted(node: str, kind: str) -> None:
-            executed = list(outputs)
-            await send(
-                "execution_interrupted",
-                {"node_id": node, "node_type": kind, "executed": executed, "timestamp": now()},
-            )
-            self._record(run, {}, "error", messages)
-            await self._end(run)
-
-        await send("execution_start", {"timestamp": now()})
-        key = hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()
-        cached = self.cache.get(key)
-        await send("execution_cached", {"nodes": list(graph) if cached else [], "timestamp": now()})
-        if cached:
-            for node, output in cached.items():
-                await send("executed", {"node": node, "display_node": node, "output": output})
-            outputs = copy.deepcopy(cached)
-        else:
-            states: dict[str, Any] = {}
-            for node in _order(graph):
-                kind = graph[node]["class_type"]
-                if self.interrupt_requested:
-                    await interrupted(node, kind)
-                    return
-                states[node] = {
-                    "value": 0,
-                    "max": 1,
-                    "state": "running",
-                    "node_id": node,
-                    "prompt_id": run.prompt_id,
-                    "display_node_id": node,
-                    "parent_node_id": None,
-                    "real_node_id": node,
-                }
-                await send("progress_state", {"nodes": copy.deepcopy(states)})
-                await send("executing", {"node": node, "display_node": node})
-                if kind in SAMPLER_NODES:
-                    if not await self._sample(run, node, send):
-                        await interrupted(node, kind)
-                        return
-                    if run.fail:
-                        await send(
-                            "execution_error",
-                            {
-                                "node_id": node,
-                                "node_type": kind,
-                                "executed": [],
-                                "exception_message": "CUDA error: an illegal memory access was encountered\n",
-                                "exception_type": "RuntimeError",
-                                "traceback": ["Traceback ..."],
-                                "current_inputs": {},
-                                "current_outputs": [],
-                                "timestamp": now(),
-                            },
-                        )
-                        self._record(run, {}, "error", messages)
-                        await self._end(run)
-                        return
-                if kind == "SaveLatent":
-                    self.counter += 1
-                    latents = [
-                        {
-                            "filename": f"ComfyUI_{self.counter:05}_.latent",
-                            "subfolder": "latents",
-                            "type": "output",
-                        }
-                    ]
-                    outputs[node] = {"latents": latents}
-                    await send(
-                        "executed", {"node": node, "display_node": node, "output": outputs[node]}
-                    )
-                elif NODES[kind].get("output_node"):
-                    batch = 1
-                    latent = _upstream(graph, node, ("EmptyLatentImage", "EmptySD3LatentImage"))
-                    if latent is not None:
-                        batch = graph[latent]["inputs"]["batch_size"]
-                    images = []
-                    for index in range(batch):
-                        self.counter += 1
-                        prefix = graph[node]["inputs"].get("filename_prefix", "ComfyUI")
-                        kind_dir = "output" if kind == "SaveImage" else "temp"
-                        filename = f"{prefix}_{self.counter:05}_.png"
-                        data, _, _ = self._image(graph, node, index)
-                        self.files[("", filename)] = data
-                        images.append({"filename": filename, "subfolder": "", "type": kind_dir})
-                    outputs[node] = {"images": images}
-                    await send(
-                        "executed", {"node": node, "display_node": node, "output": outputs[node]}
-                    )
-                states[node]["state"] = "finished"
-                states[node]["value"] = 1
-            self.cache[key] = copy.deepcopy(outputs)
-        await send("execution_success", {"timestamp": now()})
-        self._record(run, outputs, "success", messages)
-        await self._end(run)
-
-    async def _sample(self, run: Run, node: str, send: Any) -> bool:
+    async def _sample(self, run: Run, node: str, send: Any) -> None:
         inputs = run.graph[node]["inputs"]
         steps = inputs.get("steps")
         if not isinstance(steps, int):
             sigmas = inputs.get("sigmas")
-            steps = run.graph[sigmas[0]]["inputs"].get("steps", 4) if _is_link(sigmas) else 4
+            steps = run.graph[sigmas[0]]["inputs"].get("steps", 4) if is_link(sigmas) else 4
         delay = (run.duration / steps) if run.duration else self.step_delay
         for step in range(1, steps + 1):
             await asyncio.sleep(delay)
             if self.interrupt_requested:
-                return False
+                raise Interrupted()
             await send("progress", {"value": step, "max": steps, "node": node})
             if step % 2 == 0:
                 preview = io.BytesIO()
                 Image.new("RGB", (8, 8), (step % 256, 0, 0)).save(preview, "PNG")
                 await self._send_bytes(run.client_id, struct.pack(">II", 1, 2) + preview.getvalue())
-        return True
 
     def _record(self, run: Run, outputs: dict[str, Any], status: str, messages: list[Any]) -> None:
         if self.running is not run:
-            return  # the server "restarted" meanwhile: this run is forgotten
+            return  # the server restarted meanwhile: this run is forgotten
         self.history[run.prompt_id] = {
-            "prompt": [
-                run.number,
-                run.prompt_id,
-                run.graph,
-                {"client_id": run.client_id},
-                list(outputs),
-            ],
+            "prompt": self._entry(run),
             "outputs": outputs,
             "status": {
                 "status_str": status,
@@ -817,3 +720,18 @@ class ComfyStandIn:
         self.running = None
         await self._broadcast_status()
         await self._send(run.client_id, "executing", {"node": None, "prompt_id": run.prompt_id})
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _current_inputs(graph: dict[str, Any], node: str) -> dict[str, list[Any]]:
+    """What ComfyUI reports a failing node received: tensors as their reprs."""
+    shown: dict[str, list[Any]] = {}
+    for name, value in graph[node].get("inputs", {}).items():
+        if is_link(value):
+            shown[name] = ["tensor([[[[0.1216, 0.1294, 0.1333],\n          ...]]])"]
+        else:
+            shown[name] = [value]
+    return shown

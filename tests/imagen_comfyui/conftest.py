@@ -44,3 +44,20 @@ def make_backend(comfy, tmp_path):
     yield make
     for backend in built:
         backend.close()
+
+
+@pytest.fixture
+def gpu_home(home, comfy):
+    """A user whose imagen.yaml has backend ``gpu``: the checkpoint template on the stand-in."""
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-comfyui"
+    home.write_config(
+        f"""
+        backends:
+          gpu:
+            type: comfyui
+            base_url: {comfy.url}
+            model: {MODEL}
+            default_steps: 6
+        """
+    )
+    return home

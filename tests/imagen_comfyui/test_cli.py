@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from imagen.metadata import png
@@ -28,22 +27,6 @@ status = open("/proc/self/status").read()
 print("maxrss_kb", re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1), file=sys.stderr)
 sys.exit(code)
 """
-
-
-@pytest.fixture
-def gpu_home(home, comfy):
-    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-comfyui"
-    home.write_config(
-        f"""
-        backends:
-          gpu:
-            type: comfyui
-            base_url: {comfy.url}
-            model: {MODEL}
-            default_steps: 6
-        """
-    )
-    return home
 
 
 def test_generate_through_the_cli(gpu_home, comfy):

@@ -83,8 +83,9 @@ def test_progress_reaches_the_callback_in_order(comfy, make_backend):
     steps = [(e.current, e.total, e.message) for e in context.events if e.kind == "step"]
     assert steps == [(n, 6, "KSampler") for n in range(1, 7)]
     statuses = [e.message for e in context.events if e.kind == "status"]
-    assert "Load Checkpoint" in statuses
+    assert "Positive Prompt" in statuses
     assert "Save Image" in statuses
+    assert "Load Checkpoint" not in statuses  # cached: the run before loaded the same file
     assert kinds[-1] == "finished"
     assert context.run_ids == [comfy.received[-1]["prompt_id"]]
     assert comfy.received[-1]["client_id"] == comfy.received[-1]["prompt_id"]
@@ -164,7 +165,7 @@ def test_out_of_range_and_unknown_nodes_are_named(comfy, make_backend, tmp_path)
     (tmp_path / "custom.json").write_text(text.replace('"VAEDecode"', '"FancyDecode"'))
     with pytest.raises(PermanentBackendError) as raised:
         make_backend(workflow="custom.json").generate(Request("x", seed=1), Context())
-    assert "Cannot execute because node FancyDecode does not exist.: Node ID '#8'" in str(
+    assert "Cannot execute because node FancyDecode does not exist (Node ID '#8')" in str(
         raised.value
     )
 

@@ -187,7 +187,9 @@ def test_ambiguous_title_and_detection_name_the_nodes(make_backend, tmp_path):
 
 
 def test_ui_format_and_broken_files_are_refused(make_backend, tmp_path):
-    with pytest.raises(ConfigError, match=r'UI format; export it with "Save \(API\)"'):
+    with pytest.raises(
+        ConfigError, match=r'UI format; export it with the workflow menu.s "Export \(API\)"'
+    ):
         make_backend(workflow=_workflow(tmp_path, "ui_format.json"))
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ConfigError, match=r"broken\.json is not JSON"):

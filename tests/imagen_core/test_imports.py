@@ -15,6 +15,12 @@ HEAVY = [
     "supabase",
     "websocket",
     "psycopg",
+    "mcp",
+    "mcp_types",
+    "pydantic",
+    "starlette",
+    "uvicorn",
+    "imagen_mcp.server",
     "imagen.pipeline",
     "imagen.backends.mock",
     "imagen.config",
@@ -54,7 +60,12 @@ def test_help_imports_nothing_heavy(home):
     del home.env["IMAGEN_LOAD_PLUGINS"]  # every installed adapter's plugin loads
     modules = _modules_after(home, "--help")
     assert "imagen.plugins" in modules  # plugins were loaded: their commands are in --help
-    for plugin in ("imagen_comfyui.plugin", "imagen_replicate.plugin", "imagen_openai.plugin"):
+    for plugin in (
+        "imagen_comfyui.plugin",
+        "imagen_replicate.plugin",
+        "imagen_openai.plugin",
+        "imagen_mcp.plugin",
+    ):
         assert plugin in modules
     assert _heavy(modules) == []
 

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,3 +145,41 @@ def test_a_bad_serve_section_is_a_config_error_naming_file_line_and_key(home):
     assert proc.returncode == 3
     assert "imagen.yaml:2: serve.max_images: must be at least 1, not 0" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_sigterm_ends_event_streams_and_hands_the_worker_jobs_back(home, db_url, conn):
+    """A client following an unfinished job's events no longer holds a stop up."""
+    key = _configure(home)
+    headers = {"Authorization": f"Bearer {key}"}
+    ended = threading.Event()
+
+    def follow(url: str) -> None:
+        with httpx.stream("GET", url, headers=headers, timeout=120) as events:
+            for _ in events.iter_lines():
+                pass
+        ended.set()
+
+    with _serving(home, "--database-url", db_url, "--grace", "1") as served:
+        job = httpx.post(
+            f"{served.url}/v1/jobs",
+            json={"prompt": "slow", "options": {"delay": 600}},
+            headers=headers,
+        ).json()
+        deadline = time.monotonic() + 30
+        while (
+            httpx.get(f"{served.url}/v1/jobs/{job['id']}", headers=headers).json()["status"]
+            != "running"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        follower = threading.Thread(
+            target=follow, args=(f"{served.url}/v1/jobs/{job['id']}/events",), daemon=True
+        )
+        follower.start()
+        time.sleep(0.5)  # the stream is open
+    assert served.returncode == 0, served.stderr
+    assert ended.is_set()
+    row = conn.execute(
+        "SELECT status, attempts FROM imagen.jobs WHERE id = %s", (job["id"],)
+    ).fetchone()
+    assert row == ("pending", 0)  # released by the --with-worker worker, not left held

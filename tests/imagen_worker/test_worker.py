@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -295,47 +294,6 @@ def test_a_database_connection_killed_mid_run_is_survived(conn, db_url, tmp_path
     assert row["attempts"] == 1
 
 
-def test_the_embedded_database_survives_a_killed_user(home):
-    """No database configured: the embedded server; a SIGKILLed user doesn't break the next."""
-    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-worker"
-    home.env["XDG_DATA_HOME"] = str(home.root / "data")
-    data = home.root / "data" / "imagen" / "pg"
-    try:
-        first = home.run("db", "migrate", check=True)
-        assert first.stdout.startswith("applied 0001 initial")
-        assert (
-            f"imagen: no database configured: using the embedded PostgreSQL in {data}"
-            in first.stderr
-        )
-        worker = _worker_process_embedded(home)
-        time.sleep(3)
-        worker.send_signal(signal.SIGKILL)
-        worker.communicate(timeout=10)
-        submitted = home.run("jobs", "submit", "after the crash", check=True)
-        listed = json.loads(home.run("jobs", "list", "--json", check=True).stdout)
-        assert listed[0]["id"] == int(submitted.stdout)
-    finally:
-        # A SIGKILLed user leaves the server running (by design: the next one reattaches);
-        # stop it the way pg_ctl's fast mode does.
-        pid_file = data / "postmaster.pid"
-        if pid_file.exists():
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
-            deadline = time.monotonic() + 30
-            while pid_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.1)
-
-
-def _worker_process_embedded(home) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "imagen", "worker"],
-        cwd=home.cwd,
-        env=home.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_the_worker_logs_one_logfmt_line_per_event(conn, db_url, home):
     home.write_config(f"output:\n  directory: {home.root / 'out'}\n")
     job_id = submit(conn, width=16, height=16)
@@ -399,3 +357,27 @@ def test_a_recovered_job_resumes_its_run_and_resubmits_only_a_lost_one(
     assert lost_row["progress"]["resume"] == 'resubmitted: backend "r": run run-gone was lost'
     assert lost_row["upstream_run_id"] == "run-new"  # the new run, recorded at once
     assert _Resumable.calls.count(("generate", None)) == 1  # only the lost one paid again
+
+
+def test_jobs_submit_refuses_a_job_that_could_never_run_and_queues_nothing(conn, db_url, home):
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-worker"
+    url = ["--database-url", db_url]
+    cases = {
+        ("",): "imagen: prompt: must not be empty or only white space",
+        ("x", "-b", "nosuch"): 'imagen: backend: no backend instance "nosuch" (configured: mock)',
+        ("x", "--opt", "delay=abc"): (
+            "imagen: backend \"mock\": option delay must be a number of seconds, not 'abc'"
+        ),
+        ("x", "--width", "13"): (
+            'imagen: backend "mock": width 13 is out of bounds for the mock backend '
+            "(16 to 4096 pixels)"
+        ),
+        ("x", "--seed", str(2**53 - 1), "-n", "2"): (
+            f"imagen: seed: image 2 of the job would use seed {2**53}, beyond {2**53 - 1} "
+            "(image i uses seed + i - 1)"
+        ),
+    }
+    for args, message in cases.items():
+        proc = home.run("jobs", "submit", *args, *url)
+        assert (proc.returncode, proc.stderr) == (2, message + "\n"), args
+    assert conn.execute("SELECT count(*) FROM imagen.jobs").fetchone()[0] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ except ImportError as exc:  # pragma: no cover - only without the package's depe
 from imagen import (
     Backend,
     BackendConfig,
+    Cancelled,
     Context,
     PermanentBackendError,
     Request,
@@ -22,13 +24,22 @@ from imagen import (
     TransientBackendError,
 )
 from imagen.retry import call_with_retry
-from imagen_comfyui.client import ComfyClient
+from imagen_comfyui.client import ComfyClient, node_name
 from imagen_comfyui.run import RunFollower, RunResult
 from imagen_comfyui.settings import read_settings
 
 __all__ = ["SEED_MAX", "ComfyUIBackend"]
 
 SEED_MAX = 2**64 - 1
+# Classes whose seed inputs take ComfyUI's whole range: no need to ask the server.
+_FULL_RANGE_SEEDS = frozenset(
+    {"KSampler", "KSamplerAdvanced", "RandomNoise", "SamplerCustom", "SamplerCustomAdvanced"}
+)
+log = logging.getLogger("imagen.comfyui")
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str | int)
 
 
 class ComfyUIBackend(Backend):
@@ -45,6 +56,7 @@ class ComfyUIBackend(Backend):
         self.settings = read_settings(config)
         self.client = ComfyClient(self.settings)
         self._version: str | None = None
+        self._seed_limits: dict[tuple[str, str], int | None] = {}
 
     def close(self) -> None:
         self.client.close()
@@ -56,7 +68,8 @@ class ComfyUIBackend(Backend):
         seed = request.seed if request.seed is not None else random.randrange(SEED_MAX + 1)
         if not 0 <= seed <= SEED_MAX:
             raise PermanentBackendError(f"seed {seed} is outside ComfyUI's 0 … 2^64-1")
-        graph, inputs_set, ignored = self.settings.workflow.apply(request, seed)
+        workflow = self.settings.workflow
+        graph, inputs_set, ignored = workflow.apply(request, seed, self._seed_max(seed))
         if "count" in ignored:
             raise PermanentBackendError(
                 f"this workflow has no batch size input to make {request.count} images; "
@@ -67,38 +80,115 @@ class ComfyUIBackend(Backend):
         follower.connect()  # before /prompt, so no event of the run is missed
         context.report_run_id(prompt_id)
         try:
-            # Safe to repeat: a failed submission is looked up by its id before another.
-            call_with_retry(
-                lambda: self._submit(graph, prompt_id),
-                what="submitting the workflow",
-                context=context,
-                policy=self.settings.retry,
-                safe_to_repeat=True,
-            )
+            try:
+                # Safe to repeat: a failed submission is looked up by its id before another.
+                answer = call_with_retry(
+                    lambda: self._submit(graph, prompt_id),
+                    what="submitting the workflow",
+                    context=context,
+                    policy=self.settings.retry,
+                    safe_to_repeat=True,
+                )
+            except KeyboardInterrupt:
+                self.client.cancel(prompt_id)  # it may have been queued all the same
+                raise
+            except Cancelled:
+                if not context.detached:
+                    self.client.cancel(prompt_id)
+                raise
+            skipped = self.client.skipped_outputs(answer.get("node_errors"), graph)
+            self._warn_skipped(skipped)
             run = follower.follow()
         finally:
             follower.close()
-        return self._result(run, request, seed, inputs_set, ignored, prompt_id)
+        return self._result(run, request, seed, inputs_set, ignored, prompt_id, skipped)
 
     def resume(self, run_id: str, request: Request, context: Context) -> Result:
         context.report_run_id(run_id)
-        follower = RunFollower(
-            self.client, self.settings, run_id, context, self.settings.workflow.graph
+        graph, inputs_set, ignored = self.settings.workflow.apply(
+            request, request.seed, self._seed_max(request.seed)
         )
+        follower = RunFollower(self.client, self.settings, run_id, context, graph)
         run = follower.follow()  # starts by looking the run up: history, queue, or lost
-        _, inputs_set, ignored = self.settings.workflow.apply(request, request.seed)
-        return self._result(run, request, request.seed, inputs_set, ignored, run_id)
+        # The answer that named the outputs left out is gone; the run's entry still lists
+        # the outputs it executes.
+        executed = follower.executed_outputs
+        skipped = {}
+        if executed is not None:
+            left_out = [node for node in self._output_nodes(graph) if node not in executed]
+            skipped = {
+                node: "ComfyUI left it out when it validated the workflow" for node in left_out
+            }
+        self._warn_skipped(skipped)
+        return self._result(run, request, request.seed, inputs_set, ignored, run_id, skipped)
 
     # -- internals ------------------------------------------------------------------------
 
-    def _submit(self, graph: dict[str, Any], prompt_id: str) -> None:
+    def _submit(self, graph: dict[str, Any], prompt_id: str) -> dict[str, Any]:
         try:
-            self.client.submit(graph, prompt_id, client_id=prompt_id)
+            return self.client.submit(graph, prompt_id, client_id=prompt_id)
         except TransientBackendError:
             # The request may have reached ComfyUI before the connection failed: we chose the
             # id, so look for it before reporting a failure (and before anyone resubmits).
             if not self._known(prompt_id):
                 raise
+            return {}
+
+    def _warn_skipped(self, skipped: dict[str, str]) -> None:
+        graph = self.settings.workflow.graph
+        for node, reason in skipped.items():
+            log.warning(
+                'backend "%s": ComfyUI runs only part of the workflow: output %s is left out: %s',
+                self.name,
+                node_name(graph, node),
+                reason,
+            )
+
+    def _output_nodes(self, graph: dict[str, Any]) -> list[str]:
+        """The graph's output nodes, by ComfyUI's catalogue (nodes nothing else reads)."""
+        read = {
+            str(v[0]) for e in graph.values() for v in e.get("inputs", {}).values() if _is_link(v)
+        }
+        found = []
+        for node, entry in graph.items():
+            if node in read:
+                continue
+            try:
+                if self.client.object_info(entry["class_type"]).get("output_node"):
+                    found.append(node)
+            except (TransientBackendError, PermanentBackendError):
+                return []  # unknown: claim nothing was left out
+        return found
+
+    def _seed_max(self, seed: int | None) -> dict[str, int]:
+        """The range of each seed input narrower than ``seed``, from ComfyUI's catalogue."""
+        if seed is None:
+            return {}
+        limits = {}
+        graph = self.settings.workflow.graph
+        for target in self.settings.workflow.targets.get("seed", []):
+            kind = graph[target.node]["class_type"]
+            if kind in _FULL_RANGE_SEEDS:
+                continue
+            key = (kind, target.input)
+            if key not in self._seed_limits:
+                self._seed_limits[key] = self._input_max(kind, target.input)
+            top = self._seed_limits[key]
+            if top is not None and seed > top:
+                limits[str(target)] = top
+        return limits
+
+    def _input_max(self, class_type: str, name: str) -> int | None:
+        try:
+            spec = self.client.object_info(class_type).get("input") or {}
+        except (TransientBackendError, PermanentBackendError):
+            return None  # ComfyUI will say what it accepts, if it cares
+        config = {**(spec.get("required") or {}), **(spec.get("optional") or {})}.get(name)
+        if isinstance(config, list) and len(config) > 1 and isinstance(config[1], dict):
+            top = config[1].get("max")
+            if isinstance(top, int) and not isinstance(top, bool):
+                return top
+        return None
 
     def _known(self, prompt_id: str) -> bool:
         """Whether ComfyUI has run ``prompt_id`` queued, running or finished."""
@@ -127,6 +217,7 @@ class ComfyUIBackend(Backend):
         inputs_set: dict[str, Any],
         ignored: list[str],
         prompt_id: str,
+        skipped: dict[str, str],
     ) -> Result:
         images = [self.client.image(output) for output in run.outputs]
         metadata: dict[str, Any] = {
@@ -139,6 +230,7 @@ class ComfyUIBackend(Backend):
             "seed": seed,
             "inputs": inputs_set,
             "timings": {"queue_s": _round(run.queue_s), "execution_s": _round(run.execution_s)},
+            "skipped_outputs": skipped or None,
         }
         cost = self._cost(run, len(images))
         if cost is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import mimetypes
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +17,10 @@ from imagen import (
 from imagen.retry import retry_after
 from imagen_comfyui.settings import ComfyUISettings
 
-__all__ = ["ComfyClient"]
+__all__ = ["ComfyClient", "node_name"]
 
 _CHUNK = 1 << 16
+_CANCEL_TIMEOUT_S = 2.0
 
 
 def _choices(config: Any) -> list[str] | None:
@@ -96,7 +96,11 @@ class ComfyClient:
         return self._json("GET", f"/object_info/{class_type}").get(class_type) or {}
 
     def submit(self, graph: dict[str, Any], prompt_id: str, client_id: str) -> dict[str, Any]:
-        """Queue ``graph`` under ``prompt_id``; a rejection is a PermanentBackendError."""
+        """Queue ``graph`` under ``prompt_id``; a rejection is a PermanentBackendError.
+
+        The answer's ``node_errors`` may be non-empty even so: ComfyUI runs the outputs
+        that validated and leaves out the others (see :meth:`skipped_outputs`).
+        """
         body = {"prompt": graph, "client_id": client_id, "prompt_id": prompt_id}
         response = self._request("POST", "/prompt", json=body)
         if response.status_code == 400:
@@ -109,7 +113,11 @@ class ComfyClient:
             raise PermanentBackendError(
                 f"ComfyUI answered POST /prompt with {response.status_code}"
             )
-        return response.json()
+        try:
+            answer = response.json()
+        except ValueError:
+            return {}  # queued all the same: the run is followed by its id
+        return answer if isinstance(answer, dict) else {}
 
     def queue(self) -> dict[str, list[Any]]:
         return self._json("GET", "/queue")
@@ -119,13 +127,20 @@ class ComfyClient:
         return self._json("GET", f"/history/{prompt_id}").get(prompt_id)
 
     def cancel(self, prompt_id: str) -> None:
-        """Remove ``prompt_id`` from the queue, and interrupt it if it is running (best effort)."""
+        """Remove ``prompt_id`` from the queue, and interrupt it if it is running (best effort).
+
+        Bounded to a few seconds: it runs while the user waits to get their prompt back.
+        """
         for path, body in (
             ("/queue", {"delete": [prompt_id]}),
             ("/interrupt", {"prompt_id": prompt_id}),
         ):
-            with contextlib.suppress(httpx.HTTPError):  # the server is gone: nothing to stop
-                self.http.post(path, json=body)
+            try:
+                self.http.post(path, json=body, timeout=_CANCEL_TIMEOUT_S)
+            except httpx.TransportError:
+                return  # the server is gone: there is nothing left to stop
+            except httpx.HTTPError:
+                continue
 
     def image(self, output: dict[str, Any]) -> GeneratedImage:
         """An output image from ``/view``, streamed when it is read, ComfyUI's chunks kept."""
@@ -155,16 +170,36 @@ class ComfyClient:
 
     def _rejection(self, detail: dict[str, Any], graph: dict[str, Any]) -> str:
         error = detail.get("error") or {}
-        head = error.get("message") or "the workflow was rejected"
+        head = str(error.get("message") or "the workflow was rejected")
         if error.get("details"):
-            head = f"{head}: {error['details']}"
-        problems = []
-        for node, entry in (detail.get("node_errors") or {}).items():
-            name = _node_name(graph, str(node), entry.get("class_type"))
-            for item in entry.get("errors", []):
-                problems.append(f"node {name}: {self._problem(item, graph.get(str(node), {}))}")
+            head = f"{head.rstrip('.')} ({error['details']})"
+        problems = self._node_problems(detail.get("node_errors"), graph)
         text = f"ComfyUI rejected the workflow: {head}"
-        return f"{text}; " + "; ".join(problems) if problems else text
+        return f"{text}; " + "; ".join(problem for _, problem in problems) if problems else text
+
+    def skipped_outputs(self, node_errors: Any, graph: dict[str, Any]) -> dict[str, str]:
+        """The outputs ComfyUI left out of an accepted run, each with why: its failing nodes."""
+        reasons: dict[str, list[str]] = {}
+        for outputs, problem in self._node_problems(node_errors, graph):
+            for output in outputs:
+                reasons.setdefault(output, []).append(problem)
+        return {output: "; ".join(problems) for output, problems in reasons.items()}
+
+    def _node_problems(
+        self, node_errors: Any, graph: dict[str, Any]
+    ) -> list[tuple[list[str], str]]:
+        """Each node error as (the outputs it keeps from running, "node N (Class): problem")."""
+        found = []
+        for node, entry in (node_errors if isinstance(node_errors, dict) else {}).items():
+            if not isinstance(entry, dict):
+                continue
+            name = node_name(graph, str(node), entry.get("class_type"))
+            outputs = [str(o) for o in entry.get("dependent_outputs") or [] if o is not None]
+            for item in entry.get("errors") or []:
+                if isinstance(item, dict):
+                    problem = self._problem(item, graph.get(str(node), {}))
+                    found.append((outputs, f"node {name}: {problem}"))
+        return found
 
     def _problem(self, item: dict[str, Any], node: dict[str, Any]) -> str:
         extra = item.get("extra_info") or {}
@@ -196,7 +231,8 @@ def _listing(choices: list[str], most: int = 25) -> str:
     return shown + (f", … ({len(choices) - most} more)" if len(choices) > most else "")
 
 
-def _node_name(graph: dict[str, Any], node: str, class_type: str | None) -> str:
+def node_name(graph: dict[str, Any], node: str, class_type: str | None = None) -> str:
+    """``9 (SaveImage "Final")``: a node as the user knows it, by id, class and title."""
     entry = graph.get(node, {})
     kind = class_type or entry.get("class_type", "?")
     title = (entry.get("_meta") or {}).get("title")

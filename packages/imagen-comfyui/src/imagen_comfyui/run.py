@@ -4,7 +4,8 @@ The run's prompt_id doubles as the websocket client id, so whoever knows the run
 process after a reconnect, another one resuming it) hears its events. The end of the run
 is its ``executing`` null event or its ``/history`` entry, whichever is seen first. When
 the socket drops or falls silent, the run is looked up in ``/history`` and ``/queue``; it
-is lost only when it is in neither.
+is lost only when it is in neither. A server that stops answering at all is retried for
+``unreachable_s``, then given up on: the run may still finish there, to be resumed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = ["RunFollower", "RunResult"]
 
 _TICK = 0.5  # seconds between cancellation checks while waiting on the socket
 _LOST_GRACE_S = 3.0  # how long a run may be missing from /queue before it counts as lost
+_UNREACHABLE_POLL_S = 1.0  # between attempts to reach a server that stopped answering
 
 
 @dataclass
@@ -72,6 +74,8 @@ class RunFollower:
         self.last_frame = time.monotonic()
         self._position: int | None = None
         self._unreachable_since: float | None = None
+        self.executed_outputs: list[str] | None = None
+        """The output nodes ComfyUI queued for the run (from its queue or history entry)."""
 
     # -- the socket ---------------------------------------------------------------------
 
@@ -115,19 +119,30 @@ class RunFollower:
     # -- following ------------------------------------------------------------------------
 
     def follow(self) -> RunResult:
-        """Block until the run ends; return its outputs, or raise why it didn't."""
+        """Block until the run ends; return its outputs, or raise why it didn't.
+
+        Cancelled through the context, or stopped by a KeyboardInterrupt (a second Ctrl-C),
+        it removes the run from ComfyUI's queue or interrupts it before it gives up; a
+        detached context leaves the run going, for whoever resumes it.
+        """
         try:
             while True:
                 try:
                     self.context.check()
                 except Cancelled:
                     self.cancelling = True
-                    self.client.cancel(self.prompt_id)
+                    if not self.context.detached:  # detached: another follower takes it on
+                        self.client.cancel(self.prompt_id)
                     raise
                 done = self._next_frame() if self.socket is not None else self._check_server()
                 if done is not None:
                     return done
-                self._check_idle()
+                if self._unreachable_since is None:
+                    self._check_idle()
+        except KeyboardInterrupt:
+            # The caller stops at once, but the run must not go on, paid for, on the server.
+            self.client.cancel(self.prompt_id)
+            raise
         finally:
             self.close()
 
@@ -218,18 +233,15 @@ class RunFollower:
             if entry is not None:
                 return self._from_history(entry)
             queue = self.client.queue()
-        except TransientBackendError:
-            self.close()
-            now = time.monotonic()
-            self._unreachable_since = self._unreachable_since or now
-            if now - self._unreachable_since > self.settings.idle_timeout_s:
-                raise
-            self.context.wait(min(2.0, self.settings.silence_s))  # the server is away: retry
+        except TransientBackendError as exc:
+            self._unreachable(exc)
             return None
-        self._unreachable_since = None
-        running = [e[1] for e in queue.get("queue_running", [])]
-        pending = [e[1] for e in queue.get("queue_pending", [])]
-        if self.prompt_id not in running and self.prompt_id not in pending:
+        if self._unreachable_since is not None:
+            self._unreachable_since = None
+            self.context.progress(Progress("status", message="reached ComfyUI again"))
+        running = [e for e in queue.get("queue_running", []) if e[1] == self.prompt_id]
+        pending = [e for e in queue.get("queue_pending", []) if e[1] == self.prompt_id]
+        if not running and not pending:
             # The socket may have missed the end: ask history once more before calling it lost.
             entry = self.client.history(self.prompt_id)
             if entry is not None:
@@ -244,7 +256,8 @@ class RunFollower:
                 "its history (was the server restarted?)",
                 upstream_id=self.prompt_id,
             )
-        if self.prompt_id in running:
+        self._note_outputs((running or pending)[0])
+        if running:
             self._start()
         if self.socket is None:
             try:
@@ -253,16 +266,43 @@ class RunFollower:
                 self.context.wait(min(2.0, self.settings.silence_s))
         return None
 
-    def _finish(self) -> RunResult:
+    def _unreachable(self, exc: TransientBackendError) -> None:
+        """ComfyUI did not answer: wait and try again, up to ``unreachable_s`` in all."""
+        self.close()
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+            self.context.progress(Progress("status", message="cannot reach ComfyUI; trying again"))
+        waited = now - self._unreachable_since
+        limit = self.settings.unreachable_s
+        if waited >= limit:
+            raise TransientBackendError(
+                f"{exc.message}; gave up after {waited:.0f} s (unreachable_s is {limit:g}): "
+                f"run {self.prompt_id} may still finish there",
+                upstream_id=self.prompt_id,
+            ) from exc
+        self.context.wait(min(_UNREACHABLE_POLL_S, limit - waited))
+
+    def _note_outputs(self, entry: Any) -> None:
+        """Keep the output nodes a queue or history entry says the run executes."""
+        if isinstance(entry, list) and len(entry) > 4 and isinstance(entry[4], list):
+            self.executed_outputs = [str(node) for node in entry[4]]
+
+    def _finish(self) -> RunResult | None:
         """The end event arrived: history has the authoritative outputs."""
         for _ in range(10):
-            entry = self.client.history(self.prompt_id)
+            try:
+                entry = self.client.history(self.prompt_id)
+            except TransientBackendError:
+                self.close()  # gone right at the end: look it up as for a dropped socket
+                return None
             if entry is not None:
                 return self._from_history(entry)
             self.context.wait(0.1)  # history is written right around the end event
         return self._result(self.outputs, {})
 
     def _from_history(self, entry: dict[str, Any]) -> RunResult:
+        self._note_outputs(entry.get("prompt"))
         status = entry.get("status") or {}
         if status.get("status_str") == "error":
             for kind, data in status.get("messages") or []:

@@ -43,7 +43,9 @@ SLICE: dict[str, Setting] = {
     "t5xxl": Setting(str, "t5xxl_fp8_e4m3fn.safetensors", "flux-schnell: the T5-XXL encoder file"),
     "vae": Setting(str, "ae.safetensors", "flux-schnell: the VAE file"),
     "workflow": Setting(
-        str, None, 'path to your own workflow exported with "Save (API)", relative to imagen.yaml'
+        str,
+        None,
+        'path to your own workflow exported with "Export (API)", relative to imagen.yaml',
     ),
     "inputs": Setting(
         dict,
@@ -60,6 +62,13 @@ SLICE: dict[str, Setting] = {
         30.0,
         "seconds of websocket silence before checking the run "
         "through /history and /queue (and reconnecting)",
+    ),
+    "unreachable_s": Setting(
+        float,
+        30.0,
+        "how long a run goes on trying a server that stopped answering (a ComfyUI restart "
+        "takes about 10 s) before it fails as transient; the run may still finish there, "
+        "and `imagen resume` follows it",
     ),
     "idle_timeout_s": Setting(
         float,
@@ -101,6 +110,7 @@ class ComfyUISettings:
     connect_timeout_s: float
     http_timeout_s: float
     silence_s: float
+    unreachable_s: float
     idle_timeout_s: float
     price_per_second: float | None
     price_per_image: float | None
@@ -148,6 +158,7 @@ def read_settings(config: BackendConfig) -> ComfyUISettings:
         connect_timeout_s=_positive(config, "connect_timeout_s"),
         http_timeout_s=_positive(config, "http_timeout_s"),
         silence_s=_positive(config, "silence_s"),
+        unreachable_s=_positive(config, "unreachable_s"),
         idle_timeout_s=_positive(config, "idle_timeout_s"),
         price_per_second=_value(config, "price_per_second"),
         price_per_image=_value(config, "price_per_image"),

@@ -75,8 +75,9 @@ def parse_graph(data: Any, where: str, key: str) -> dict[str, Any]:
     """Check that ``data`` is an API-format graph; ``where`` names its source in errors."""
     if isinstance(data, dict) and "nodes" in data and "links" in data:
         raise WorkflowError(
-            f'{where} is in ComfyUI\'s UI format; export it with "Save (API)" '
-            "(enable the dev mode options in the settings if the menu lacks it)",
+            f"{where} is in ComfyUI's UI format; export it with the workflow menu's "
+            '"Export (API)" (older versions: enable the dev mode options in the settings, '
+            'then "Save (API Format)")',
             key,
         )
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict):
@@ -104,6 +105,10 @@ def load_graph(path: Path, key: str) -> dict[str, Any]:
 
 def _is_link(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str | int)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _inputs(graph: Mapping[str, Any], node: str) -> dict[str, Any]:
@@ -191,9 +196,17 @@ def detect(graph: Mapping[str, Any], wanted: Iterable[str] = FIELDS) -> dict[str
         or the prompt is wanted and no prompt input can be found.
     """
     wanted = set(wanted)
+    # Every seed input, sampler or not: a graph whose image comes from an API node or a
+    # custom generator would otherwise make the same picture for "different" seeds.
+    seeds = [
+        Target(n, name)
+        for n in graph
+        for name in SEED_INPUTS
+        if _is_number(_inputs(graph, n).get(name))
+    ]
     if not _samplers(graph):
         if "prompt" not in wanted:
-            return {}
+            return {"seed": seeds} if seeds and "seed" in wanted else {}
         raise WorkflowError(
             "no sampler node found (KSampler, SamplerCustomAdvanced, ...): "
             "map the inputs explicitly under `inputs:`",
@@ -219,16 +232,11 @@ def detect(graph: Mapping[str, Any], wanted: Iterable[str] = FIELDS) -> dict[str
             "input); map it under inputs.prompt",
             "inputs.prompt",
         )
-    found["seed"] = [
-        Target(n, name)
-        for n, e in graph.items()
-        for name in SEED_INPUTS
-        if isinstance(_inputs(graph, n).get(name), int)
-    ]
+    found["seed"] = seeds
     found["steps"] = [
         Target(n, "steps")
         for n, e in graph.items()
-        if isinstance(_inputs(graph, n).get("steps"), int)
+        if _is_number(_inputs(graph, n).get("steps"))
         and ("Sampler" in e["class_type"] or "Scheduler" in e["class_type"])
     ]
     latents = []
@@ -295,9 +303,14 @@ class Workflow:
         return _describe(self.graph, target.node)
 
     def apply(
-        self, request: Request, seed: int | None
+        self, request: Request, seed: int | None, seed_max: Mapping[str, int] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-        """The graph to submit, the inputs that were set, and the fields left unmapped."""
+        """The graph to submit, the inputs that were set, and the fields left unmapped.
+
+        :param seed_max: the largest value each seed target (``"NODE.input"``) accepts,
+            where it is less than the seed: that input gets the seed modulo its range, so the
+            same seed still makes the same picture (the value used is in the inputs set).
+        """
         graph = copy.deepcopy(self.graph)
         values: dict[str, Any] = {
             field: getattr(request, attr) for field, attr in _REQUEST_ATTRIBUTE.items()
@@ -316,6 +329,10 @@ class Workflow:
                 ignored.append(field)
                 continue
             for target in self.targets[field]:
-                graph[target.node]["inputs"][target.input] = value
-                inputs_set[str(target)] = value
+                given = value
+                top = (seed_max or {}).get(str(target)) if field == "seed" else None
+                if top is not None and top >= 0 and given > top:
+                    given = value % (top + 1)
+                graph[target.node]["inputs"][target.input] = given
+                inputs_set[str(target)] = given
         return graph, inputs_set, ignored

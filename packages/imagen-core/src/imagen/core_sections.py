@@ -19,7 +19,15 @@ def imagen_config_sections() -> list[Section]:
     from imagen.cloud.settings import CLOUD_SECTION
     from imagen.output_settings import OUTPUT_SECTION
     from imagen.preview import PREVIEW_SECTION
+    from imagen.serve_settings import SERVE_SECTION
     from imagen.styles import STYLES_SECTION
     from imagen.usage.settings import USAGE_SECTION
 
-    return [OUTPUT_SECTION, STYLES_SECTION, PREVIEW_SECTION, USAGE_SECTION, CLOUD_SECTION]
+    return [
+        OUTPUT_SECTION,
+        STYLES_SECTION,
+        PREVIEW_SECTION,
+        USAGE_SECTION,
+        CLOUD_SECTION,
+        SERVE_SECTION,
+    ]

@@ -127,6 +127,8 @@ def generate(
     resume: str | None = None,
     usage: UsageSink | None = None,
     keep_partial: bool = True,
+    styled: Request | None = None,
+    started: datetime | None = None,
 ) -> Outcome:
     """Run the pipeline once: make ``request.count`` images and save them.
 
@@ -143,6 +145,9 @@ def generate(
     :param keep_partial: when the run fails after saving some of its images, keep them
         (the CLI: they were paid for) or remove them and their sidecars (the worker: a
         job's images are all recorded or none are kept).
+    :param styled: with ``resume``: the request as the backend received it then (its style
+        applied, the same seed as ``request``), so a style edited since changes nothing.
+    :param started: with ``resume``: when the run was started, for file names and records.
     :raises ImagenError: config, request, backend and output errors, typed.
     """
     own_pool = pool is None
@@ -153,7 +158,11 @@ def generate(
         usage = usage or usage_sink(config)
         instance = pool.get(backend)
         original = request if request.seed is not None else request.replace(seed=choose_seed())
-        final = apply_style(original, config.style(original.style) if original.style else None)
+        if styled is not None:
+            final = styled
+        else:
+            style = config.style(original.style) if original.style else None
+            final = apply_style(original, style)
         run = Run(
             config=config,
             backend_name=instance.name,
@@ -162,7 +171,7 @@ def generate(
             request=final,
             context=context,
             output_dir=output_dir or config.output.directory,
-            started=datetime.now(UTC),
+            started=started or datetime.now(UTC),
             preview=config.preview.enabled if preview is None else preview,
             labels={"entry": "cli", **(labels or {})},
             usage=usage,

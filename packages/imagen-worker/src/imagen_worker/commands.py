@@ -17,7 +17,7 @@ import click
 from imagen.cli import State, fail
 from imagen.errors import RequestError
 from imagen_worker import queries
-from imagen_worker.options import concurrency_option, database_option
+from imagen_worker.options import concurrency_option, database_option, grace_option
 
 __all__ = ["jobs", "worker"]
 
@@ -49,13 +49,7 @@ def _connect(state: State, url: str | None) -> Any:
 @concurrency_option(
     "Jobs run at once by this process.", default=None, show_default="worker.concurrency, 1"
 )
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds running jobs get to finish on SIGTERM before they are released.",
-)
+@grace_option
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.1),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["concurrency_option", "database_option"]
+__all__ = ["concurrency_option", "database_option", "grace_option"]
 
 database_option = click.option(
     "--database-url",
@@ -25,3 +25,13 @@ def concurrency_option(
         show_default=show_default,
         help=help,
     )
+
+
+grace_option = click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running jobs get to finish on SIGTERM before they are released "
+    "(a second SIGTERM or Ctrl-C releases them at once).",
+)

@@ -152,10 +152,9 @@ def imagen_register_commands(cli: click.Group) -> None:
 
 @hookimpl
 def imagen_config_sections() -> list[Section]:
-    from imagen_worker.serve.settings import SERVE_SECTION
     from imagen_worker.settings import WORKER_SECTION
 
-    return [WORKER_SECTION, SERVE_SECTION]
+    return [WORKER_SECTION]  # serve: is imagen-core's (imagen mcp reads it too)
 
 
 @hookimpl

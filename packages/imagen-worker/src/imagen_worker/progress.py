@@ -13,14 +13,14 @@ from imagen_worker.rows import clean_text
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from imagen_worker.daemon import Worker
+    from imagen_worker.slots import JobSlots
 
 __all__ = ["progress_writer"]
 
 _EVERY_S = 0.5  # at most two progress writes a second per job
 
 
-def progress_writer(worker: Worker, job_id: int) -> Callable[[Progress], None]:
+def progress_writer(worker: JobSlots, job_id: int) -> Callable[[Progress], None]:
     """The context's progress callback for job ``job_id``: best effort, never blocking long."""
     last_write = [0.0]
 

@@ -142,7 +142,8 @@ def check_job(
     try:
         instance.check(final)
     except RequestError as exc:
-        raise JobRejected(_field_of(str(exc)), str(exc), whole=True) from None
+        message = f'backend "{instance.name}": {exc}'
+        raise JobRejected(_field_of(str(exc)), message, whole=True) from None
 
 
 def _field_of(message: str) -> str:

@@ -25,7 +25,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -35,7 +35,7 @@ from imagen.errors import ImagenError
 if TYPE_CHECKING:
     from imagen.config import Config
 
-__all__ = ["EXIT_CODES", "cli", "main"]
+__all__ = ["EXIT_CODES", "cli", "fail", "main", "one_line", "show_error"]
 
 EXIT_CODES = {
     0: "success",
@@ -75,7 +75,11 @@ class State:
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes log records as ``imagen: message`` lines to stderr."""
+    """Writes log records as ``imagen: message`` lines to stderr, one line each.
+
+    A progress line on the terminal is erased first (the next progress report redraws
+    it), and a message of several lines is cut to its first unless debugging.
+    """
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
@@ -83,7 +87,14 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stderr  # follow redirections (click's test runner swaps it)
+        from imagen.cli.progress import ProgressLine
+
+        if ProgressLine.shown is not None:
+            ProgressLine.shown.clear()
         super().emit(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return one_line(super().format(record), debug=log.isEnabledFor(logging.DEBUG))
 
 
 def setup_logging(level: int = logging.WARNING) -> None:
@@ -94,12 +105,40 @@ def setup_logging(level: int = logging.WARNING) -> None:
     log.setLevel(level)
 
 
-def fail(message: str, code: int) -> None:
-    """Print ``imagen: message`` to stderr and exit with ``code``."""
+def one_line(text: str, *, debug: bool = False) -> str:
+    """``text`` on one line: its first non-blank line, saying how many more there are.
+
+    Upstream errors can span lines (ComfyUI passes its exceptions' text through); the
+    whole text is kept for ``--debug``.
+    """
+    if debug:
+        return text
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else text.strip()
+    more = len(lines) - 1
+    return f"{lines[0]} (+{more} more line{'s' if more > 1 else ''}: rerun with --debug)"
+
+
+def fail(message: str, code: int, *, hint: str | None = None) -> NoReturn:
+    """Print ``imagen: message`` on one line to stderr and exit with ``code``.
+
+    :param hint: what the user can do next, added to the line after the message.
+    """
     from imagen import secrets
 
-    click.echo(f"imagen: {secrets.redact(message)}", err=True)
+    ctx = click.get_current_context(silent=True)
+    text = one_line(secrets.redact(message), debug=ctx is not None and _debugging(ctx))
+    click.echo(f"imagen: {text}" + (f"; {hint}" if hint else ""), err=True)
     raise click.exceptions.Exit(code)
+
+
+def show_error(exc: ImagenError, *, hint: str | None = None) -> NoReturn:
+    """Report ``exc`` as ``fail`` does, with its traceback when debugging; exit with its code."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and _debugging(ctx):
+        traceback.print_exc()
+    fail(str(exc), exc.exit_code, hint=hint)
 
 
 class ImagenGroup(click.Group):
@@ -119,9 +158,7 @@ class ImagenGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ImagenError as exc:
-            if _debugging(ctx):
-                traceback.print_exc()
-            fail(str(exc), exc.exit_code)
+            show_error(exc)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except BrokenPipeError:  # whoever read stdout stopped reading: not a bug
@@ -167,10 +204,11 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
 
 
 def _register_builtin_commands() -> None:
-    from imagen.cli import catalog, cloud, configure, generate, info, scaffold, usage
+    from imagen.cli import catalog, cloud, configure, generate, info, resume, scaffold, usage
 
     for command in (
         generate.generate,
+        resume.resume,
         info.info,
         catalog.backends,
         catalog.plugins,
@@ -216,6 +254,16 @@ def build() -> click.Group:
     return cli
 
 
+_process = False
+
+
+def owns_process() -> bool:
+    """True when the command runs as the ``imagen`` program: the process ends with it."""
+    return _process
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``imagen`` console script."""
+    global _process
+    _process = True
     build().main(args=argv, prog_name="imagen")

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from imagen.cli import STEP_FAILED, State, fail
+from imagen.cli import STEP_FAILED, State, fail, running
 
 if TYPE_CHECKING:
+    from imagen.backend import Backend
     from imagen.config import Config
-    from imagen.context import Context
-    from imagen.pipeline import Outcome
     from imagen.request import Request
 
 log = logging.getLogger("imagen")
@@ -34,26 +30,6 @@ def parse_option(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key.strip(), value
-
-
-@contextmanager
-def _cancel_on_interrupt(context: Context) -> Iterator[None]:
-    """First Ctrl-C cancels the run cleanly; a second one interrupts at once."""
-    if sys.platform == "win32" or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if context.cancelled:
-            raise KeyboardInterrupt
-        log.warning("cancelling… (Ctrl-C again to stop at once)")
-        context.cancel()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _base_fields(source: Path | None) -> dict[str, Any]:
@@ -88,45 +64,6 @@ def _build_request(config: Config, base: dict[str, Any], given: dict[str, Any]) 
         count=fields.get("count") or 1,
         options={**(base.get("options") or {}), **given.get("options", {})},
     )
-
-
-def _report(outcome: Outcome, backend: str, as_json: bool, quiet: bool, explicit: set[str]) -> None:
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "backend": backend,
-                    "duration_s": round(outcome.duration_s, 3),
-                    "images": [
-                        {
-                            "path": str(i.path),
-                            "sidecar": str(i.sidecar) if i.sidecar else None,
-                            "mime_type": i.mime_type,
-                            "width": i.record.get("width"),
-                            "height": i.record.get("height"),
-                            "seed": i.record.get("seed"),
-                            "image_seed": i.record.get("image_seed"),
-                        }
-                        for i in outcome.images
-                    ],
-                    "ignored": outcome.ignored,
-                    "metadata": outcome.metadata,
-                    "notes": outcome.notes,
-                    "step_failures": [str(f) for f in outcome.step_failures],
-                },
-                indent=2,
-                default=str,
-            )
-        )
-    else:
-        for image in outcome.images:
-            click.echo(str(image.path))
-    if not quiet:
-        told = [name for name in outcome.ignored if name in explicit or name.startswith("options.")]
-        if told:
-            log.warning('backend "%s" ignored: %s', backend, ", ".join(told))
-    for failure in outcome.step_failures:
-        log.error("%s failed: %s", failure.hook.removeprefix("imagen_"), failure)
 
 
 @click.command()
@@ -185,8 +122,7 @@ def generate(
     made again (from its imagen metadata, sidecar, or A1111/ComfyUI parameters); any flag
     given overrides the recorded value.
     """
-    from imagen.context import Context
-    from imagen.pipeline import generate as run_pipeline
+    from imagen.pipeline import BackendPool, choose_seed
     from imagen.styles import parse_size
 
     if verbose:
@@ -221,29 +157,30 @@ def generate(
             3,
         )
 
-    progress = None
-    if sys.stderr.isatty() and not quiet:
-        from imagen.cli.progress import ProgressLine
-
-        progress = ProgressLine(backend or config.default_backend)
-    context = Context(on_progress=progress)
+    if request.seed is None:
+        request = request.replace(seed=choose_seed())  # chosen here: the run's record has it
+    explicit = _explicit(given)
+    name = backend or config.default_backend
+    pool = BackendPool(config)
     try:
-        with _cancel_on_interrupt(context):
-            outcome = run_pipeline(
-                config,
-                request,
-                backend=backend,
-                context=context,
-                output_dir=output_dir,
-                preview=preview,
-            )
+        instance = pool.get(backend)
+        tracker = None
+        if instance.supports_resume:
+            tracker = _tracker(config, instance, request, output_dir, preview, explicit)
+        outcome = running.run(
+            config,
+            pool,
+            tracker,
+            label=name,
+            quiet=quiet,
+            request=request,
+            backend=backend,
+            output_dir=output_dir,
+            preview=preview,
+        )
     finally:
-        if progress is not None:
-            progress.clear()
-    explicit = {name for name in ("negative_prompt", "steps") if given.get(name)}
-    if given.get("seed") is not None:
-        explicit.add("seed")
-    _report(outcome, backend or config.default_backend, as_json, quiet, explicit)
+        pool.close()
+    running.report(outcome, name, as_json, quiet, explicit)
     if (
         source is not None
         and not quiet
@@ -252,7 +189,41 @@ def generate(
         log.warning(
             'backend "%s" does not promise the same pixels for the same seed: '
             "expect a similar image, not the same one",
-            backend or config.default_backend,
+            name,
         )
     if outcome.step_failures:
         raise click.exceptions.Exit(STEP_FAILED)
+
+
+def _explicit(given: dict[str, Any]) -> set[str]:
+    """The request fields set by flag: a backend ignoring one is worth a warning."""
+    explicit = {name for name in ("negative_prompt", "steps", "width", "height") if given.get(name)}
+    explicit |= {name for name in ("seed", "count") if given.get(name) is not None}
+    return explicit
+
+
+def _tracker(
+    config: Config,
+    instance: Backend,
+    request: Request,
+    output_dir: Path | None,
+    preview: bool | None,
+    explicit: set[str],
+) -> running.RunTracker:
+    """What to record of this run once its backend reports the upstream run's id."""
+    from imagen.runs import RunBook, RunRecord
+    from imagen.styles import apply_style
+
+    style = config.style(request.style) if request.style else None
+    record = RunRecord.new(
+        run_id="",
+        backend=instance.name,
+        backend_type=instance.config.type,
+        config=running.absolute(config.file) if config.file else None,
+        request=request,
+        styled=apply_style(request, style),
+        output_dir=running.absolute(output_dir or config.output.directory),
+        preview=preview,
+        explicit=tuple(sorted(explicit)),
+    )
+    return running.RunTracker(RunBook(), record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 from imagen.context import Progress
 
@@ -13,6 +13,9 @@ __all__ = ["ProgressLine"]
 
 class ProgressLine:
     """Rewrites one stderr line with the latest progress; :meth:`clear` erases it."""
+
+    shown: ClassVar[ProgressLine | None] = None
+    """The line on the terminal now, if any: a log line erases it first."""
 
     def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
@@ -27,6 +30,7 @@ class ProgressLine:
             self.stream.write(f"\r{text}{padding}")
             self.stream.flush()
             self._width = len(text)
+            ProgressLine.shown = self
 
     def clear(self) -> None:
         with self._lock:
@@ -34,6 +38,8 @@ class ProgressLine:
                 self.stream.write("\r" + " " * self._width + "\r")
                 self.stream.flush()
                 self._width = 0
+            if ProgressLine.shown is self:
+                ProgressLine.shown = None
 
 
 def _describe(progress: Progress) -> str:

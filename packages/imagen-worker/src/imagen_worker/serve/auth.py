@@ -10,17 +10,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
+from imagen.tokens import AuthError, Credentials, Identity
 from imagen_worker.serve.bodies import Session, SignIn
 from imagen_worker.serve.errors import ApiError, documented
 from imagen_worker.serve.services import ServicesDep
-from imagen_worker.serve.settings import ServeSettings, hash_key
+from imagen_worker.serve.settings import ServeSettings
 
 __all__ = ["SESSION_COOKIE", "Owner", "authenticate", "router"]
 
@@ -38,44 +38,12 @@ _cookie = APIKeyCookie(
 )
 
 
-@dataclass(frozen=True)
-class Identity:
-    """Who a token acts for, and until when (None: until the key is removed from config)."""
-
-    owner: str
-    expires_at: float | None = None
-
-
 def authenticate(token: str, settings: ServeSettings) -> Identity:
     """The identity ``token`` proves; ApiError 401 or 403 when it proves none."""
-    owner = settings.api_keys.get(hash_key(token))
-    if owner is not None:
-        return Identity(owner)
-    if settings.jwt_secret is not None and token.count(".") == 2:
-        return _jwt_identity(token, settings.jwt_secret)
-    raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
-
-
-def _jwt_identity(token: str, secret: str) -> Identity:
-    import jwt
-
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            options={"require": ["exp"], "verify_aud": False},
-        )
-    except jwt.ExpiredSignatureError:
-        raise ApiError(401, "The token has expired.", code="token_expired") from None
-    except jwt.PyJWTError:
-        raise ApiError(401, "The token is not valid.", code="invalid_token") from None
-    owner = claims.get("sub")
-    if not isinstance(owner, str) or not owner:
-        raise ApiError(
-            403, "The token is valid but acts for no user (it has no sub).", code="forbidden"
-        )
-    return Identity(owner, float(claims["exp"]))
+        return Credentials(settings.api_keys, settings.jwt_secret).authenticate(token)
+    except AuthError as exc:
+        raise ApiError(exc.status, exc.message, code=exc.code) from None
 
 
 async def _caller(

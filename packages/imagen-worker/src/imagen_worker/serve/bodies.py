@@ -32,6 +32,18 @@ class ImagesRequest(BaseModel):
     size: str | None = Field(None, description="WIDTHxHEIGHT, or auto")
     quality: str | None = Field(None, description="passed to the backend as the quality option")
     response_format: Literal["b64_json", "url"] = "b64_json"
+    output_format: Literal["png", "jpeg", "webp"] | None = Field(
+        None, description="the images' format; converted on the server when the backend's differs"
+    )
+    output_compression: int | None = Field(
+        None, ge=0, le=100, description="0-100: quality for jpeg and webp, zlib level for png"
+    )
+    background: Literal["transparent", "opaque", "auto"] | None = Field(
+        None, description="passed to the backend as the background option (auto: its default)"
+    )
+    moderation: Literal["auto", "low"] | None = Field(
+        None, description="passed to the backend as the moderation option (auto: its default)"
+    )
     user: str | None = Field(None, description="accepted and ignored: the token names the owner")
 
 
@@ -45,6 +57,11 @@ class ImagesResponse(BaseModel):
 
     created: int
     data: list[ImageDatum]
+    output_format: Literal["png", "jpeg", "webp"] | None = None
+    size: str | None = Field(None, description="WIDTHxHEIGHT of the images made")
+    quality: str | None = None
+    background: str | None = None
+    usage: dict[str, Any] | None = Field(None, description="the backend's token usage, if any")
     imagen: dict[str, Any]
 
 

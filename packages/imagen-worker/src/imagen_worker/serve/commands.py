@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from imagen.cli import State
-from imagen_worker.options import concurrency_option, database_option
+from imagen_worker.options import concurrency_option, database_option, grace_option
 
 __all__ = ["serve", "serve_key"]
 
@@ -25,6 +25,7 @@ __all__ = ["serve", "serve_key"]
     help="Also run a worker in this process: one command for a whole local setup.",
 )
 @concurrency_option("Jobs the --with-worker worker runs at once.")
+@grace_option
 @click.pass_obj
 def serve(
     state: State,
@@ -33,6 +34,7 @@ def serve(
     database_url: str | None,
     with_worker: bool,
     concurrency: int,
+    grace: float,
 ) -> None:
     """Serve the OpenAI-compatible images API and the job API over HTTP."""
     import uvicorn
@@ -54,7 +56,11 @@ def serve(
         )
     url = ready_database(database_url, config)
     warn_at_start(url, config)
-    worker = Worker(config, url, WorkerSettings(concurrency=concurrency)) if with_worker else None
+    worker = (
+        Worker(config, url, WorkerSettings(concurrency=concurrency, grace_s=grace))
+        if with_worker
+        else None
+    )
     thread = (
         threading.Thread(target=worker.run, name="imagen-worker", daemon=True) if worker else None
     )
@@ -118,7 +124,8 @@ def serve_key(owner: str) -> None:
     OWNER is who the key acts for: the name row-level security compares with each job's
     owner (printable text on one line).
     """
-    from imagen_worker.serve.settings import hash_key, new_key, owner_problem
+    from imagen.serve_settings import owner_problem, yaml_scalar
+    from imagen_worker.serve.settings import hash_key, new_key
 
     problem = owner_problem(owner)
     if problem is not None:
@@ -127,17 +134,4 @@ def serve_key(owner: str) -> None:
     key = new_key()
     click.echo(f"API key for {owner} (shown once, keep it secret):\n  {key}\n")
     click.echo("Add to imagen.yaml:\n  serve:\n    api_keys:")
-    click.echo(f'      "{hash_key(key)}": {_yaml_text(owner)}')
-
-
-def _yaml_text(text: str) -> str:
-    """``text`` as a YAML scalar that reads back as the same string (quoted when needed)."""
-    import json
-
-    import yaml
-
-    try:
-        plain = yaml.safe_load(f"key: {text}") == {"key": text}
-    except yaml.YAMLError:
-        plain = False
-    return text if plain else json.dumps(text, ensure_ascii=False)  # JSON strings are YAML
+    click.echo(f'      "{hash_key(key)}": {yaml_scalar(owner)}')

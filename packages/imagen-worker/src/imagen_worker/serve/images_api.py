@@ -16,6 +16,7 @@ from psycopg import sql
 from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import ImageList, ImageView
 from imagen_worker.serve.errors import ApiError, documented
+from imagen_worker.serve.formats import OutputFormat, in_format
 from imagen_worker.serve.paging import Before, Limit, newest_first, next_page
 from imagen_worker.serve.services import Services, ServicesDep
 
@@ -87,9 +88,27 @@ async def image(image_id: int, request: Request, services: ServicesDep, owner: O
     response_class=FileResponse,
     responses={200: {"content": {"image/*": {}}}, **documented(404)},
 )
-async def image_file(image_id: int, services: ServicesDep, owner: Owner) -> FileResponse:
+async def image_file(
+    image_id: int,
+    services: ServicesDep,
+    owner: Owner,
+    format: Annotated[
+        OutputFormat | None, Query(description="convert to this format (a cached copy)")
+    ] = None,
+    compression: Annotated[
+        int | None, Query(ge=0, le=100, description="0-100, with format")
+    ] = None,
+) -> FileResponse:
     row = await _stored(services, owner, image_id)
-    return FileResponse(row["local_path"], media_type=row["mime_type"], headers=_IMMUTABLE)
+    path, mime_type = await to_thread.run_sync(
+        in_format,
+        Path(row["local_path"]),
+        row["mime_type"],
+        format,
+        compression,
+        services.thumbnails,
+    )
+    return FileResponse(path, media_type=mime_type, headers=_IMMUTABLE)
 
 
 @router.get(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from anyio import to_thread
 from fastapi import APIRouter, Request
@@ -14,6 +16,7 @@ from fastapi.responses import JSONResponse
 from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import ImagesRequest, ImagesResponse, Model, ModelList
 from imagen_worker.serve.errors import ApiError, documented
+from imagen_worker.serve.formats import FORMATS, OutputFormat, in_format
 from imagen_worker.serve.queue import (
     check_fields,
     fields_from_images_request,
@@ -25,6 +28,7 @@ from imagen_worker.serve.services import Services, ServicesDep
 __all__ = ["router"]
 
 _REFUSED = "refused before calling the backend"  # how a spending cap's refusal reads
+_FORMAT_OF = {mime: name for name, mime in FORMATS.items()}
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
@@ -66,14 +70,61 @@ async def generations(
     if row["status"] != "done":
         raise _job_error(row)
     base = str(request.base_url).rstrip("/")
-    data = await to_thread.run_sync(_data, images, body.response_format, base)
+    wanted = Wanted(body.output_format, body.output_compression)
+    data, mime_types = await to_thread.run_sync(
+        _data, images, body.response_format, base, wanted, services.thumbnails
+    )
     cost = await _job_cost(services, row["id"])
-    extra = {"job": row["id"], "images": [image["id"] for image in images], "cost_usd": cost}
-    answer: dict[str, Any] = {"created": int(time.time()), "data": data, "imagen": extra}
+    extra: dict[str, Any] = {
+        "job": row["id"],
+        "images": [image["id"] for image in images],
+        "cost_usd": cost,
+    }
+    ignored = _ignored(images)
+    if ignored:
+        extra["ignored"] = ignored
+    answer: dict[str, Any] = {"created": int(time.time()), "data": data}
+    answer.update(_facts(images, mime_types, body))
     usage = _usage(images)
     if usage is not None:
         answer["usage"] = usage
+    answer["imagen"] = extra
     return JSONResponse(answer)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The format a request asked its images in (None: as the backend made them)."""
+
+    fmt: OutputFormat | None
+    compression: int | None
+
+    def query(self) -> str:
+        parts = {"format": self.fmt, "compression": self.compression}
+        given = {key: value for key, value in parts.items() if value is not None}
+        return "?" + urlencode(given) if given else ""
+
+
+def _facts(
+    images: list[dict[str, Any]], mime_types: list[str], body: ImagesRequest
+) -> dict[str, Any]:
+    """What gpt-image answers carry beside the data: format, size, quality, background."""
+    facts: dict[str, Any] = {}
+    if mime_types:
+        facts["output_format"] = _FORMAT_OF.get(mime_types[0])
+    first = images[0] if images else {}
+    if first.get("width") and first.get("height"):
+        facts["size"] = f"{first['width']}x{first['height']}"
+    facts["quality"] = body.quality or "auto"
+    if body.background in ("transparent", "opaque"):
+        facts["background"] = body.background
+    return facts
+
+
+def _ignored(images: list[dict[str, Any]]) -> list[str]:
+    """What the backend said it did not honour (a request option it doesn't know, say)."""
+    reported = (images[0]["metadata"] or {}).get("ignored") if images else None
+    return [str(item) for item in reported] if isinstance(reported, list) else []
 
 
 def _usage(images: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -119,13 +170,21 @@ def _job_error(row: dict[str, Any]) -> ApiError:
     return ApiError(500, error, "server_error", code="generation_failed", retry=False)
 
 
-def _data(images: list[dict[str, Any]], response_format: str, base: str) -> list[dict[str, str]]:
-    if response_format == "url":
-        return [{"url": f"{base}/v1/images/{image['id']}/file"} for image in images]
-    return [
-        {"b64_json": base64.b64encode(Path(image["local_path"]).read_bytes()).decode()}
-        for image in images
-    ]
+def _data(
+    images: list[dict[str, Any]], response_format: str, base: str, wanted: Wanted, cache: Path
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Each image as the request asked (inline or a link, in its format); their types."""
+    data, types = [], []
+    for image in images:
+        path, mime_type = in_format(
+            Path(image["local_path"]), image["mime_type"], wanted.fmt, wanted.compression, cache
+        )
+        types.append(mime_type)
+        if response_format == "url":
+            data.append({"url": f"{base}/v1/images/{image['id']}/file{wanted.query()}"})
+        else:
+            data.append({"b64_json": base64.b64encode(path.read_bytes()).decode()})
+    return data, types
 
 
 async def _job_cost(services: Services, job_id: int) -> float | None:

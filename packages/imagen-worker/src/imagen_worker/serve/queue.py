@@ -68,8 +68,13 @@ def fields_from_images_request(
         )
     if body.size and body.size != "auto":
         job["width"], job["height"] = _size(body.size)
-    if body.quality:
-        job["options"] = {"quality": body.quality}
+    options = {
+        name: value
+        for name in ("quality", "background", "moderation")
+        if (value := getattr(body, name)) not in (None, "auto")  # auto: the backend's default
+    }
+    if options:
+        job["options"] = options
     return job
 
 
@@ -146,7 +151,8 @@ async def images_of(services: Services, owner: str, job_id: int) -> list[dict[st
     """The images job ``job_id`` made, in order."""
     return await services.store.fetch_all(
         owner,
-        "SELECT id, local_path, mime_type, metadata FROM imagen.images WHERE job_id = %s "
+        "SELECT id, local_path, mime_type, width, height, metadata FROM imagen.images "
+        "WHERE job_id = %s "
         "ORDER BY id",
         (job_id,),
     )

@@ -109,8 +109,8 @@ class Store:
 
         A pooled connection may have died since its last use (a database restart): the
         statement then fails before COMMIT was sent, so the transaction never happened
-        and running it again on a fresh connection is safe. A failure at COMMIT is not
-        retried: the transaction may have been committed.
+        and running it again is safe, once the pool has dropped every connection that died
+        with it. A failure at COMMIT is not retried: the transaction may have committed.
         """
         for attempt in (1, 2):
             try:
@@ -122,6 +122,7 @@ class Store:
             except _BeforeCommit as wrapped:
                 if attempt == 2:
                     raise wrapped.__cause__ from None  # type: ignore[misc]
+                await self._pool.check()  # the others died with it: drop them all at once
         raise AssertionError("unreachable")
 
     async def _statement(
