@@ -148,8 +148,9 @@ def test_one_version_and_core_ranges_that_admit_it():
         module = next((package / "src").iterdir())
         assert f'__version__ = "{__version__}"' in (module / "__init__.py").read_text()
         project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
-        for requirement in map(Requirement, project.get("dependencies", [])):
-            if requirement.name == "imagen-core":
+        extras = [r for group in project.get("optional-dependencies", {}).values() for r in group]
+        for requirement in map(Requirement, [*project.get("dependencies", []), *extras]):
+            if requirement.name.startswith("imagen-"):
                 assert requirement.specifier.contains(__version__), (package.name, requirement)
 
 

@@ -47,7 +47,7 @@ def _fragment(block: str) -> bool:
 def test_there_are_examples_to_check():
     assert len(EXAMPLES) >= 14
     assert [where for where, _, block in EXAMPLES if _fragment(block)] == [
-        "docs/backends/comfyui.md:99"  # inputs: under the example before it
+        "docs/backends/comfyui.md:109"  # inputs: under the example before it
     ]
 
 

@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imagen import ConfigError
 from imagen.config import Config
@@ -54,7 +54,7 @@ def embedded_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 def configured_url(config: Config, environ: Mapping[str, str] = os.environ) -> str | None:
     """``worker.database_url``, else ``$IMAGEN_DATABASE_URL``, else None (nothing configured)."""
-    return config.section("worker")["database_url"] or environ.get("IMAGEN_DATABASE_URL") or None
+    return _worker(config)["database_url"] or environ.get("IMAGEN_DATABASE_URL") or None
 
 
 def database_url(
@@ -145,7 +145,20 @@ def configure_json(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
 
 def web_role(config: Config) -> str:
     """The role web callers act as (``worker.web_role``, default Supabase's ``authenticated``)."""
-    return str(config.section("worker")["web_role"])
+    return str(_worker(config)["web_role"])
+
+
+def _worker(config: Config) -> dict[str, Any]:
+    """The ``worker:`` section; its defaults when this plugin was not loaded to declare it.
+
+    (imagen mcp uses these functions with only its own plugin loaded; a ``worker:`` key
+    in the file would then have been refused when it was read.)
+    """
+    from imagen_worker.settings import WORKER
+
+    if "worker" in config.parsed:
+        return config.section("worker")  # type: ignore[no-any-return]
+    return {key: setting.default for key, setting in WORKER.items()}
 
 
 def ready_database(explicit: str | None, config: Config) -> str:
