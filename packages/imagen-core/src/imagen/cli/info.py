@@ -56,6 +56,13 @@ def _rows(info: Any) -> list[tuple[str, Any]]:
             else None,
         ),
         ("negative", fields.get("negative_prompt") or None),
+        (
+            # What the backend was sent: the style's negative suffix added to the flag's.
+            "final negative",
+            fields.get("final_negative_prompt")
+            if fields.get("final_negative_prompt") != (fields.get("negative_prompt") or "")
+            else None,
+        ),
         ("style", fields.get("style")),
         ("backend", backend),
         ("model", fields.get("model") or (info.record or {}).get("metadata", {}).get("model")),
