@@ -201,7 +201,7 @@ def test_cancelling_a_running_job(server):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     cancelled = httpx.delete(f"{server}/v1/jobs/{job_id}", headers=_as(ALICE_KEY))
-    assert cancelled.json() == {"id": job_id, "cancel_requested": True}
+    assert cancelled.json() == {"id": job_id, "cancel_requested": True, "status": "running"}
     assert _events(server, job_id)[-1][0] == "cancelled"
     again = httpx.delete(f"{server}/v1/jobs/{job_id}", headers=_as(ALICE_KEY))
     assert again.status_code == 409

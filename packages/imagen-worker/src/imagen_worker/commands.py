@@ -290,12 +290,7 @@ def cancel(state: State, job_id: int, as_json: bool, database_url: str | None) -
         ).fetchone()
         if row is None:
             raise RequestError(f"job {job_id} has already ended")
-        if row["status"] == "pending":
-            conn.execute(
-                "UPDATE imagen.jobs SET status = 'cancelled', finished_at = now() "
-                "WHERE id = %s AND status = 'pending'",
-                (job_id,),
-            )
+        # A pending job is cancelled by the database itself (migration 0005).
     outcome = "cancelled" if row["status"] == "pending" else "cancel requested"
     click.echo(
         json.dumps({"id": job_id, "outcome": outcome}) if as_json else f"job {job_id}: {outcome}"

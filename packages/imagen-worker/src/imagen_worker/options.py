@@ -13,13 +13,13 @@ database_option = click.option(
 )
 
 
-def concurrency_option(help: str) -> click.decorators.FC:
+def concurrency_option(help: str, default: int = 1) -> click.decorators.FC:
     """``-c/--concurrency``: how many jobs a worker runs at once."""
     return click.option(
         "-c",
         "--concurrency",
         type=click.IntRange(min=1),
-        default=1,
+        default=default,
         show_default=True,
         help=help,
     )

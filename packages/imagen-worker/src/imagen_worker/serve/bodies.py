@@ -115,6 +115,9 @@ class JobView(BaseModel):
     ) = Field(None, description="what kind of failure ended the job, when one did")
     image_id: int | None
     progress: dict[str, Any] | None
+    queue_position: int | None = Field(
+        None, description="a pending job's place in the queue (1: next), in GET /v1/jobs/{id}"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
