@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 __all__ = [
     "ImageList",
@@ -21,6 +21,9 @@ __all__ = [
 ]
 
 _PROMPT = Field(min_length=1, max_length=32_000)
+# A time as every answer gives it, whatever the database session's time zone: ISO 8601 in
+# UTC, "2025-06-01T14:03:07.120331Z" (imagen jobs --json prints the same).
+Time = Annotated[datetime, AfterValidator(lambda value: value.astimezone(UTC))]
 
 
 class ImagesRequest(BaseModel):
@@ -118,9 +121,9 @@ class JobView(BaseModel):
     queue_position: int | None = Field(
         None, description="a pending job's place in the queue (1: next), in GET /v1/jobs/{id}"
     )
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Time
+    started_at: Time | None
+    finished_at: Time | None
 
 
 class JobList(BaseModel):
@@ -140,7 +143,7 @@ class ImageView(BaseModel):
     height: int | None
     mime_type: str
     cost_usd: float | None
-    created_at: datetime
+    created_at: Time
     file: str
     thumbnail: str
     metadata: dict[str, Any] | None = Field(None, description="the backend's metadata")
