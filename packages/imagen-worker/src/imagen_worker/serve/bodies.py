@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 __all__ = [
+    "ImageDeleted",
     "ImageList",
     "ImageView",
     "ImagesRequest",
@@ -148,6 +149,15 @@ class ImageView(BaseModel):
     thumbnail: str
     metadata: dict[str, Any] | None = Field(None, description="the backend's metadata")
     request: dict[str, Any] | None = Field(None, description="the job's parameters")
+
+
+class ImageDeleted(BaseModel):
+    """``DELETE /v1/images/{id}``: the row is gone; ``file_removed`` says whether the file went."""
+
+    id: int
+    object: Literal["image"] = "image"
+    deleted: Literal[True] = True
+    file_removed: bool
 
 
 class ImageList(BaseModel):
