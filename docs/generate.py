@@ -222,6 +222,14 @@ def config_keys() -> str:
     )
 
 
+def job_endings() -> str:
+    """How imagen jobs watch and submit --wait exit for each way a job can end."""
+    from imagen_worker.watching import ENDINGS
+
+    rows = "\n".join(f"| {meaning} | {code} |" for code, meaning in ENDINGS.values())
+    return f"| the job | exit |\n|---|---|\n{rows}\n"
+
+
 SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "cli-reference": ("cli.md", cli_reference),
     "exit-codes": ("cli.md", exit_codes),
@@ -233,6 +241,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "serve-keys": ("serve.md", serve_keys),
     "mcp-tools": ("mcp.md", mcp_tools),
     "mcp-keys": ("mcp.md", mcp_keys),
+    "job-endings": ("worker.md", job_endings),
 }
 
 

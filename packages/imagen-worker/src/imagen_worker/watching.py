@@ -29,7 +29,7 @@ from imagen_worker.notices import PROGRESS_CHANNEL, read_progress_key
 if TYPE_CHECKING:
     from imagen.config import Config
 
-__all__ = ["ENDED", "exit_code", "follow", "progress_of", "watch"]
+__all__ = ["ENDED", "ENDINGS", "exit_code", "follow", "progress_of", "watch"]
 
 log = logging.getLogger("imagen")
 
@@ -44,16 +44,20 @@ _JOB = (
     "SELECT id, status, backend, progress, error, error_kind, image_id FROM imagen.jobs "
     "WHERE id = %s"
 )
-# A job's ending, as the exit code docs/cli.md gives for it (error_kind → code).
-_EXIT_CODES = {
-    "request": 2,
-    "config": 3,
-    "backend": 4,
-    "lost": 4,
-    "transient": 5,
-    "output": 7,
-    "budget": 8,
-    "internal": 1,
+# How a job can end (its status, or a failure's error_kind) and the exit code for it: the
+# code imagen generate gives the same ending (docs/cli.md). docs/worker.md's table is
+# generated from this.
+ENDINGS: dict[str, tuple[int, str]] = {
+    "done": (0, "done (the paths of its images are printed)"),
+    "request": (2, "failed: the backend refused the request (`error_kind` `request`)"),
+    "config": (3, "failed: a configuration error (`config`)"),
+    "backend": (4, "failed for good: the backend's error (`backend`)"),
+    "lost": (4, "failed for good: its worker stopped responding on its last attempt (`lost`)"),
+    "transient": (5, "failed for now, out of attempts (`transient`)"),
+    "output": (7, "failed writing its images (`output`)"),
+    "budget": (8, "refused by a spending cap (`budget`)"),
+    "internal": (1, "failed inside imagen (`internal`)"),
+    "cancelled": (130, "cancelled"),
 }
 
 
@@ -145,12 +149,9 @@ def _short(text: str, limit: int = 80) -> str:
 
 
 def exit_code(row: dict[str, Any]) -> int:
-    """The exit code for how the job ended: 0 done, 130 cancelled, else by its error's kind."""
-    if row["status"] == "done":
-        return 0
-    if row["status"] == "cancelled":
-        return 130
-    return _EXIT_CODES.get(row.get("error_kind") or "", 4)
+    """The exit code for how the job ended (:data:`ENDINGS`); a failure of no known kind, 4."""
+    ending = row["status"] if row["status"] != "failed" else row.get("error_kind") or "backend"
+    return ENDINGS.get(ending, ENDINGS["backend"])[0]
 
 
 def watch(
