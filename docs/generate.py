@@ -207,19 +207,23 @@ def mcp_tools() -> str:
 
 
 def config_keys() -> str:
-    """Every key of the sections imagen-core reads, with type, default and meaning."""
-    from imagen import config
-    from imagen.cloud.settings import CLOUD
+    """Every top-level key, and every key of each section but ``serve:`` (docs/serve.md)."""
+    from imagen.config import OWN_KEYS
+    from imagen.sections import declared_sections
 
-    top = "\n".join(f"| `{key}` | {doc} |" for key, doc in config.TOP_LEVEL.items())
-    return (
-        f"### Top level\n\n| key | meaning |\n|---|---|\n{top}\n\n"
-        f"### `output:`\n\n{table(config.OUTPUT)}\n"
-        f"### `preview:`\n\n{table(config.PREVIEW)}\n"
-        f"### `styles.NAME:`\n\n{table(config.STYLE)}\n"
-        f"### `usage:`\n\n{table(config.USAGE)}\n"
-        f"### `cloud:`\n\n{table(CLOUD)}"
-    )
+    declared = declared_sections()
+    rows = [f"| `{key}` | imagen-core | {doc} |" for key, doc in OWN_KEYS.items()]
+    rows += [f"| `{s.name}` | {dist} | {s.doc} |" for s, dist in declared]
+    parts = [
+        "### Top level\n\n| key | declared by | meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+    ]
+    for section, distribution in declared:
+        if section.name == "serve":
+            continue
+        heading = f"{section.name}.NAME:" if section.named else f"{section.name}:"
+        origin = "" if distribution == "imagen-core" else f" ({distribution})"
+        parts.append(f"### `{heading}`{origin}\n\n{table(dict(section.keys))}")
+    return "\n".join(parts)
 
 
 def job_endings() -> str:

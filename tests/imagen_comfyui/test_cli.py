@@ -167,3 +167,25 @@ def test_core_and_comfyui_alone_in_a_fresh_venv(home, comfy, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()).is_file()
+
+
+def test_a_token_the_proxy_refuses_exits_3_like_any_credential(home):
+    from comfy_standin import ComfyStandIn
+
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-comfyui"
+    home.env["COMFY_TOKEN"] = "stale-token-123456"
+    with ComfyStandIn(token="the-right-token") as guarded:
+        home.write_config(
+            f"""
+            backends:
+              gpu:
+                type: comfyui
+                base_url: {guarded.url}
+                model: {MODEL}
+                token_env: COMFY_TOKEN
+            """
+        )
+        proc = home.run("generate", "a red barn", "--backend", "gpu")
+    assert proc.returncode == 3  # docs/cli.md: a credential; not 4, a failed generation
+    assert "(401): check `headers` and `token_env`" in proc.stderr
+    assert "stale-token-123456" not in proc.stderr

@@ -236,7 +236,7 @@ def test_cloud_mistakes_are_named(home, supabase_project):
     home.write_config("cloud:\n  bucket: images\n  url_kind: public\n")
     no_url = home.run("generate", "x", "--size", "32x32")
     assert no_url.returncode == 3
-    assert no_url.stderr.strip() == f"imagen: {config}: cloud.url: is required"
+    assert no_url.stderr.strip() == f"imagen: {config}:1: cloud.url: is required"
 
 
 @pytest.mark.parametrize(

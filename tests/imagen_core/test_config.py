@@ -215,7 +215,12 @@ def test_config_show_redacts_literal_secrets(home):
 
 
 def test_config_path(home):
-    assert home.run("config", "path", check=True).stdout.startswith("none (no config file found")
+    none = home.run("config", "path", check=True)
+    assert none.stdout == ""  # $(imagen config path) is empty, not "None" or "none (...)"
+    assert none.stderr.strip() == (
+        "imagen: no config file found: built-in defaults "
+        "(imagen init writes one; --all shows where imagen looks)"
+    )
     path = home.write_config("{}\n")
     assert home.run("config", "path", check=True).stdout.strip() == str(path)
     listing = home.run("config", "path", "--all", check=True).stdout

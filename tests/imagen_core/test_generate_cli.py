@@ -142,6 +142,24 @@ def test_prompt_from_stdin(home):
     assert "owl-at-night" in proc.stdout
 
 
+def test_info_shows_the_styles_negative_prompt(home):
+    home.write_config("styles:\n  noir:\n    negative_suffix: colour, blur\n")
+    alone = home.run("generate", "a cat", "--style", "noir", "-q", check=True).stdout.strip()
+    rows = dict(
+        line.split(":", 1) for line in home.run("info", alone, check=True).stdout.splitlines()
+    )
+    assert "negative" not in rows  # the user gave none
+    assert rows["final negative"].strip() == "colour, blur"
+    both = home.run(
+        "generate", "a cat", "--style", "noir", "--negative", "dogs", "-q", check=True
+    ).stdout.strip()
+    rows = dict(
+        line.split(":", 1) for line in home.run("info", both, check=True).stdout.splitlines()
+    )
+    assert rows["negative"].strip() == "dogs"
+    assert rows["final negative"].strip() == "dogs, colour, blur"
+
+
 def test_info_and_replay_give_the_same_pixels(home):
     home.write_config("styles:\n  soft:\n    suffix: pastel\n")
     first = Path(

@@ -117,10 +117,13 @@ def test_starter_config_uses_only_documented_keys(home):
     import yaml
 
     from imagen.cli.configure import starter_text
-    from imagen.config import OUTPUT, PREVIEW, STYLE, TOP_LEVEL
+    from imagen.config import top_level_keys
+    from imagen.output_settings import OUTPUT
+    from imagen.preview import PREVIEW
+    from imagen.styles import STYLE
 
     data = yaml.safe_load(starter_text({"mock", "comfyui", "replicate", "openai"}))
-    assert set(data) <= set(TOP_LEVEL)
+    assert set(data) <= set(top_level_keys())
     assert set(data["output"]) <= set(OUTPUT)
     assert set(data["preview"]) <= set(PREVIEW)
     for style in data["styles"].values():

@@ -156,7 +156,8 @@ def test_http_callers_see_only_their_own_jobs(queue_home, db_url):
 
 
 def test_a_queue_database_without_the_schema_is_a_tool_error(mcp_home, empty_db_url):
-    mcp_home.env["IMAGEN_LOAD_PLUGINS"] = "mcp"
+    # worker: is imagen-worker's section: with its plugin left out, the key would be unknown.
+    mcp_home.env["IMAGEN_LOAD_PLUGINS"] = "mcp,worker"
     mcp_home.write_config(f"worker:\n  database_url: {empty_db_url!r}\n")
 
     async def scenario():

@@ -265,3 +265,15 @@ def test_estimates_come_from_the_per_image_table(make_backend):
         Request("x", width=1024, height=1024)
     )
     assert auto == high == 0.036  # auto quality is priced at the dearest
+
+
+def test_a_key_the_service_refuses_exits_3_like_any_credential(home, openai_api):
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-openai"
+    home.env["OPENAI_API_KEY"] = "sk-revoked-key-123456"
+    home.write_config(f"backends:\n  gpt:\n    type: openai\n    base_url: {openai_api.api}\n")
+    proc = home.run("generate", "a koi pond", "--backend", "gpt")
+    assert proc.returncode == 3  # docs/cli.md: a credential; not 4, a failed generation
+    assert proc.stderr.strip().startswith(
+        'imagen: backend "gpt": OpenAI refused the key in OPENAI_API_KEY (401)'
+    )
+    assert "sk-revoked-key-123456" not in proc.stderr

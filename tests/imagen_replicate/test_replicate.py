@@ -311,3 +311,23 @@ def test_a_split_run_reports_one_ordered_progress(replicate_api, make_backend):
             assert event.message in ("prediction 1/2", "prediction 2/2")
             assert event.current >= last.get(event.message, 0)
             last[event.message] = event.current
+
+
+def test_a_token_the_service_refuses_exits_3_like_any_credential(home, replicate_api):
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-replicate"
+    home.env["REPLICATE_API_TOKEN"] = "r8_revoked_token"
+    home.write_config(
+        f"""
+        backends:
+          flux:
+            type: replicate
+            model: black-forest-labs/flux-schnell
+            base_url: {replicate_api.url}
+        """
+    )
+    proc = home.run("generate", "a fox in snow", "--backend", "flux")
+    assert proc.returncode == 3  # docs/cli.md: a credential; not 4, a failed generation
+    assert proc.stderr.strip().startswith(
+        'imagen: backend "flux": Replicate refused the token in REPLICATE_API_TOKEN (401)'
+    )
+    assert "r8_revoked_token" not in proc.stderr

@@ -120,3 +120,55 @@ def test_a_per_owner_cap_holds_each_web_user_to_their_own(conn, db_url, tmp_path
         row for (who, _), row in rows.items() if who == "bob" and row["status"] == "failed"
     )
     assert "the daily cap of $2.00 per owner (bob) would be crossed" in failed["error"]
+
+
+def test_usage_counts_the_embedded_databases_generations_too(home):
+    """Zero setup: generate records to SQLite, the worker to the embedded PostgreSQL."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-worker"
+    home.write_config(f"output:\n  directory: {home.root / 'out'}\n")
+    data = Path(home.env["XDG_DATA_HOME"]) / "imagen"
+
+    home.run("generate", "a cat", "--size", "32x32", check=True)
+    alone = json.loads(home.run("usage", "--json", check=True).stdout)
+    assert alone["total"]["generations"] == 1
+    assert not (data / "pg").exists()  # no queue used yet: usage starts no database
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "imagen", "worker", "--poll", "0.5"],
+        cwd=home.cwd,
+        env=home.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        for line in worker.stderr:  # the worker creates and migrates the embedded database
+            if "applied" in line and "migration" in line:
+                break
+        submitted = home.run("jobs", "submit", "a dog", "--width", "32", "--height", "32")
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = submitted.stdout.strip()
+        status = None
+        while status != "done" and time.monotonic() < deadline:
+            time.sleep(0.3)
+            shown = home.run("jobs", "show", job_id, "--json", check=True)
+            status = json.loads(shown.stdout)["status"]
+        assert status == "done"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=60)
+
+    report = json.loads(home.run("usage", "--json", "--by", "backend", check=True).stdout)
+    assert report["total"]["generations"] == 2  # one by generate, one by the worker
+    assert report["source"] == (
+        f"SQLite file {data / 'usage.sqlite3'} and the embedded PostgreSQL's table mai.imagen_usage"
+    )
+    text = home.run("usage", check=True).stdout
+    assert "embedded PostgreSQL" in text.splitlines()[0]

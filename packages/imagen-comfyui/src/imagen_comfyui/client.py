@@ -8,7 +8,12 @@ from typing import Any
 
 import httpx
 
-from imagen import GeneratedImage, PermanentBackendError, TransientBackendError
+from imagen import (
+    CredentialRejectedError,
+    GeneratedImage,
+    PermanentBackendError,
+    TransientBackendError,
+)
 from imagen.retry import retry_after
 from imagen_comfyui.settings import ComfyUISettings
 
@@ -67,7 +72,7 @@ class ComfyClient:
                 retry_after=retry_after(response.headers),
             )
         if status in (401, 403):
-            raise PermanentBackendError(
+            raise CredentialRejectedError(
                 f"ComfyUI at {self.base_url} refused {method} {path} ({status}): check "
                 "`headers` and `token_env`"
             )

@@ -21,6 +21,7 @@ import websocket
 from imagen import (
     Cancelled,
     Context,
+    CredentialRejectedError,
     PermanentBackendError,
     Progress,
     RunLostError,
@@ -92,7 +93,7 @@ class RunFollower:
         except websocket.WebSocketBadStatusException as exc:
             self.socket = None
             if exc.status_code in (401, 403):
-                raise PermanentBackendError(
+                raise CredentialRejectedError(
                     f"ComfyUI at {self.client.base_url} refused the websocket "
                     f"({exc.status_code}): check `headers` and `token_env`"
                 ) from exc

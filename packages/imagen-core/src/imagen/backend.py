@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar, overload
 from imagen import secrets
 from imagen.context import Context
 from imagen.errors import ConfigError
+from imagen.inputs import InputSupport
 from imagen.request import Request, Result
 
 __all__ = ["Backend", "BackendConfig", "BackendFactory"]
@@ -203,6 +204,16 @@ class Backend(abc.ABC):
         so a bad request costs nothing and leaves no job behind. It must not call the
         network, nor raise for what only the upstream can judge.
         """
+
+    def input_support(self) -> InputSupport:
+        """What input images this instance accepts (by default none).
+
+        imagen refuses a request with inputs this does not accept before calling
+        :meth:`generate`, naming the backend; a request's ``strength`` that this does not
+        honour is listed as ignored. It may depend on the instance's configuration (a
+        Replicate model, a ComfyUI workflow's nodes); it must not call the network.
+        """
+        return InputSupport()
 
     def resume(self, run_id: str, request: Request, context: Context) -> Result:
         """Re-attach to the upstream run ``run_id`` that :meth:`generate` started.

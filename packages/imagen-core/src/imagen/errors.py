@@ -14,7 +14,8 @@ The tree::
     │   │                            and sent (the request may have reached the upstream)
     │   └── PermanentBackendError    retrying won't help (bad request, content policy)
     │       ├── PossiblyBilledError  a paid call failed after it was sent: not retried
-    │       └── RunLostError         resume found the upstream run gone (a restart, expiry)
+    │       ├── RunLostError         resume found the upstream run gone (a restart, expiry)
+    │       └── CredentialRejectedError  the service refused the credential (401, 403)
     └── Cancelled                    the caller cancelled the run
         └── DeadlineExceeded         the context's deadline passed
 
@@ -31,6 +32,7 @@ __all__ = [
     "BudgetExceededError",
     "Cancelled",
     "ConfigError",
+    "CredentialRejectedError",
     "DeadlineExceeded",
     "ImagenError",
     "OutputError",
@@ -174,6 +176,17 @@ class RunLostError(PermanentBackendError):
 
     ``resume`` raises it; a caller that still wants the images must start a new run.
     """
+
+
+class CredentialRejectedError(PermanentBackendError):
+    """The service refused the credential (an HTTP 401 or 403): a key that is wrong or revoked.
+
+    A generation failure, so the worker fails the job without retrying it, and also a
+    configuration mistake, so the CLI exits with code 3 as for any credential: the fix is
+    in the environment variable the backend's slice names, not in the request.
+    """
+
+    exit_code = 3
 
 
 class BudgetExceededError(ImagenError):

@@ -13,7 +13,7 @@ Implementations may accept any subset of a hook's arguments, by name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from imagen.config import Config
     from imagen.output import SavedImage
     from imagen.pipeline import Outcome, Run
+    from imagen.sections import Section
     from imagen.usage import UsageSink
 
 hookspec = pluggy.HookspecMarker("imagen")
@@ -42,6 +43,25 @@ def imagen_backend() -> Mapping[str, BackendFactory]:
 
     :return: a mapping of type name to factory. Names must be unique across plugins; a
         clash is reported and the first plugin registered keeps the name.
+    """
+
+
+@hookspec
+def imagen_config_sections() -> Iterable[Section]:
+    """Declare the top-level sections of ``imagen.yaml`` that your plugin reads.
+
+    Each :class:`~imagen.sections.Section` names its keys (type, default, meaning) and may
+    check more (ranges, formats) in its ``parse``; imagen checks every section the same way
+    whenever it loads the file, so a misspelt or mistyped key is an error naming the file,
+    line and key, in ``imagen config check`` and every command alike. A top-level key that
+    no loaded plugin declares is an error too. Read a section with
+    ``config.section(name)`` (the value ``parse`` returned, or every key's value).
+
+    Called once per process, when a config is first loaded; import the modules that hold
+    the declarations inside the hook, not at the plugin module's top, when they are heavy.
+
+    :return: the sections. Names must be unique across plugins; a clash is reported and the
+        first plugin registered keeps the name.
     """
 
 
@@ -97,4 +117,19 @@ def imagen_usage_sink(config: Config) -> UsageSink | None:
 
     :param config: the loaded configuration.
     :return: a :class:`~imagen.usage.UsageSink`, or None.
+    """
+
+
+@hookspec
+def imagen_usage_sources(config: Config) -> Iterable[UsageSink]:
+    """Offer more places usage records were kept, for ``imagen usage`` to read too.
+
+    Called by ``imagen usage`` only (never by a run, which records to one sink): its report
+    adds what these hold to what the sink holds, so that every generation counts, wherever
+    it was recorded. imagen-worker returns the embedded PostgreSQL's ``mai.imagen_usage``
+    when no database is configured and the embedded one exists, since its worker and
+    ``imagen serve`` record there while ``imagen generate`` records to the SQLite file.
+
+    :param config: the loaded configuration.
+    :return: sinks to read (their ``records``); each is closed after reading.
     """

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_INPUT_PIXELS",
     "InputImage",
     "InputRole",
+    "InputSupport",
     "check_inputs",
     "load_input",
     "spool",
@@ -63,6 +64,8 @@ class InputImage:
     :param height: its height in pixels.
     :param size: its size in bytes.
     :param sha256: the hex SHA-256 of its bytes: how ``--from`` finds it again.
+    :param origin: the absolute path the user gave, when it was a file of theirs (not
+        standard input or an upload): recorded, so ``--from`` looks there first.
     """
 
     role: InputRole
@@ -73,14 +76,40 @@ class InputImage:
     height: int
     size: int
     sha256: str
+    origin: str | None = None
+
+    @classmethod
+    def from_record(cls, record: Any) -> InputImage:
+        """An input known by its :meth:`record` alone (a resumed run's, to record again).
+
+        Its path is the recorded one, if any: it can be opened only while that file is
+        still there. :raises RequestError: when ``record`` is not an input's record.
+        """
+        try:
+            role = record["role"]
+            fields = {
+                "name": str(record["name"]),
+                "mime_type": str(record["mime_type"]),
+                "width": int(record["width"]),
+                "height": int(record["height"]),
+                "size": int(record["size"]),
+                "sha256": str(record["sha256"]),
+            }
+        except (KeyError, TypeError, ValueError):
+            raise RequestError(f"not an input image's record: {record!r:.200}") from None
+        if role not in INPUT_ROLES:
+            raise RequestError(f"not an input image's record (role {role!r})")
+        origin = record.get("path")
+        origin = str(origin) if origin else None
+        return cls(role=role, path=Path(origin or "-"), origin=origin, **fields)
 
     def open(self) -> BinaryIO:
         """The file, for reading (the caller closes it): stream it, don't hold it."""
         return self.path.open("rb")
 
     def record(self) -> dict[str, Any]:
-        """What the sidecar and imagen's chunk record of this input (no path: it moves)."""
-        return {
+        """What the sidecar and imagen's chunk record of this input."""
+        record = {
             "role": self.role,
             "name": self.name,
             "mime_type": self.mime_type,
@@ -89,6 +118,47 @@ class InputImage:
             "size": self.size,
             "sha256": self.sha256,
         }
+        if self.origin is not None:
+            record["path"] = self.origin
+        return record
+
+
+@dataclass(frozen=True)
+class InputSupport:
+    """What input images a backend accepts; the default accepts none.
+
+    :param images: how many inputs of role ``image`` (to edit, or to start from).
+    :param references: how many inputs of role ``reference``.
+    :param mask: whether a ``mask`` is accepted (with an image).
+    :param strength: whether the request's ``strength`` is honoured (image-to-image).
+    """
+
+    images: int = 0
+    references: int = 0
+    mask: bool = False
+    strength: bool = False
+
+    @property
+    def any(self) -> bool:
+        """Whether any input image is accepted at all."""
+        return bool(self.images or self.references or self.mask)
+
+    def refusal(self, inputs: Sequence[InputImage]) -> str | None:
+        """Why these inputs can't be honoured (one sentence), or None when they can."""
+        if inputs and not self.any:
+            return "takes no input images"
+        counts = {role: sum(1 for item in inputs if item.role == role) for role in INPUT_ROLES}
+        for role, flag, allowed in (
+            ("image", "--image", self.images),
+            ("reference", "--reference", self.references),
+        ):
+            if counts[role] > allowed:
+                if allowed == 0:
+                    return f"takes no {role} input ({flag})"
+                return f"takes at most {allowed} {role} input(s) ({flag}), not {counts[role]}"
+        if counts["mask"] and not self.mask:
+            return "takes no mask (--mask)"
+        return None
 
 
 def load_input(
@@ -96,6 +166,7 @@ def load_input(
     role: str = "image",
     *,
     name: str | None = None,
+    origin: str | None = None,
     max_bytes: int = MAX_INPUT_BYTES,
     max_pixels: int = MAX_INPUT_PIXELS,
 ) -> InputImage:
@@ -139,6 +210,7 @@ def load_input(
         height=height,
         size=read,
         sha256=digest.hexdigest(),
+        origin=origin,
     )
 
 

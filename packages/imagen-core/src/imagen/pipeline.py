@@ -208,6 +208,9 @@ def _call_backend(run: Run, backend: Backend, resume: str | None) -> Result:
 
 def _check(run: Run, backend: Backend) -> None:
     """The backend's own refusal of an impossible request, before anything is paid."""
+    refusal = backend.input_support().refusal(run.request.inputs)
+    if refusal is not None:
+        raise RequestError(f'backend "{run.backend_name}" {refusal}')
     try:
         backend.check(run.request)
     except RequestError as exc:
@@ -219,6 +222,16 @@ def _check(run: Run, backend: Backend) -> None:
     except Exception as exc:  # an adapter bug
         message = secrets.redact(f"unexpected {type(exc).__name__} checking the request: {exc}")
         raise PermanentBackendError(message, backend=run.backend_name) from exc
+
+
+def _note_ignored_strength(request: Request, backend: Backend, result: Result) -> None:
+    """A strength the backend does not take is listed with the fields it ignored."""
+    if request.strength is None or backend.input_support().strength:
+        return
+    ignored = result.metadata.get(IGNORED_KEY)
+    ignored = list(ignored) if isinstance(ignored, list | tuple) else []
+    if "strength" not in ignored:
+        result.metadata[IGNORED_KEY] = [*ignored, "strength"]
 
 
 def _reserve(run: Run, backend: Backend) -> None:
@@ -245,6 +258,7 @@ def _execute(run: Run, backend: Backend, resume: str | None = None) -> Outcome:
         _reserve(run, backend)
         with _call_backend(run, backend, resume) as result:
             duration = time.perf_counter() - clock
+            _note_ignored_strength(run.request, backend, result)
             metadata = secrets.redact_data(result.metadata)
             outcome = Outcome([], metadata, duration)
             if len(result.images) != run.request.count:

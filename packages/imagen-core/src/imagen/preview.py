@@ -11,20 +11,62 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagen.plugins import hookimpl
+from imagen.sections import Section, Setting
 
 if TYPE_CHECKING:
-    from imagen.config import PreviewSettings
     from imagen.pipeline import Outcome, Run
 
-__all__ = ["DEFAULT_VIEWERS", "preview_command", "viewer_template"]
+__all__ = [
+    "DEFAULT_VIEWERS",
+    "PREVIEW",
+    "PREVIEW_SECTION",
+    "PreviewSettings",
+    "preview_command",
+    "viewer_template",
+]
 
 log = logging.getLogger("imagen")
 DEFAULT_VIEWERS = ("tmux-img", "timg", "chafa")
 _HOLD = "; printf '\\n[imagen] press Enter to close '; read -r _"
+
+PREVIEW: dict[str, Setting] = {
+    "enabled": Setting(
+        bool,
+        False,
+        "open each new image in a tmux window (`--preview` and `--no-preview` override)",
+    ),
+    "viewer": Setting(
+        str, None, "command that shows `{path}`; default: the first found of tmux-img, timg, chafa"
+    ),
+    "hold": Setting(bool, True, "keep the window open after the viewer exits, until Enter"),
+}
+
+
+@dataclass(frozen=True)
+class PreviewSettings:
+    """The ``preview:`` section."""
+
+    enabled: bool = False
+    viewer: str | None = None
+    hold: bool = True
+
+
+PREVIEW_SECTION = Section(
+    "preview",
+    "showing each new image in a tmux window",
+    PREVIEW,
+    parse=lambda data: PreviewSettings(**data.values),
+    show=lambda settings: {
+        "enabled": settings.enabled,
+        "viewer": settings.viewer,
+        "hold": settings.hold,
+    },
+)
 
 
 def viewer_template(settings: PreviewSettings) -> str | None:

@@ -10,13 +10,16 @@ from types import MappingProxyType
 from typing import Any, BinaryIO, Self
 
 from imagen.errors import RequestError
+from imagen.inputs import InputImage, check_inputs
 
 __all__ = ["IGNORED_KEY", "GeneratedImage", "Request", "Result"]
 
 IGNORED_KEY = "ignored"
 """Metadata key under which a backend lists the request fields it did not honour."""
 
-REQUEST_FIELDS = ("prompt", "negative_prompt", "width", "height", "steps", "seed", "count")
+REQUEST_FIELDS = (
+    "prompt", "negative_prompt", "width", "height", "steps", "seed", "count", "strength",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,13 @@ class Request:
     :param options: backend options, free-form (``--opt KEY=VALUE``), for what only one
         upstream knows. A backend lists the ones it doesn't know as ``options.KEY`` under
         the ``ignored`` metadata key.
+    :param inputs: input images (:class:`~imagen.inputs.InputImage`, each with a role:
+        the image to edit or start from, a reference, a mask), already checked. imagen
+        refuses a request whose inputs the backend does not accept
+        (:meth:`~imagen.Backend.input_support`) before calling it.
+    :param strength: for image-to-image, how far the result may move from the input image:
+        0 keeps it, 1 ignores it (A1111's "denoising strength"); None for the backend's
+        default. A backend that takes no strength lists ``strength`` as ignored.
     """
 
     prompt: str
@@ -45,6 +55,8 @@ class Request:
     style: str | None = None
     count: int = 1
     options: Mapping[str, Any] = field(default_factory=dict)
+    inputs: tuple[InputImage, ...] = ()
+    strength: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -58,6 +70,20 @@ class Request:
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             raise RequestError(f"seed must be a whole number of 0 or more, not {self.seed!r}")
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        if not all(isinstance(item, InputImage) for item in self.inputs):
+            raise RequestError("inputs must be checked input images (imagen.inputs.load_input)")
+        check_inputs(self.inputs)
+        if self.strength is not None and (
+            isinstance(self.strength, bool)
+            or not isinstance(self.strength, int | float)
+            or not 0 <= self.strength <= 1
+        ):
+            raise RequestError(f"strength must be between 0 and 1, not {self.strength!r}")
+
+    def inputs_of(self, role: str) -> tuple[InputImage, ...]:
+        """The input images of ``role`` (``image``, ``reference`` or ``mask``), in order."""
+        return tuple(item for item in self.inputs if item.role == role)
 
     def replace(self, **changes: Any) -> Request:
         """Return a copy with ``changes`` applied (validated again)."""
@@ -75,6 +101,8 @@ class Request:
             "style": self.style,
             "count": self.count,
             "options": dict(self.options),
+            "inputs": [item.record() for item in self.inputs],
+            "strength": self.strength,
         }
 
 

@@ -34,6 +34,7 @@ from imagen.errors import (
     PermanentBackendError,
     RequestError,
 )
+from imagen.inputs import InputImage
 from imagen.request import REQUEST_FIELDS, Request
 
 __all__ = ["RunBook", "RunRecord", "RunRecordError", "may_go_on", "request_fields"]
@@ -51,13 +52,14 @@ def request_fields(request: Request) -> dict[str, Any]:
     fields = {name: getattr(request, name) for name in REQUEST_FIELDS}
     fields["style"] = request.style
     fields["options"] = dict(request.options)
+    fields["inputs"] = [item.record() for item in request.inputs]
     return fields
 
 
 def _request(fields: Any, what: str) -> Request:
     if not isinstance(fields, dict):
         raise RunRecordError(f"{what} is not a mapping")
-    allowed = {*REQUEST_FIELDS, "style", "options"}
+    allowed = {*REQUEST_FIELDS, "style", "options", "inputs"}
     unknown = sorted(set(fields) - allowed)
     if unknown:
         raise RunRecordError(f"{what} has unknown fields: {', '.join(unknown)}")
@@ -68,7 +70,8 @@ def _request(fields: Any, what: str) -> Request:
     if not isinstance(fields.get("negative_prompt", ""), str):
         raise RunRecordError(f"{what}.negative_prompt is not a string")
     try:
-        return Request(**fields)
+        inputs = [InputImage.from_record(item) for item in fields.get("inputs") or []]
+        return Request(**{**fields, "inputs": tuple(inputs)})
     except (RequestError, TypeError) as exc:
         raise RunRecordError(f"{what}: {exc}") from None
 

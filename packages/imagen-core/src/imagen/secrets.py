@@ -11,7 +11,15 @@ import re
 import threading
 from typing import Any
 
-__all__ = ["REDACTED", "is_secret_key", "redact", "redact_data", "register"]
+__all__ = [
+    "REDACTED",
+    "is_secret_key",
+    "redact",
+    "redact_config",
+    "redact_data",
+    "redact_inline",
+    "register",
+]
 
 REDACTED = "***"
 _MIN_LENGTH = 6  # shorter values would redact ordinary words
@@ -56,3 +64,41 @@ def is_secret_key(key: str) -> bool:
     Keys that *name* a variable (``api_key_env``) are not secrets.
     """
     return bool(_SECRET_KEY.search(key)) and not key.endswith("_env")
+
+
+# A password inside a value: ``scheme://user:PASSWORD@host`` and libpq's ``password=PASSWORD``.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)(?P<secret>[^\s@/]+)(?=@)", re.IGNORECASE
+)
+_CONNINFO_PASSWORD = re.compile(
+    r"(?P<head>\bpassword\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
+)
+
+
+def redact_inline(text: str) -> str:
+    """``text`` with the passwords it carries itself redacted, and every registered secret.
+
+    A URL's password (``postgresql://user:PASSWORD@host/db``) and a connection string's
+    ``password=...`` are credentials whatever the key that holds them is called.
+    """
+    text = _URL_PASSWORD.sub(lambda m: m["head"] + REDACTED, text)
+    text = _CONNINFO_PASSWORD.sub(lambda m: m["head"] + REDACTED, text)
+    return redact(text)
+
+
+def redact_config(data: Any) -> Any:
+    """A copy of config ``data`` safe to print: secret keys' values and passwords in values.
+
+    A key named like a credential (``api_key``, ``token``, ``Authorization``) has its whole
+    value replaced; every other string is passed through :func:`redact_inline`.
+    """
+    if isinstance(data, dict):
+        return {
+            key: REDACTED if is_secret_key(str(key)) and value else redact_config(value)
+            for key, value in data.items()
+        }
+    if isinstance(data, list | tuple):
+        return [redact_config(item) for item in data]
+    if isinstance(data, str):
+        return redact_inline(data)
+    return data

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from imagen.request import Request
+from imagen.sections import Section, SectionData, Setting
 
-__all__ = ["Style", "apply_style", "parse_size"]
+__all__ = ["STYLE", "STYLES_SECTION", "Style", "apply_style", "parse_size"]
+
+STYLE: dict[str, Setting] = {
+    "suffix": Setting(str, "", "appended to the prompt"),
+    "negative_suffix": Setting(str, "", "appended to the negative prompt"),
+    "size": Setting(str, None, "default size, `WIDTHxHEIGHT`"),
+    "steps": Setting(int, None, "default sampling steps"),
+    "description": Setting(str, "", "one line shown by `imagen styles`"),
+}
 
 
 @dataclass(frozen=True)
@@ -60,3 +70,38 @@ def parse_size(text: str) -> tuple[int, int]:
     if width < 1 or height < 1:
         raise ValueError(f"size must be positive, not {text!r}")
     return width, height
+
+
+def _parse(data: SectionData) -> dict[str, Style]:
+    styles = {}
+    for name, values in data.values.items():
+        values = dict(values)
+        width = height = None
+        size = values.pop("size")
+        if size is not None:
+            try:
+                width, height = parse_size(size)
+            except ValueError as exc:
+                raise data.error(str(exc), f"{name}.size") from None
+        if values["steps"] is not None and values["steps"] < 1:
+            raise data.error("must be 1 or more", f"{name}.steps")
+        styles[name] = Style(name, width=width, height=height, **values)
+    return styles
+
+
+def _show(styles: dict[str, Style]) -> dict[str, Any]:
+    return {
+        name: {
+            "suffix": s.suffix,
+            "negative_suffix": s.negative_suffix,
+            "size": f"{s.width}x{s.height}" if s.width and s.height else None,
+            "steps": s.steps,
+            "description": s.description,
+        }
+        for name, s in styles.items()
+    }
+
+
+STYLES_SECTION = Section(
+    "styles", "named style presets", STYLE, named=True, parse=_parse, show=_show
+)

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from imagen import hookimpl
+
+if TYPE_CHECKING:
+    from imagen.sections import Section
+
+
+@hookimpl
+def imagen_config_sections() -> list[Section]:
+    from imagen_mcp.settings import MCP_SECTION
+
+    return [MCP_SECTION]
 
 
 @hookimpl

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from imagen.config import Config, Setting
+from imagen.sections import Section, SectionData
 
-__all__ = ["MCP", "McpSettings", "read_mcp"]
+__all__ = ["MCP", "MCP_SECTION", "McpSettings", "read_mcp"]
 
 MCP: dict[str, Setting] = {
     "max_count": Setting(int, 4, "the most images one `generate_image` call may ask for"),
@@ -93,3 +94,21 @@ def _login(environ: Mapping[str, str]) -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "local"
+
+
+def _parse(data: SectionData) -> dict:
+    """The section's checks, made whenever the file is loaded (``imagen config check``)."""
+    values = data.values
+    for key, least in _LEAST.items():
+        if values[key] < least:
+            raise data.error(f"must be at least {least}, not {values[key]}", key)
+    if values["port"] > 65535:
+        raise data.error(f"must be a port number (0 to 65535), not {values['port']}", "port")
+    if not values["path"].startswith("/"):
+        raise data.error(f"must start with /, not {values['path']!r}", "path")
+    if values["owner"] is not None and not values["owner"].strip():
+        raise data.error("must name an owner", "owner")
+    return values
+
+
+MCP_SECTION = Section("mcp", "the MCP server for AI agents, `imagen mcp`", MCP, parse=_parse)

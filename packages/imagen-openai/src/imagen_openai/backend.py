@@ -31,6 +31,7 @@ from imagen import (
     BackendConfig,
     Cancelled,
     Context,
+    CredentialRejectedError,
     GeneratedImage,
     PermanentBackendError,
     Progress,
@@ -204,7 +205,7 @@ class OpenAIBackend(Backend):
         if code in ("moderation_blocked", "content_policy_violation"):
             return PermanentBackendError(f"OpenAI's safety system rejected the request: {message}")
         if status == 401:
-            return PermanentBackendError(
+            return CredentialRejectedError(
                 f"OpenAI refused the key in {self.settings.api_key_env} (401): {message}"
             )
         if is_transient_status(status):

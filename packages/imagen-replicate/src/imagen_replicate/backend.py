@@ -34,6 +34,7 @@ from imagen import (
     BackendConfig,
     Cancelled,
     Context,
+    CredentialRejectedError,
     GeneratedImage,
     PermanentBackendError,
     Progress,
@@ -315,7 +316,7 @@ class ReplicateBackend(Backend):
                 retry_after=wait,
             )
         if status in (401, 403):
-            return PermanentBackendError(
+            return CredentialRejectedError(
                 f"Replicate refused the token in {self.settings.token_env} ({status}): {detail}"
             )
         if status == 404 and prediction_id is not None:

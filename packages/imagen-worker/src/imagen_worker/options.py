@@ -13,14 +13,16 @@ database_option = click.option(
 )
 
 
-def concurrency_option(help: str, default: int = 1) -> click.decorators.FC:
-    """``-c/--concurrency``: how many jobs a worker runs at once."""
+def concurrency_option(
+    help: str, default: int | None = 1, show_default: bool | str = True
+) -> click.decorators.FC:
+    """``-c/--concurrency``: how many jobs a worker runs at once (None: the command decides)."""
     return click.option(
         "-c",
         "--concurrency",
         type=click.IntRange(min=1),
         default=default,
-        show_default=True,
+        show_default=show_default,
         help=help,
     )
 

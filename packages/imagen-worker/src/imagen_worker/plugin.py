@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from imagen.config import Config
+    from imagen.sections import Section
     from imagen.usage import UsageSink
     from imagen_worker.audit import Finding
 
@@ -150,6 +151,13 @@ def imagen_register_commands(cli: click.Group) -> None:
 
 
 @hookimpl
+def imagen_config_sections() -> list[Section]:
+    from imagen_worker.settings import WORKER_SECTION
+
+    return [WORKER_SECTION]  # serve: is imagen-core's (imagen mcp reads it too)
+
+
+@hookimpl
 def imagen_usage_sink(config: Config) -> UsageSink | None:
     """``mai.imagen_usage`` whenever a database is configured (never the embedded one)."""
     from imagen_worker.database import configured_url
@@ -160,3 +168,18 @@ def imagen_usage_sink(config: Config) -> UsageSink | None:
     from imagen_worker.usage import PostgresUsageSink
 
     return PostgresUsageSink(url)
+
+
+@hookimpl
+def imagen_usage_sources(config: Config) -> list[UsageSink]:
+    """The embedded database, when it exists and no other database is configured.
+
+    The worker's and imagen serve's records are there, imagen generate's in the SQLite file.
+    """
+    from imagen_worker.database import configured_url, embedded_exists
+
+    if configured_url(config) is not None or not embedded_exists():
+        return []
+    from imagen_worker.usage import EmbeddedUsageSink
+
+    return [EmbeddedUsageSink()]

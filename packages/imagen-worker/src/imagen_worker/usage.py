@@ -15,7 +15,7 @@ from imagen.errors import OutputError
 from imagen.usage import UsageRecord, UsageSink
 from imagen.usage.budget import RESERVATION_TTL, Cap, check_caps
 
-__all__ = ["PostgresUsageSink"]
+__all__ = ["EmbeddedUsageSink", "PostgresUsageSink"]
 
 _COLUMNS = (
     "at", "owner", "job_id", "backend", "backend_type", "model", "images", "width", "height",
@@ -130,3 +130,29 @@ def _values(record: UsageRecord) -> dict[str, Any]:
     values = {column: getattr(record, column) for column in _COLUMNS}
     values["at"] = record.at.astimezone(UTC)
     return values
+
+
+class EmbeddedUsageSink(PostgresUsageSink):
+    """The embedded PostgreSQL's ``mai.imagen_usage``, read by ``imagen usage``.
+
+    Where the worker and ``imagen serve`` record when no database is configured. The server
+    is started only when records are read (and stops when this process exits); a database
+    never migrated holds no records.
+    """
+
+    description = "embedded PostgreSQL's table mai.imagen_usage"
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def records(self, since: datetime | None, until: datetime | None) -> list[UsageRecord]:
+        if not self.url:
+            from imagen_worker.database import embedded_url
+
+            self.url = embedded_url()
+        exists = self._with_connection(
+            lambda conn: conn.execute("SELECT to_regclass('mai.imagen_usage') AS t").fetchone()
+        )
+        if exists["t"] is None:
+            return []
+        return super().records(since, until)

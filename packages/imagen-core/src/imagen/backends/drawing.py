@@ -15,7 +15,7 @@ import random
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["FORMATS", "render"]
+__all__ = ["FORMATS", "encode", "picture", "render"]
 
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _SAVE_OPTIONS = {"png": {"compress_level": 6}, "jpeg": {"quality": 90}, "webp": {"quality": 90}}
@@ -119,6 +119,18 @@ def _caption(image: Image.Image, prompt: str, seed: int) -> None:
 
 def render(prompt: str, seed: int, width: int, height: int, fmt: str = "png") -> bytes:
     """The placeholder picture for ``prompt`` and ``seed``, encoded as ``fmt``."""
+    return encode(picture(prompt, seed, width, height), fmt)
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    """``image`` encoded as ``fmt`` (one of :data:`FORMATS`)."""
+    out = io.BytesIO()
+    image.save(out, format=fmt.upper(), **_SAVE_OPTIONS[fmt])
+    return out.getvalue()
+
+
+def picture(prompt: str, seed: int, width: int, height: int) -> Image.Image:
+    """The placeholder picture for ``prompt`` and ``seed``."""
     digest = hashlib.sha256(f"{prompt}\0{seed}".encode()).digest()
     rng = random.Random(digest)
     hue = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big") / 2**32
@@ -128,6 +140,4 @@ def render(prompt: str, seed: int, width: int, height: int, fmt: str = "png") ->
     image = _gradient((width, height), top, bottom)
     _shapes(ImageDraw.Draw(image, "RGBA"), rng, (width, height), hue)
     _caption(image, prompt, seed)
-    out = io.BytesIO()
-    image.save(out, format=fmt.upper(), **_SAVE_OPTIONS[fmt])
-    return out.getvalue()
+    return image

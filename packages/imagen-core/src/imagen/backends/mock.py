@@ -3,6 +3,9 @@
 It needs no network and no model: it draws a placeholder picture from the prompt and the
 seed (byte-identical for the same prompt, seed, size and format), with both written on it.
 It honours width, height, count and seed; image ``i`` of a request uses seed ``seed + i``.
+It takes input images as a real editing model would, visibly (see
+:mod:`imagen.backends.compose`): one ``image`` (the output is its size unless a size is
+given), a ``mask``, up to four ``reference`` images, and ``strength``.
 
 Its slice keys are :data:`SLICE` and its options (``--opt``) :data:`OPTIONS`; both tables
 are rendered into ``docs/config.md``.
@@ -15,10 +18,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from imagen.backend import Backend, BackendConfig
-from imagen.backends.drawing import FORMATS, render
+from imagen.backends.drawing import FORMATS, encode, picture, render
 from imagen.config import Setting
 from imagen.context import Context, Progress
 from imagen.errors import PermanentBackendError, RequestError, TransientBackendError
+from imagen.inputs import InputSupport
 from imagen.request import IGNORED_KEY, GeneratedImage, Request, Result
 
 __all__ = ["MAX_SIDE", "MIN_SIDE", "MockBackend"]
@@ -87,10 +91,20 @@ class MockBackend(Backend):
             )
         return float(delay), fail, fmt, ignored
 
+    def input_support(self) -> InputSupport:
+        return InputSupport(images=1, references=4, mask=True, strength=True)
+
+    def _size(self, request: Request) -> tuple[int, int]:
+        """The output size: as asked, else the input image's, else the slice's default."""
+        (image,) = request.inputs_of("image") or (None,)
+        width = request.width or (image.width if image else self.width)
+        height = request.height or (image.height if image else self.height)
+        return width, height
+
     def check(self, request: Request) -> None:
-        for name in ("width", "height"):
-            side = getattr(request, name)
-            if side is not None and not MIN_SIDE <= side <= MAX_SIDE:
+        width, height = self._size(request)
+        for name, side in (("width", width), ("height", height)):
+            if not MIN_SIDE <= side <= MAX_SIDE:
                 raise RequestError(
                     f"{name} {side} is out of bounds for the mock backend "
                     f"({MIN_SIDE} to {MAX_SIDE} pixels)"
@@ -102,8 +116,7 @@ class MockBackend(Backend):
 
     def generate(self, request: Request, context: Context) -> Result:
         started = time.perf_counter()
-        width = request.width or self.width
-        height = request.height or self.height
+        width, height = self._size(request)
         for name, side in (("width", width), ("height", height)):
             if not MIN_SIDE <= side <= MAX_SIDE:
                 raise PermanentBackendError(
@@ -130,7 +143,7 @@ class MockBackend(Backend):
         for index in range(request.count):
             context.check()
             image_seed = seed + index
-            data = render(request.prompt, image_seed, width, height, fmt)
+            data = self._draw(request, image_seed, width, height, fmt)
             images.append(GeneratedImage.from_bytes(data, FORMATS[fmt], seed=image_seed))
         context.progress(Progress("finished"))
         metadata: dict[str, Any] = {
@@ -143,6 +156,18 @@ class MockBackend(Backend):
         if ignored:
             metadata[IGNORED_KEY] = ignored
         return Result(images, metadata)
+
+    @staticmethod
+    def _draw(request: Request, seed: int, width: int, height: int, fmt: str) -> bytes:
+        if not request.inputs:
+            return render(request.prompt, seed, width, height, fmt)
+        from imagen.backends.compose import compose
+
+        (image,) = request.inputs_of("image") or (None,)
+        (mask,) = request.inputs_of("mask") or (None,)
+        placeholder = picture(request.prompt, seed, width, height)
+        edited = compose(placeholder, image, mask, request.inputs_of("reference"), request.strength)
+        return encode(edited, fmt)
 
     @staticmethod
     def _delay(delay: float, steps: int, context: Context) -> None:

@@ -11,7 +11,9 @@ Exit codes (also in ``docs/cli.md``):
 5    the generation failed for now (timeout, upstream down, rate limit)
 6    images were saved, but a later step (cloud sync, ...) failed
 7    an image could not be written to the output directory
+8    refused: the run's estimated cost would cross a spending cap
 130  cancelled (Ctrl-C)
+141  standard output was closed early (``| head``): as a Unix tool killed by SIGPIPE
 ==== =====================================================================
 """
 
@@ -39,13 +41,16 @@ EXIT_CODES = {
     0: "success",
     1: "an unexpected internal error (a bug: rerun with --debug)",
     2: "a usage error: bad flags or arguments, an impossible request",
-    3: "a configuration error: imagen.yaml, a backend's slice, a credential",
+    3: "a configuration error: imagen.yaml, a backend's slice, a credential (also one "
+    "the service refused: 401, 403)",
     4: "the generation failed for good (bad request, content policy, lost run)",
     5: "the generation failed for now (timeout, upstream down, rate limit)",
     6: "images were saved, but a later step (cloud sync, ...) failed",
     7: "an image could not be written to the output directory",
     8: "refused: the run's estimated cost would cross a spending cap (usage.budget)",
     130: "cancelled (Ctrl-C)",
+    141: "standard output was closed before everything was printed (`| head`); "
+    "nothing else went wrong: the status a Unix tool killed by SIGPIPE has",
 }
 STEP_FAILED = 6
 
@@ -139,6 +144,16 @@ def show_error(exc: ImagenError, *, hint: str | None = None) -> NoReturn:
 class ImagenGroup(click.Group):
     """The root group: turns imagen's errors into one line and an exit code."""
 
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Run the command line; standalone, end it as docs/cli.md says (cli/endings.py)."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        from imagen.cli.endings import run_standalone
+
+        return run_standalone(
+            lambda: super(ImagenGroup, self).main(*args, standalone_mode=False, **kwargs)
+        )
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -146,6 +161,10 @@ class ImagenGroup(click.Group):
             show_error(exc)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except BrokenPipeError:  # whoever read stdout stopped reading: not a bug
+            from imagen.cli.endings import stdout_closed
+
+            stdout_closed()
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 (a bug: one line, the traceback on request)
@@ -185,10 +204,21 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
 
 
 def _register_builtin_commands() -> None:
-    from imagen.cli import catalog, cloud, configure, generate, info, resume, scaffold, usage
+    from imagen.cli import (
+        catalog,
+        cloud,
+        configure,
+        edit,
+        generate,
+        info,
+        resume,
+        scaffold,
+        usage,
+    )
 
     for command in (
         generate.generate,
+        edit.edit,
         resume.resume,
         info.info,
         catalog.backends,

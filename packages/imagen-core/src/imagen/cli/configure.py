@@ -59,7 +59,7 @@ def show(state: State) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Show every place searched, in order.")
 @click.pass_obj
 def path(state: State, show_all: bool) -> None:
-    """Print the path of the config file in use."""
+    """Print the path of the config file in use (nothing, and a note on stderr, if none)."""
     from imagen.config import FILE_NAME, find_config_file, user_config_path
 
     found, how = find_config_file(state.config_path)
@@ -81,7 +81,13 @@ def path(state: State, show_all: bool) -> None:
             )
             click.echo(f"{mark} {label + ':':<23} {candidate or '(not set)'}")
         return
-    click.echo(str(found) if found else f"none ({how})")
+    if found is None:
+        # Nothing on stdout: $(imagen config path) is then empty, never a made-up path.
+        click.echo(
+            f"imagen: {how} (imagen init writes one; --all shows where imagen looks)", err=True
+        )
+        return
+    click.echo(str(found))
 
 
 def starter_text(installed: set[str], default_backend: str = "mock") -> str:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from imagen.cli import STEP_FAILED, State, fail, running
+from imagen.cli.inputs import input_options, loaded_inputs, recorded_inputs
 
 if TYPE_CHECKING:
     from imagen.backend import Backend
@@ -40,7 +41,9 @@ def _base_fields(source: Path | None) -> dict[str, Any]:
     return read_image_info(source).replay()
 
 
-def _build_request(config: Config, base: dict[str, Any], given: dict[str, Any]) -> Request:
+def _build_request(
+    config: Config, base: dict[str, Any], given: dict[str, Any], inputs: list[Any]
+) -> Request:
     from imagen.request import Request
 
     fields = {**base, **{k: v for k, v in given.items() if v is not None}}
@@ -63,6 +66,8 @@ def _build_request(config: Config, base: dict[str, Any], given: dict[str, Any]) 
         style=fields.get("style"),
         count=fields.get("count") or 1,
         options={**(base.get("options") or {}), **given.get("options", {})},
+        inputs=tuple(inputs),
+        strength=fields.get("strength"),
     )
 
 
@@ -98,6 +103,7 @@ def _build_request(config: Config, base: dict[str, Any], given: dict[str, Any]) 
     type=click.Path(path_type=Path, dir_okay=False),
     help="Replay the request that made this image; flags override.",
 )
+@input_options
 @click.option("--preview/--no-preview", default=None, help="Open each image in a tmux window.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the saved paths; no notes.")
@@ -114,15 +120,19 @@ def generate(
     as_json: bool,
     quiet: bool,
     verbose: bool,
+    images: tuple[str, ...],
+    references: tuple[str, ...],
+    mask: str | None,
     **flags: Any,
 ) -> None:
     """Generate images from PROMPT ("-" reads it from standard input).
 
-    Prints the path of each saved image. With --from IMAGE, the request that made IMAGE is
-    made again (from its imagen metadata, sidecar, or A1111/ComfyUI parameters); any flag
-    given overrides the recorded value.
+    Prints the path of each saved image. With --image (and --mask, --reference,
+    --strength) the backend edits, or starts from, the given images. With --from IMAGE,
+    the request that made IMAGE is made again (from its imagen metadata, sidecar, or
+    A1111/ComfyUI parameters), its input images found again; any flag given overrides
+    the recorded value.
     """
-    from imagen.pipeline import BackendPool, choose_seed
     from imagen.styles import parse_size
 
     if verbose:
@@ -131,6 +141,8 @@ def generate(
     if quiet:
         log.setLevel(logging.ERROR)
     if prompt == "-":
+        if "-" in (*images, *references, mask):
+            raise click.UsageError("standard input can be the prompt or an image, not both")
         prompt = sys.stdin.read().strip()
     if prompt is None and source is None:
         raise click.UsageError("give a PROMPT, or --from IMAGE to replay one")
@@ -148,9 +160,29 @@ def generate(
     read_cloud(config)  # an unset key is a config error now, not after paying for images
     base = _base_fields(source)
     given = {"prompt": prompt, "options": options, **flags}
-    request = _build_request(config, base, given)
-    backend = flags["backend"] or base.get("backend")
-    if backend and backend not in config.backends and flags["backend"] is None:
+    with loaded_inputs(images, references, mask) as inputs:
+        if not inputs and base.get("inputs"):
+            inputs = recorded_inputs(base["inputs"], output_dir or config.output.directory)
+        request = _build_request(config, base, given, inputs)
+        _generate(config, request, base, given, source, output_dir, preview, as_json, quiet)
+
+
+def _generate(
+    config: Config,
+    request: Request,
+    base: dict[str, Any],
+    given: dict[str, Any],
+    source: Path | None,
+    output_dir: Path | None,
+    preview: bool | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Run ``request`` and report it (the command, once its inputs are loaded)."""
+    from imagen.pipeline import BackendPool, choose_seed
+
+    backend = given["backend"] or base.get("backend")
+    if backend and backend not in config.backends and given["backend"] is None:
         fail(
             f'{source} was made by backend "{backend}", which is not configured here; '
             f"choose one with --backend",
@@ -198,7 +230,7 @@ def generate(
 def _explicit(given: dict[str, Any]) -> set[str]:
     """The request fields set by flag: a backend ignoring one is worth a warning."""
     explicit = {name for name in ("negative_prompt", "steps", "width", "height") if given.get(name)}
-    explicit |= {name for name in ("seed", "count") if given.get(name) is not None}
+    explicit |= {name for name in ("seed", "count", "strength") if given.get(name) is not None}
     return explicit
 
 

@@ -56,6 +56,13 @@ def _rows(info: Any) -> list[tuple[str, Any]]:
             else None,
         ),
         ("negative", fields.get("negative_prompt") or None),
+        (
+            # What the backend was sent: the style's negative suffix added to the flag's.
+            "final negative",
+            fields.get("final_negative_prompt")
+            if fields.get("final_negative_prompt") != (fields.get("negative_prompt") or "")
+            else None,
+        ),
         ("style", fields.get("style")),
         ("backend", backend),
         ("model", fields.get("model") or (info.record or {}).get("metadata", {}).get("model")),
@@ -63,10 +70,24 @@ def _rows(info: Any) -> list[tuple[str, Any]]:
         ("steps", fields.get("steps")),
         ("size", f"{fields['width']}×{fields['height']}" if fields.get("width") else None),
         ("image", count),
+        ("strength", fields.get("strength")),
+        *_input_rows(fields.get("inputs")),
         ("created", fields.get("created")),
         ("replay", _replay_line(fields)),
     ]
     return [(name, value) for name, value in rows if value not in (None, "")]
+
+
+def _input_rows(inputs: Any) -> list[tuple[str, Any]]:
+    """One row per input image: its role, name, size and the start of its hash."""
+    rows = []
+    for item in inputs if isinstance(inputs, list) else []:
+        if not isinstance(item, dict):
+            continue
+        size = f"{item.get('width')}×{item.get('height')}, {item.get('size')} bytes"
+        sha = str(item.get("sha256") or "")[:12]
+        rows.append((f"input {item.get('role')}", f"{item.get('name')} ({size}, sha256 {sha}…)"))
+    return rows
 
 
 @click.command()

@@ -73,13 +73,24 @@ def usage(
     Costs are the adapters' own figures; generations without one are counted as
     unpriced, never guessed.
     """
+    from imagen.plugins import get_plugin_manager
     from imagen.usage import summarize, usage_sink
 
-    sink = usage_sink(state.config(), reading=True)
+    config = state.config()
+    # The sink, and wherever else plugins say records were kept (the embedded database the
+    # worker and imagen serve record to): every generation counts, wherever it ran.
+    sinks = [usage_sink(config, reading=True)]
+    for offered in get_plugin_manager().hook.imagen_usage_sources(config=config):
+        sinks += list(offered)
+    records = []
     try:
-        records = sink.records(since, until)
+        for sink in sinks:
+            records += sink.records(since, until)
     finally:
-        sink.close()
+        for sink in sinks:
+            sink.close()
+    records.sort(key=lambda record: record.at)
+    source = " and the ".join(sink.description for sink in sinks)
     by = list(group_by) or ["day"]
     rows = summarize(records, by)
     (total,) = summarize(records, []) or [
@@ -91,7 +102,7 @@ def usage(
                 {
                     "since": since.isoformat(),
                     "until": until.isoformat() if until else None,
-                    "source": sink.description,
+                    "source": source,
                     "by": by,
                     "rows": rows,
                     "total": total,
@@ -101,7 +112,7 @@ def usage(
         )
         return
     end = until.strftime("%Y-%m-%d %H:%M") if until else "now"
-    click.echo(f"Usage from {since:%Y-%m-%d %H:%M} to {end}, from the {sink.description}:")
+    click.echo(f"Usage from {since:%Y-%m-%d %H:%M} to {end}, from the {source}:")
     if not rows:
         click.echo("  no generations in this period")
         return

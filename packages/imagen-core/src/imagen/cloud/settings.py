@@ -8,18 +8,17 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imagen import secrets
-from imagen.config import Setting
-from imagen.errors import ConfigError
 from imagen.naming import NamingTemplate
 from imagen.retry import DEFAULT_POLICY, RetryPolicy
+from imagen.sections import Section, SectionData, Setting
 
 if TYPE_CHECKING:
     from imagen.config import Config
 
-__all__ = ["CLOUD", "URL_KINDS", "CloudSettings", "key_role", "read_cloud"]
+__all__ = ["CLOUD", "CLOUD_SECTION", "URL_KINDS", "CloudSettings", "key_role", "read_cloud"]
 
 URL_KINDS = ("signed", "public", "none")
 CLOUD: dict[str, Setting] = {
@@ -74,47 +73,58 @@ class CloudSettings:
     retry: RetryPolicy
 
 
+def _parse(data: SectionData) -> dict[str, Any]:
+    """The checks that need no credential: made whenever the file is loaded."""
+    values = data.values
+    if not data.present:
+        return values
+    if values["enabled"]:
+        for required in ("url", "bucket"):
+            if not values[required]:
+                raise data.error("is required", required)
+    if values["url"] is not None and not re.match(r"^https?://[^/\s]+", values["url"]):
+        raise data.error(f"must be an http:// or https:// URL, not {values['url']!r}", "url")
+    if values["url_kind"] not in URL_KINDS:
+        raise data.error(
+            f"must be one of {', '.join(URL_KINDS)}, not {values['url_kind']!r}", "url_kind"
+        )
+    for key in ("signed_url_ttl_s", "timeout_s"):
+        if values[key] <= 0:
+            raise data.error("must be positive", key)
+    try:
+        NamingTemplate(values["path"], extra=("owner",))
+    except ValueError as exc:
+        raise data.error(str(exc), "path") from None
+    return values
+
+
+CLOUD_SECTION = Section(
+    "cloud", "uploading images to Supabase Storage (the cloud sync step)", CLOUD, parse=_parse
+)
+
+
 def read_cloud(config: Config, environ: Mapping[str, str] = os.environ) -> CloudSettings | None:
     """The ``cloud:`` settings; None when there is no section or it is not enabled.
 
-    :raises ConfigError: naming the file, line and key that is wrong, or the unset variable.
+    The section was checked when the file was loaded; this reads the service key.
+
+    :raises ConfigError: naming the file, line and key of the unset variable or wrong key.
     """
-    section = config.sections.get("cloud")
-    if section is None:
+    if "cloud" not in config.sections:
         return None
-    values = config.section_values("cloud", CLOUD)
+    values = config.section("cloud")
     if not values["enabled"]:
         return None
-
-    def error(message: str, key: str) -> ConfigError:
-        line = section.line(key) or section.line("")
-        return ConfigError(message, key=f"cloud.{key}", file=section.file, line=line)
-
-    for required in ("url", "bucket"):
-        if not values[required]:
-            raise error("is required", required)
-    if not re.match(r"^https?://[^/\s]+", values["url"]):
-        raise error(f"must be an http:// or https:// URL, not {values['url']!r}", "url")
-    if values["url_kind"] not in URL_KINDS:
-        raise error(
-            f"must be one of {', '.join(URL_KINDS)}, not {values['url_kind']!r}", "url_kind"
-        )
-    if values["signed_url_ttl_s"] <= 0 or values["timeout_s"] <= 0:
-        raise error(
-            "must be positive",
-            "signed_url_ttl_s" if values["signed_url_ttl_s"] <= 0 else "timeout_s",
-        )
-    try:
-        path = NamingTemplate(values["path"], extra=("owner",))
-    except ValueError as exc:
-        raise error(str(exc), "path") from None
     key = environ.get(values["key_env"])
     if not key:
-        raise error(f"environment variable {values['key_env']} is not set", "key_env")
+        raise config.section_error(
+            "cloud", f"environment variable {values['key_env']} is not set", "key_env"
+        )
     secrets.register(key)
     role = key_role(key)
     if role is not None and role != "service_role":
-        raise error(
+        raise config.section_error(
+            "cloud",
             f"{values['key_env']} holds the {role} key; cloud sync needs the service_role key "
             "(Supabase: Project Settings, API keys)",
             "key_env",
@@ -124,7 +134,7 @@ def read_cloud(config: Config, environ: Mapping[str, str] = os.environ) -> Cloud
         key=key,
         key_env=values["key_env"],
         bucket=values["bucket"],
-        path=path,
+        path=NamingTemplate(values["path"], extra=("owner",)),
         url_kind=values["url_kind"],
         signed_url_ttl_s=values["signed_url_ttl_s"],
         record_images=values["record_images"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,8 @@ class ImageInfo:
             "style",
             "backend",
             "options",
+            "inputs",
+            "strength",
         )
         replay = {key: self.fields.get(key) for key in keys}
         if self.fields.get("image_seed") is not None:
@@ -100,6 +103,8 @@ def _from_record(record: dict[str, Any]) -> dict[str, Any]:
         "reproducible",
         "created",
         "duration_s",
+        "inputs",
+        "strength",
     )
     return {key: record.get(key) for key in keys}
 
@@ -128,6 +133,8 @@ def _from_a1111(text: str) -> dict[str, Any]:
         fields["index"] = None if batch_pos is None else batch_pos + 1
     if params.get("Imagen backend"):
         fields["backend"] = params["Imagen backend"]
+    with contextlib.suppress(ValueError):  # a strength that is not a number is no strength
+        fields["strength"] = float(params.get("Denoising strength") or "")
     if params.get("Model"):
         fields["model"] = params["Model"]
     fields["reproducible"] = None

@@ -68,6 +68,8 @@ def build_record(
         "count": final.count,
         "index": image.index,
         "options": dict(final.options),
+        "inputs": [item.record() for item in final.inputs],
+        "strength": final.strength,
         "mime_type": image.mime_type,
         "created": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "duration_s": round(duration_s, 3),
@@ -89,6 +91,8 @@ def parameters_text(record: Mapping[str, Any]) -> str:
         fields["Batch pos"] = record["index"] - 1
     if record.get("width") and record.get("height"):
         fields["Size"] = f"{record['width']}x{record['height']}"
+    if record.get("strength") is not None:
+        fields["Denoising strength"] = record["strength"]
     for key, name in _A1111_NAMES.items():
         if isinstance(metadata.get(key), str | int | float):
             fields[name] = metadata[key]

@@ -9,8 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from imagen.config import USAGE
 from imagen.dirs import data_dir
+from imagen.usage.settings import USAGE
 
 if TYPE_CHECKING:
     from imagen.config import Config

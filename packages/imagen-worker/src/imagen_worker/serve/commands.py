@@ -135,10 +135,19 @@ def _server(config: Any, stopping: threading.Event) -> Any:
 @click.command("serve-key")
 @click.argument("owner")
 def serve_key(owner: str) -> None:
-    """Make an API key for OWNER: print it once, and the line that lets it in."""
+    """Make an API key for OWNER: print it once, and the line that lets it in.
+
+    OWNER is who the key acts for: the name row-level security compares with each job's
+    owner (printable text on one line).
+    """
+    from imagen.serve_settings import owner_problem, yaml_scalar
     from imagen_worker.serve.settings import hash_key, new_key
+
+    problem = owner_problem(owner)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="OWNER")
 
     key = new_key()
     click.echo(f"API key for {owner} (shown once, keep it secret):\n  {key}\n")
     click.echo("Add to imagen.yaml:\n  serve:\n    api_keys:")
-    click.echo(f'      "{hash_key(key)}": {owner}')
+    click.echo(f'      "{hash_key(key)}": {yaml_scalar(owner)}')

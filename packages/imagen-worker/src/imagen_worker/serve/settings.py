@@ -6,42 +6,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from imagen.config import Config, Setting
+from imagen.config import Config
+from imagen.serve_settings import SERVE, owner_problem
 from imagen.tokens import hash_key, new_key, read_credentials
 from imagen_worker.database import web_role
 
-__all__ = ["SERVE", "ServeSettings", "hash_key", "new_key", "read_serve"]
-
-SERVE: dict[str, Setting] = {
-    "host": Setting(str, "127.0.0.1", "the address to listen on"),
-    "port": Setting(int, 8787, "the port to listen on"),
-    "wait_s": Setting(
-        (int, float),
-        120.0,
-        "how long POST /v1/images/generations waits for its job before answering with a "
-        "job reference instead",
-    ),
-    "max_images": Setting(int, 10, "the largest `n` a request may ask for"),
-    "max_body_bytes": Setting(int, 64 * 1024, "the largest request body accepted"),
-    "pool_size": Setting(int, 16, "the most database connections the server holds at once"),
-    "session_days": Setting(
-        int,
-        30,
-        "how long the gallery page stays signed in with an API key (a JWT: until it expires)",
-    ),
-    "jwt_secret_env": Setting(
-        str,
-        None,
-        "the environment variable holding the HS256 secret that signs Supabase-style JWTs "
-        "(their `sub` is the owner); unset: API keys only",
-    ),
-    "api_keys": Setting(
-        dict,
-        None,
-        "API keys, as `SHA256-HEX: OWNER` (make one with `imagen serve-key OWNER`): the key "
-        "itself is never stored",
-    ),
-}
+__all__ = ["SERVE", "ServeSettings", "hash_key", "new_key", "owner_problem", "read_serve"]
 
 
 # The smallest value each numeric setting may take.
