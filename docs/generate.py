@@ -44,11 +44,16 @@ def cli_reference() -> str:
         if c.callback is None or c.callback.__module__.startswith("imagen.cli")
     ]
     parts = []
+    # As a user sees them: under the root's context, whose settings (-h as well as --help)
+    # every command inherits.
+    top = click.Context(root, info_name="imagen", terminal_width=88, **root.context_settings)
     for path, command in [([], root), *own]:
+        ctx, group = top, root
+        for step in path:  # imagen → cloud → sync: each context under its group's
+            group = group.commands[step]  # type: ignore[attr-defined]
+            ctx = click.Context(group, info_name=step, parent=ctx, **group.context_settings)
         name = " ".join(["imagen", *path])
-        with click.Context(command, info_name=name, terminal_width=88) as ctx:
-            text = command.get_help(ctx)
-        parts.append(f"### `{name}`\n\n```\n{text}\n```\n")
+        parts.append(f"### `{name}`\n\n```\n{command.get_help(ctx)}\n```\n")
     return "\n".join(parts)
 
 
