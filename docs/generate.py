@@ -8,6 +8,7 @@ Generated text sits between ``<!-- generated: NAME -->`` and ``<!-- end generate
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -34,15 +35,17 @@ def cli_reference() -> str:
     """``--help`` of every built-in command, as Markdown."""
     import imagen.cli
 
-    root = imagen.cli.cli
-    if not root.commands:
+    if not imagen.cli.cli.commands:
         imagen.cli._register_builtin_commands()
-    # Only imagen-core's own commands: a plugin documents its commands itself.
-    own = [
-        (path, c)
-        for path, c in _commands(root, [])
-        if c.callback is None or c.callback.__module__.startswith("imagen.cli")
-    ]
+
+    # Only imagen-core's own commands: a plugin documents its commands itself (and may have
+    # added them to the root group already, in a process that ran the CLI).
+    def is_own(command: click.Command) -> bool:
+        return command.callback is None or command.callback.__module__.startswith("imagen.cli")
+
+    root = copy.copy(imagen.cli.cli)
+    root.commands = {name: c for name, c in imagen.cli.cli.commands.items() if is_own(c)}
+    own = [(path, command) for path, command in _commands(root, []) if is_own(command)]
     parts = []
     # As a user sees them: under the root's context, whose settings (-h as well as --help)
     # every command inherits.
