@@ -68,6 +68,14 @@ def exit_codes() -> str:
     return f"| code | meaning |\n|---|---|\n{rows}\n"
 
 
+def job_endings() -> str:
+    """How imagen jobs watch and submit --wait exit for each way a job can end."""
+    from imagen_worker.watching import ENDINGS
+
+    rows = "\n".join(f"| {meaning} | {code} |" for code, meaning in ENDINGS.values())
+    return f"| the job | exit |\n|---|---|\n{rows}\n"
+
+
 KINDS = {str: "string", bool: "boolean", int: "integer", float: "number", dict: "mapping"}
 
 
@@ -234,14 +242,6 @@ def config_keys() -> str:
     return "\n".join(parts)
 
 
-def job_endings() -> str:
-    """How imagen jobs watch and submit --wait exit for each way a job can end."""
-    from imagen_worker.watching import ENDINGS
-
-    rows = "\n".join(f"| {meaning} | {code} |" for code, meaning in ENDINGS.values())
-    return f"| the job | exit |\n|---|---|\n{rows}\n"
-
-
 SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "cli-reference": ("cli.md", cli_reference),
     "exit-codes": ("cli.md", exit_codes),
@@ -251,9 +251,9 @@ SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "replicate-keys": ("backends/replicate.md", replicate_keys),
     "openai-keys": ("backends/openai.md", openai_keys),
     "serve-keys": ("serve.md", serve_keys),
+    "job-endings": ("worker.md", job_endings),
     "mcp-tools": ("mcp.md", mcp_tools),
     "mcp-keys": ("mcp.md", mcp_keys),
-    "job-endings": ("worker.md", job_endings),
 }
 
 
