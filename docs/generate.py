@@ -8,6 +8,7 @@ Generated text sits between ``<!-- generated: NAME -->`` and ``<!-- end generate
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -34,21 +35,28 @@ def cli_reference() -> str:
     """``--help`` of every built-in command, as Markdown."""
     import imagen.cli
 
-    root = imagen.cli.cli
-    if not root.commands:
+    if not imagen.cli.cli.commands:
         imagen.cli._register_builtin_commands()
-    # Only imagen-core's own commands: a plugin documents its commands itself.
-    own = [
-        (path, c)
-        for path, c in _commands(root, [])
-        if c.callback is None or c.callback.__module__.startswith("imagen.cli")
-    ]
+
+    # Only imagen-core's own commands: a plugin documents its commands itself (and may have
+    # added them to the root group already, in a process that ran the CLI).
+    def is_own(command: click.Command) -> bool:
+        return command.callback is None or command.callback.__module__.startswith("imagen.cli")
+
+    root = copy.copy(imagen.cli.cli)
+    root.commands = {name: c for name, c in imagen.cli.cli.commands.items() if is_own(c)}
+    own = [(path, command) for path, command in _commands(root, []) if is_own(command)]
     parts = []
+    # As a user sees them: under the root's context, whose settings (-h as well as --help)
+    # every command inherits.
+    top = click.Context(root, info_name="imagen", terminal_width=88, **root.context_settings)
     for path, command in [([], root), *own]:
+        ctx, group = top, root
+        for step in path:  # imagen → cloud → sync: each context under its group's
+            group = group.commands[step]  # type: ignore[attr-defined]
+            ctx = click.Context(group, info_name=step, parent=ctx, **group.context_settings)
         name = " ".join(["imagen", *path])
-        with click.Context(command, info_name=name, terminal_width=88) as ctx:
-            text = command.get_help(ctx)
-        parts.append(f"### `{name}`\n\n```\n{text}\n```\n")
+        parts.append(f"### `{name}`\n\n```\n{command.get_help(ctx)}\n```\n")
     return "\n".join(parts)
 
 
@@ -58,6 +66,14 @@ def exit_codes() -> str:
 
     rows = "\n".join(f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items())
     return f"| code | meaning |\n|---|---|\n{rows}\n"
+
+
+def job_endings() -> str:
+    """How imagen jobs watch and submit --wait exit for each way a job can end."""
+    from imagen_worker.watching import ENDINGS
+
+    rows = "\n".join(f"| {meaning} | {code} |" for code, meaning in ENDINGS.values())
+    return f"| the job | exit |\n|---|---|\n{rows}\n"
 
 
 KINDS = {str: "string", bool: "boolean", int: "integer", float: "number", dict: "mapping"}
@@ -393,6 +409,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], str]]] = {
     "replicate-keys": ("backends/replicate.md", replicate_keys),
     "openai-keys": ("backends/openai.md", openai_keys),
     "serve-keys": ("serve.md", serve_keys),
+    "job-endings": ("worker.md", job_endings),
     "mcp-tools": ("mcp.md", mcp_tools),
     "mcp-keys": ("mcp.md", mcp_keys),
     "api-reference": ("plugins/api.md", api_reference),

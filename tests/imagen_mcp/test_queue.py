@@ -124,6 +124,7 @@ def test_a_pending_job_is_cancelled_and_bad_jobs_never_enter_the_queue(queue_hom
 
     job, cancelled, refused, missing = anyio.run(scenario)
     assert cancelled.structured_content["cancel_requested"] is True
+    assert cancelled.structured_content["status"] == "cancelled"
     for result in refused:
         assert result.is_error is True
     assert "NUL" in refused[1].content[0].text
@@ -131,7 +132,8 @@ def test_a_pending_job_is_cancelled_and_bad_jobs_never_enter_the_queue(queue_hom
     assert "out of bounds for the mock backend" in refused[7].content[0].text
     assert missing.is_error is True
     assert "no job 999999" in missing.content[0].text
-    assert jobs_in(db_url) == [(job["id"], "tester", "pending", "to cancel")]  # nothing else
+    # Cancelled at once, in the database, with no worker running; and nothing else queued.
+    assert jobs_in(db_url) == [(job["id"], "tester", "cancelled", "to cancel")]
 
 
 def test_http_callers_see_only_their_own_jobs(queue_home, db_url):

@@ -138,6 +138,18 @@ def test_retired_and_unknown_models_are_config_errors(make_backend):
         make_backend(model="gpt-5")
 
 
+def test_a_compatible_servers_own_models_and_sizes_are_its_own(make_backend):
+    """Names outside OpenAI's are the base_url server's: taken as they are, sizes too."""
+    theirs = make_backend(model="flux-schnell")
+    assert theirs._params(Request("fox", width=48, height=32))["size"] == "48x32"
+    assert theirs.estimate_cost(Request("fox")) is None  # no price known for it here
+    ours = make_backend(model="gpt-image-1.5")
+    with pytest.raises(PermanentBackendError, match="makes 1024x1024, 1536x1024, 1024x1536"):
+        ours._params(Request("fox", width=48, height=32))
+    with pytest.raises(ConfigError, match="another server's model needs its base_url"):
+        make_backend(model="flux-schnell", base_url=None)
+
+
 def test_a_429_with_retry_after_then_success(openai_api, make_backend):
     openai_api.fail_with(
         429,

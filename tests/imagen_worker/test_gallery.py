@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from worker_helpers import job, running, serving
 
 from imagen.config import parse_config
+from imagen.metadata.reader import sidecar_path
 from imagen.yamlfile import Located
 from imagen_worker.serve.app import create_app
 from imagen_worker.serve.settings import ServeSettings, hash_key
@@ -99,8 +101,10 @@ def test_the_gallery_end_to_end(browser, gallery, conn):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
 
-    # Signing in: a wrong key is refused in words, the right one opens the gallery.
+    # Signing in: where a key comes from, a wrong key refused in words, the right one let in.
     page.goto(gallery)
+    expect(page.locator("#sign-in-help")).to_contain_text("imagen serve-key YOUR-NAME")
+    expect(page.locator("#sign-in-help")).to_contain_text("serve: api_keys:")
     _shot(page, "01-sign-in")
     page.fill("#sign-in-form input[name=token]", "imk_wrong")
     page.click("#sign-in-form button[type=submit]")
@@ -129,6 +133,8 @@ def test_the_gallery_end_to_end(browser, gallery, conn):
     page.click("#generate button[type=submit]")
     running_job = page.locator("#jobs .job[data-state=running]")
     expect(running_job).to_be_visible()
+    # The prompt stays in the form, to try a variation of it.
+    expect(page.locator("#generate textarea[name=prompt]")).to_have_value("a lighthouse at dusk")
     expect(running_job.locator(".state")).to_contain_text("step")
     expect(running_job.locator("progress")).not_to_have_js_property("value", 0)
     _shot(page, "03-progress")
@@ -171,14 +177,87 @@ def test_the_gallery_end_to_end(browser, gallery, conn):
     assert job(conn, slow_id)["status"] == "cancelled"
     expect(cards).to_have_count(28)
 
+    # Download: the file as it is on disk, under its own name.
+    made_again = int(cards.first.get_attribute("data-image"))
+    path = Path(
+        conn.execute(
+            "SELECT local_path FROM imagen.images WHERE id = %s", (made_again,)
+        ).fetchone()[0]
+    )
+    cards.first.click()
+    expect(dialog).to_be_visible()
+    with page.expect_download() as downloading:
+        page.click("#details-download")
+    assert downloading.value.suggested_filename == path.name
+    assert Path(downloading.value.path()).read_bytes() == path.read_bytes()
+
+    # Delete: asked first (no changes nothing), then the card, the row and the file go.
+    page.once("dialog", lambda prompt: prompt.dismiss())
+    page.click("#delete-image")
+    expect(cards).to_have_count(28)
+    assert path.is_file()
+    assert sidecar_path(path).is_file()
+    page.once("dialog", lambda prompt: prompt.accept())
+    page.click("#delete-image")
+    expect(dialog).to_be_hidden()
+    expect(cards).to_have_count(27)
+    expect(page.locator(f'#gallery [data-image="{made_again}"]')).to_have_count(0)
+    assert not path.exists()
+    assert not sidecar_path(path).exists()
+    assert page.request.get(f"{gallery}/v1/images/{made_again}").status == 404
+    _shot(page, "08-deleted")
+
+    # Search by prompt, on the server: words and their beginnings.
+    search = page.locator("#search input")
+    search.fill("lighth")
+    expect(cards).to_have_count(1)
+    expect(cards.first.locator(".prompt")).to_have_text("a lighthouse at dusk")
+    search.fill("batch 6")
+    expect(cards).to_have_count(6)
+    _shot(page, "09-search")
+    search.fill("zebra")
+    expect(cards).to_have_count(0)
+    expect(page.locator("#gallery-end")).to_have_text("No images match “zebra”.")
+    search.fill("")
+    expect(cards).to_have_count(24)  # the first page again
+    page.locator("#more").scroll_into_view_if_needed()
+    expect(cards).to_have_count(27)
+
     # Another owner signs in on the same browser: none of the first owner's images.
     alices_image = page.locator("#gallery [data-image]").first.get_attribute("data-image")
     page.click("#sign-out")
     _sign_in(page, BOB_KEY, "bob")
     expect(page.locator("#gallery-end")).to_have_text("No images yet.")
     expect(cards).to_have_count(0)
-    _shot(page, "08-second-owner")
+    _shot(page, "10-second-owner")
     theirs = page.request.get(f"{gallery}/v1/images/{alices_image}/file")
     assert theirs.status == 404
     assert errors == []
     page.close()
+
+
+@pytest.mark.parametrize(
+    ("locale", "zone", "written"),
+    [
+        ("de-DE", "Asia/Tokyo", lambda d: f"{d:%d.%m.%Y, %H:%M}"),
+        ("ja-JP", "America/New_York", lambda d: f"{d:%Y/%m/%d} {d.hour}:{d:%M}"),
+    ],
+    ids=["de-DE", "ja-JP"],
+)
+def test_dates_are_in_the_readers_language_and_time_zone(
+    browser, gallery, conn, locale, zone, written
+):
+    _queue_images(gallery, ALICE_KEY, [1])
+    context = browser.new_context(locale=locale, timezone_id=zone)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(gallery)
+    _sign_in(page, ALICE_KEY, "alice")
+    made = conn.execute("SELECT created_at FROM imagen.images").fetchone()[0]
+    expected = written(made.astimezone(ZoneInfo(zone)))
+    expect(page.locator("#gallery time").first).to_have_text(expected)
+    page.locator("#gallery [data-image]").first.click()
+    expect(page.locator("#details-facts")).to_contain_text(expected)
+    assert errors == []
+    context.close()

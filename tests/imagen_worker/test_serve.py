@@ -201,7 +201,7 @@ def test_cancelling_a_running_job(server):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     cancelled = httpx.delete(f"{server}/v1/jobs/{job_id}", headers=_as(ALICE_KEY))
-    assert cancelled.json() == {"id": job_id, "cancel_requested": True}
+    assert cancelled.json() == {"id": job_id, "cancel_requested": True, "status": "running"}
     assert _events(server, job_id)[-1][0] == "cancelled"
     again = httpx.delete(f"{server}/v1/jobs/{job_id}", headers=_as(ALICE_KEY))
     assert again.status_code == 409
@@ -452,3 +452,55 @@ def test_the_openai_backend_behind_serve_passes_its_usage_and_cost_through(
     assert result.usage.total_tokens == result.usage.input_tokens + result.usage.output_tokens
     assert raw["imagen"]["cost_usd"] > 0  # priced from those tokens
     assert KEY not in json.dumps(raw)
+
+
+def test_the_openai_backend_generates_with_another_compatible_servers_models(
+    db_url, tmp_path, home
+):
+    """Issue 15: ``model: mock`` at a compatible server's base_url was an unknown image model.
+
+    The compatible server is a real one: another imagen serve, whose models are its backends.
+    """
+    config = parse_config(
+        Located(
+            {
+                "output": {"directory": str(tmp_path / "studio")},
+                "backends": {"mock": {"type": "mock"}},
+            }
+        )
+    )
+    settings = ServeSettings(api_keys={hash_key(ALICE_KEY): "alice"})
+    app = create_app(config, db_url, settings, thumbnails=tmp_path / "thumbs")
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-openai"
+    home.env["STUDIO_KEY"] = ALICE_KEY
+    with serving(app) as url, running(config, db_url):
+        for model in ("mock", "nosuch"):
+            home.write_config(
+                f"""
+                output:
+                  directory: {home.root / "out"}
+                backends:
+                  studio:
+                    type: openai
+                    base_url: {url}/v1
+                    model: {model}
+                    api_key_env: STUDIO_KEY
+                """,
+                name=f"{model}.yaml",
+            )
+        made = home.run("--config", "mock.yaml", "generate", "a lighthouse", "--size", "48x32")
+        missing = home.run("--config", "nosuch.yaml", "generate", "a lighthouse")
+    assert made.returncode == 0, made.stderr
+    (path,) = made.stdout.split()
+    with Image.open(path) as picture:
+        assert picture.size == (48, 32)  # the size as asked, not OpenAI's three
+    record = json.loads(Path(path).with_suffix(".json").read_text())
+    assert record["metadata"]["model"] == "mock"
+    assert missing.returncode == 4
+    assert "The model 'nosuch' does not exist" in missing.stderr
+    home.write_config("backends:\n  gpt:\n    type: openai\n    model: mock\n")
+    home.env["OPENAI_API_KEY"] = "sk-test"
+    refused = home.run("config", "check")  # OpenAI itself has no such model
+    assert refused.returncode == 3
+    assert "unknown image model 'mock'" in refused.stderr + refused.stdout
+    assert "another server's model needs its base_url" in refused.stderr + refused.stdout

@@ -14,7 +14,9 @@ from contextlib import contextmanager
 
 import httpx
 import openai
+from worker_helpers import job, wait_for
 
+from imagen_worker.fleet import NO_WORKER, NO_WORKER_FOR_JOBS
 from imagen_worker.schema import available
 
 
@@ -49,20 +51,15 @@ class Served:
 
 
 @contextmanager
-def _serving(home, *args: str) -> Iterator[Served]:
-    """``imagen serve --with-worker -c 2 ARGS`` in a process of its own, until SIGTERM."""
+def _serving(
+    home, *args: str, worker: tuple[str, ...] = ("--with-worker", "-c", "2")
+) -> Iterator[Served]:
+    """``imagen serve --with-worker -c 2 ARGS`` in a process of its own, until SIGTERM.
+
+    :param worker: the flags that choose the worker in place of ``--with-worker -c 2``.
+    """
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "imagen",
-        "serve",
-        "--with-worker",
-        "-c",
-        "2",
-        "--port",
-        str(port),
-    ]
+    command = [sys.executable, "-m", "imagen", "serve", *worker, "--port", str(port)]
     server = subprocess.Popen(
         [*command, *args],
         cwd=home.cwd,
@@ -102,6 +99,57 @@ def test_serve_with_worker_generates_for_the_openai_sdk_and_stops_on_sigterm(hom
     url = served.url
     assert f"imagen serve: {url}/ (the gallery), {url}/v1 (the API)" in served.stderr
     assert key not in served.stderr  # the key itself is never printed by the server
+    assert "no worker is running" not in served.stderr
+
+
+def test_serve_without_a_worker_says_so_at_start_and_to_each_caller(home, db_url, conn):
+    """Issue 15: no warning, requests hung for serve.wait_s, and a cancel left jobs pending."""
+    key = _configure(home)
+    with (
+        _serving(home, "--database-url", db_url, worker=()) as served,
+        openai.OpenAI(base_url=f"{served.url}/v1", api_key=key, max_retries=0) as client,
+    ):
+        raw = client.images.with_raw_response.generate(model="mock", prompt="a lighthouse")
+        assert raw.status_code == 202
+        reference = raw.parse().model_extra["imagen"]
+        assert (reference["position"], reference["workers"]) == (1, 0)
+        assert reference["note"] == NO_WORKER
+        headers = {"Authorization": f"Bearer {key}"}
+        cancelled = httpx.delete(f"{served.url}/v1/jobs/{reference['job']}", headers=headers)
+        assert cancelled.json()["status"] == "cancelled"
+        assert job(conn, reference["job"])["status"] == "cancelled"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "imagen", "worker", "--database-url", db_url],
+            cwd=home.cwd,
+            env=home.env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            made = client.images.generate(model="mock", prompt="a lighthouse", size="32x32")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=60)
+        assert len(made.data) == 1
+    assert served.returncode == 0, served.stderr
+    assert f"imagen: {NO_WORKER_FOR_JOBS}" in served.stderr.splitlines()
+
+
+def test_with_worker_a_leftover_slow_job_does_not_hold_up_a_new_sdk_call(home, db_url, conn):
+    """Issue 15: at -c 1 a new user's first call waited 39.5 s behind a leftover 60 s job."""
+    key = _configure(home)
+    assert "[default: 4; x>=1]" in home.run("serve", "--help", check=True).stdout
+    with _serving(home, "--database-url", db_url, worker=("--with-worker",)) as served:
+        headers = {"Authorization": f"Bearer {key}"}
+        body = {"prompt": "leftover", "options": {"delay": 60}}
+        slow = httpx.post(f"{served.url}/v1/jobs", json=body, headers=headers).json()["id"]
+        wait_for(conn, slow, ("running",))
+        with openai.OpenAI(base_url=f"{served.url}/v1", api_key=key, max_retries=0) as client:
+            made = client.images.generate(model="mock", prompt="a lighthouse", size="32x32")
+        assert len(made.data) == 1
+        assert job(conn, slow)["status"] == "running"  # it did not wait for the slow one
+        httpx.delete(f"{served.url}/v1/jobs/{slow}", headers=headers)
+    assert served.returncode == 0, served.stderr
 
 
 def test_with_no_database_it_serves_from_the_embedded_one_migrated_at_start(home):

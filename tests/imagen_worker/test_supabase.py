@@ -180,6 +180,10 @@ def test_a_web_user_queues_and_reads_only_their_own_jobs(supabase_project):
     assert [j["prompt"] for j in bob.table("jobs").select("*").execute().data] == ["a hare"]
     cancelled = alice.table("jobs").update({"cancel_requested": True}).eq("id", job["id"])
     assert cancelled.execute().data[0]["cancel_requested"] is True
+    # Pending, so cancelled at once by the database itself: no worker is running here.
+    (mine,) = alice.table("jobs").select("status, finished_at").eq("id", job["id"]).execute().data
+    assert mine["status"] == "cancelled"
+    assert mine["finished_at"] is not None
     assert (
         bob.table("jobs").update({"cancel_requested": True}).eq("id", job["id"]).execute().data
         == []
@@ -329,6 +333,28 @@ def test_a_web_user_downloads_their_own_images_and_no_one_elses(
             f"{USER_A}/mine.png", b"\x89PNG", {"content-type": "image/png"}
         )
     assert upload.value.message == "new row violates row-level security policy"
+    # The gallery's search and delete, through PostgREST: the owner's rows only.
+    found = alice.rpc(
+        "search_images", {"query": "lighth:*", "before": None, "job": None, "n": 10}
+    ).execute()
+    assert [i["id"] for i in found.data] == [image["id"]]
+    bob = _web(supabase_project, USER_B)
+    assert (
+        bob.rpc("search_images", {"query": "lighth:*", "before": None, "job": None, "n": 10})
+        .execute()
+        .data
+        == []
+    )
+    anon = _refused(lambda: _web(supabase_project, None).rpc(
+        "search_images", {"query": "lighth:*", "before": None, "job": None, "n": 10}
+    ).execute())  # fmt: skip
+    assert anon.code == "42501"
+    assert bob.table("images").delete().eq("id", image["id"]).execute().data == []
+    assert (
+        alice.table("images").delete().eq("id", image["id"]).execute().data[0]["id"] == image["id"]
+    )
+    (done,) = _rows(supabase_project, "SELECT status, image_id FROM imagen.jobs")
+    assert done == {"status": "done", "image_id": None}  # the job stays, its image link cleared
 
 
 def test_the_worker_reports_a_failed_sync_without_its_paths(

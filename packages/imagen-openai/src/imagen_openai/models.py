@@ -9,7 +9,9 @@ Size rule, by family (from the openai 3.51 SDK's own parameter docs):
   short side.
 
 A size a model can't take is an error that says what it can take; no size at all leaves
-the choice to the model (``auto``).
+the choice to the model (``auto``). A compatible server's own model (a name outside
+OpenAI's, at a ``base_url``) is sent the size as asked, and is priced only by
+``price_per_image``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "TokenPrices",
     "cost_from_table",
     "cost_from_usage",
+    "is_openai_model",
     "size_for",
 ]
 
@@ -38,18 +41,28 @@ RETIRED = {
 DEFAULT_MODEL = "gpt-image-1.5"
 
 
+def is_openai_model(model: str) -> bool:
+    """Whether ``model`` is in OpenAI's own namespace (not a compatible server's own name)."""
+    return model.startswith(("gpt-", "chatgpt-", "dall-e"))
+
+
 def is_free_size_model(model: str) -> bool:
     return model.startswith("gpt-image-2")
 
 
 def size_for(model: str, width: int | None, height: int | None) -> str | None:
-    """The ``size`` to send for a request, or None to let the model choose."""
+    """The ``size`` to send for a request, or None to let the model choose.
+
+    A compatible server's own model gets the size as asked: that server knows what it makes.
+    """
     if not width and not height:
         return None
     width, height = width or height, height or width
     assert width is not None
     assert height is not None
     size = f"{width}x{height}"
+    if not is_openai_model(model):
+        return size
     if not is_free_size_model(model):
         if size not in FIXED_SIZES:
             raise PermanentBackendError(f"{model} makes {', '.join(FIXED_SIZES)} only, not {size}")

@@ -8,7 +8,7 @@ from typing import Any
 from imagen import BackendConfig
 from imagen.config import Setting
 from imagen.retry import RETRY_SETTINGS, RetryPolicy, read_policy
-from imagen_openai.models import DEFAULT_MODEL, RETIRED
+from imagen_openai.models import DEFAULT_MODEL, RETIRED, is_openai_model
 
 __all__ = ["CHOICES", "SLICE", "OpenAISettings", "read_settings"]
 
@@ -20,7 +20,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 SLICE: dict[str, Setting] = {
     "model": Setting(
-        str, DEFAULT_MODEL, "a gpt-image model the openai SDK lists (retired ones are refused)"
+        str,
+        DEFAULT_MODEL,
+        "a gpt-image model the openai SDK lists (retired ones are refused); with `base_url`, "
+        "any model of that server",
     ),
     "api_key_env": Setting(str, "OPENAI_API_KEY", "environment variable holding the API key"),
     "base_url": Setting(
@@ -61,9 +64,15 @@ def read_settings(config: BackendConfig, known_models: tuple[str, ...]) -> OpenA
     model = config.get("model", str, DEFAULT_MODEL)
     if model in RETIRED:
         raise config.error(f"{model} {RETIRED[model]}; use {DEFAULT_MODEL} or gpt-image-2", "model")
-    if model not in known_models or not model.startswith(("gpt-image", "chatgpt-image")):
+    # OpenAI's names are checked against what the SDK lists; any other name is a model of the
+    # compatible server at base_url (LocalAI, imagen serve, ...), which knows its own.
+    theirs = not is_openai_model(model) and config.get("base_url", str) is not None
+    if not theirs and (
+        model not in known_models or not model.startswith(("gpt-image", "chatgpt-image"))
+    ):
         current = ", ".join(m for m in known_models if m not in RETIRED)
-        raise config.error(f"unknown image model {model!r} (current: {current})", "model")
+        hint = "" if is_openai_model(model) else "; another server's model needs its base_url"
+        raise config.error(f"unknown image model {model!r} (current: {current}){hint}", "model")
     api_key_env = config.get("api_key_env", str, "OPENAI_API_KEY")
     api_key = config.credential("api_key_env", "OPENAI_API_KEY")
     base_url = config.get("base_url", str)

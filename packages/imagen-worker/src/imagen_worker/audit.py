@@ -1,8 +1,8 @@
 """``imagen db check``: what the live database lets web callers do, against the design.
 
-The design (migrations 0001 and 0004): the web role may insert a job's request columns,
-read its own jobs, images and usage, and set ``cancel_requested`` on its own jobs; ``anon``
-and PUBLIC get nothing; row-level security is on for every table; the claim and cloud sync's
+The design (migrations 0001, 0004 and 0005): the web role may insert a job's request
+columns, read its own jobs, images and usage, set ``cancel_requested`` on its own jobs,
+delete its own images and search them; ``anon`` and PUBLIC get nothing; row-level security is on for every table; the claim and cloud sync's
 record are the worker's and the service role's. Anything more is reported with the
 statements that take it back, and anything the worker, cloud sync or the web role need but
 lack is reported with the statements that grant it. The generic Supabase recipe
@@ -25,6 +25,7 @@ from imagen_worker.grants import (
     STORAGE_POLICY,
     TABLE_PRIVILEGES,
     WEB_FUNCTIONS,
+    WEB_NEEDS_FUNCTIONS,
     WEB_ROLE_TABLES,
 )
 from imagen_worker.schema import applied, available
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["Finding", "audit", "warn_at_start"]
 
 log = logging.getLogger("imagen")
+_COLUMN_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "REFERENCES"})
 
 
 @dataclass(frozen=True)
@@ -209,12 +211,17 @@ class _Auditor:
         role = self.web_role
         for table, allowed in WEB_ROLE_TABLES.items():
             for privilege, columns in allowed.items():
-                wanted = self._columns(table) if columns == ALL else list(columns)
-                lacking = [
-                    c for c in wanted
-                    if not self._one("SELECT has_column_privilege(%s, %s, %s, %s)",
-                                     [role, table, c, privilege])
-                ]  # fmt: skip
+                if privilege not in _COLUMN_PRIVILEGES:  # DELETE: the table's alone
+                    lacking = [] if self._one(
+                        "SELECT has_table_privilege(%s, %s, %s)", [role, table, privilege]
+                    ) else ["*"]  # fmt: skip
+                else:
+                    wanted = self._columns(table) if columns == ALL else list(columns)
+                    lacking = [
+                        c for c in wanted
+                        if not self._one("SELECT has_column_privilege(%s, %s, %s, %s)",
+                                         [role, table, c, privilege])
+                    ]  # fmt: skip
                 if not lacking:
                     continue
                 target = "" if columns == ALL else f" ({', '.join(lacking)})"
@@ -222,6 +229,13 @@ class _Auditor:
                     "missing",
                     f"{role} cannot {privilege} {table}{target}: web callers would fail",
                     f"GRANT {privilege}{target} ON {table} TO {self._q(role)};",
+                )
+        for function in WEB_NEEDS_FUNCTIONS:
+            if not self._one("SELECT has_function_privilege(%s, %s, 'EXECUTE')", [role, function]):
+                self._add(
+                    "missing",
+                    f"{role} cannot run {function}: web callers would fail",
+                    f"GRANT EXECUTE ON FUNCTION {function} TO {self._q(role)};",
                 )
 
     def _columns(self, table: str) -> list[str]:
@@ -271,12 +285,14 @@ class _Auditor:
             (self.web_facing,),
         ).fetchall()
         for signature, name, role in rows:
-            if name in WEB_FUNCTIONS:
+            # current_owner() is everyone's (it only reads the caller's own claims); the
+            # other web functions are the web role's.
+            if name == "current_owner" or (name in WEB_FUNCTIONS and role == self.web_role):
                 continue
+            whose = "the web role's" if name in WEB_FUNCTIONS else "the worker's and cloud sync's"
             self._add(
                 "excess",
-                f"{'PUBLIC' if role == 'public' else role} may run {signature} "
-                "(the worker's and cloud sync's alone)",
+                f"{'PUBLIC' if role == 'public' else role} may run {signature} ({whose} alone)",
                 f"REVOKE EXECUTE ON FUNCTION {signature} FROM {self._q(role)};",
             )
 
@@ -297,7 +313,8 @@ class _Auditor:
               FROM pg_policies
              WHERE (schemaname, tablename) IN (('imagen', 'jobs'), ('imagen', 'images'),
                                                ('mai', 'imagen_usage'),
-                                               ('imagen', 'schema_migrations'))
+                                               ('imagen', 'schema_migrations'),
+                                               ('imagen', 'workers'))
             """
         ).fetchall()
         present = set()

@@ -31,17 +31,20 @@ _COLUMNS = (
     "attempts",
     "max_attempts",
     "error",
+    "error_kind",
     "upstream_run_id",
     "image_id",
     "created_at",
+    "started_at",
     "finished_at",
 )
 
 
 def _connect(state: State, url: str | None) -> Any:
-    from imagen_worker.database import connect, database_url
+    """A connection to the queue's database (the embedded one migrated on first use)."""
+    from imagen_worker.database import connect, ready_database
 
-    return connect(database_url(url, state.config()))
+    return connect(ready_database(url, state.config(), quiet=True))
 
 
 @click.command()
@@ -112,28 +115,6 @@ def jobs() -> None:
     """Submit, list, show, cancel and retry queued jobs."""
 
 
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with values the database held but JSON could not be read from shown as such."""
-    from imagen_worker.limits import Unreadable
-
-    return {
-        key: {"unreadable": value.reason} if isinstance(value, Unreadable) else value
-        for key, value in row.items()
-    }
-
-
-def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    for row in rows:
-        prompt = row["prompt"] if len(row["prompt"]) <= 40 else row["prompt"][:39] + "…"
-        click.echo(
-            f"{row['id']:>6}  {row['status']:<9}  {row['owner']:<12}  {prompt}"
-            + (f"  ({row['error']})" if row.get("error") else "")
-        )
-
-
 @jobs.command()
 @click.argument("prompt")
 @click.option("-b", "--backend", help="Backend instance (default: default_backend).")
@@ -150,6 +131,12 @@ def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
     "--max-attempts", type=click.IntRange(1, 100), default=3, help="Attempts before failing."
 )
 @click.option("--owner", default=lambda: os.environ.get("USER") or "local", show_default="$USER")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Follow the job until it ends, as `imagen jobs watch` does, and exit as it ended.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="With --wait: no progress line.")
 @click.option("--json", "as_json", is_flag=True)
 @database_option
 @click.pass_obj
@@ -157,6 +144,8 @@ def submit(
     state: State,
     prompt: str,
     opts: tuple[str, ...],
+    wait: bool,
+    quiet: bool,
     as_json: bool,
     database_url: str | None,
     **fields: Any,
@@ -165,6 +154,8 @@ def submit(
 
     The job is checked first (prompt, backend, style, sizes and options against what its
     backend can make), so a job that could never run is refused here and never queued.
+    With --wait it then follows the job: the paths of its images, or its error and the
+    exit code of how it ended.
     """
     from psycopg.rows import dict_row
     from psycopg.types.json import Jsonb
@@ -193,7 +184,40 @@ def submit(
             f"VALUES ({', '.join('%(' + c + ')s' for c in columns)}) RETURNING id, status",
             values,
         )
+        if wait:
+            from imagen_worker.watching import watch
+
+            watch(conn, row["id"], config, as_json=as_json, quiet=quiet)
+            return
+        _warn_without_workers(conn, row["id"])
     click.echo(json.dumps(row) if as_json else str(row["id"]))
+
+
+def _warn_without_workers(conn: Any, job_id: int) -> None:
+    from imagen_worker.fleet import NO_WORKER, fleet
+
+    if fleet(conn).workers == 0:
+        logging.getLogger("imagen").warning("job %s: %s", job_id, NO_WORKER)
+
+
+@jobs.command()
+@click.argument("job_id", type=int)
+@click.option("-q", "--quiet", is_flag=True, help="No progress line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON once it ends.")
+@database_option
+@click.pass_obj
+def watch(state: State, job_id: int, quiet: bool, as_json: bool, database_url: str | None) -> None:
+    """Follow a job until it ends, with the progress line of imagen generate.
+
+    Prints the paths of its images once it is done, and exits with the code of how it
+    ended: 0 done, 130 cancelled, and for a failure the code imagen generate would have
+    exited with (2 a request the backend refused, 3 configuration, 4 failed for good, 5
+    failed for now, 7 output, 8 a spending cap). Ctrl-C stops watching; the job goes on.
+    """
+    from imagen_worker.watching import watch as follow_to_the_end
+
+    with _connect(state, database_url) as conn:
+        follow_to_the_end(conn, job_id, state.config(), as_json=as_json, quiet=quiet)
 
 
 def _insert(conn: Any, query: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -225,8 +249,13 @@ def list_jobs(
     as_json: bool,
     database_url: str | None,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first: id, status, when it was queued, backend, owner and prompt.
+
+    Times are local here; with --json they are ISO 8601 in UTC, as the HTTP API gives them.
+    """
     from psycopg.rows import dict_row
+
+    from imagen_worker.listing import table, to_json
 
     with _connect(state, database_url) as conn:
         conn.row_factory = dict_row
@@ -236,7 +265,13 @@ def list_jobs(
             "AND (%(owner)s::text IS NULL OR owner = %(owner)s) ORDER BY id DESC LIMIT %(limit)s",
             {"status": status, "owner": owner, "limit": limit},
         ).fetchall()
-    _show(rows, as_json)
+    if as_json:
+        click.echo(to_json(rows))
+    elif rows:
+        for line in table(rows):
+            click.echo(line)
+    else:
+        click.echo("no jobs", err=True)
 
 
 def _one(conn: Any, job_id: int) -> dict[str, Any]:
@@ -252,8 +287,10 @@ def _one(conn: Any, job_id: int) -> dict[str, Any]:
 @database_option
 @click.pass_obj
 def show(state: State, job_id: int, as_json: bool, database_url: str | None) -> None:
-    """Show one job and its images."""
+    """Show one job and its images (times local; with --json, ISO 8601 in UTC)."""
     from psycopg.rows import dict_row
+
+    from imagen_worker.listing import job_lines, plain, to_json
 
     with _connect(state, database_url) as conn:
         conn.row_factory = dict_row
@@ -263,15 +300,12 @@ def show(state: State, job_id: int, as_json: bool, database_url: str | None) -> 
             "FROM imagen.images WHERE job_id = %s ORDER BY id",
             (job_id,),
         ).fetchall()
-    row = _plain(row)
+    row = plain(row)
     if as_json:
-        click.echo(json.dumps(row, indent=2, default=str))
+        click.echo(to_json(row))
         return
-    for key, value in row.items():
-        if value not in (None, "", [], {}) and key != "images":
-            click.echo(f"{key + ':':<18} {value}")
-    for image in row["images"]:
-        click.echo(f"{'image:':<18} {image['local_path']}")
+    for line in job_lines(row):
+        click.echo(line)
 
 
 @jobs.command()
@@ -293,12 +327,7 @@ def cancel(state: State, job_id: int, as_json: bool, database_url: str | None) -
         ).fetchone()
         if row is None:
             raise RequestError(f"job {job_id} has already ended")
-        if row["status"] == "pending":
-            conn.execute(
-                "UPDATE imagen.jobs SET status = 'cancelled', finished_at = now() "
-                "WHERE id = %s AND status = 'pending'",
-                (job_id,),
-            )
+        # A pending job is cancelled by the database itself (migration 0005).
     outcome = "cancelled" if row["status"] == "pending" else "cancel requested"
     click.echo(
         json.dumps({"id": job_id, "outcome": outcome}) if as_json else f"job {job_id}: {outcome}"

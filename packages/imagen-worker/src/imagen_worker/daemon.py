@@ -94,7 +94,12 @@ class Worker(JobSlots):
         self._backoff = 0.5
         self.announcer = Announcer(url, **KEEPALIVE)
         self.leases = Leases(
-            url, self.settings.worker_id, self.settings.lease_s, self._held, self._lease_lost
+            url,
+            self.settings.worker_id,
+            self.settings.lease_s,
+            self._held,
+            self._lease_lost,
+            concurrency=self.settings.concurrency,
         )
         # Usage goes to this worker's own database, whatever else is configured.
         read_cloud(config)  # a cloud mistake stops the worker now, not every job later
@@ -154,6 +159,7 @@ class Worker(JobSlots):
                 self.key = read_progress_key(conn)
             conn.execute(f"LISTEN {JOBS_CHANNEL}")  # before the catch-up claim: nothing slips by
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            conn.execute(queries.PRESENT, self.leases.presence)  # here: the heartbeat renews it
             self._backoff = 0.5  # healthy again: the next blip waits half a second, not 30
             event(
                 "listening", worker=self.settings.worker_id, concurrency=self.settings.concurrency
@@ -338,9 +344,18 @@ class Worker(JobSlots):
         if self.usage is not None:
             self.usage.close()
         self.leases.close()
+        self._leave()
         for conn in self._connections:
             conn.close()
         self.pool.close()
+
+    def _leave(self) -> None:
+        """Remove this worker's row from imagen.workers (if the database is away, it expires)."""
+        try:
+            with psycopg.connect(self.url, **KEEPALIVE, autocommit=True, connect_timeout=2) as conn:
+                conn.execute(queries.GONE, {"worker": self.settings.worker_id})
+        except psycopg.Error as exc:
+            log.debug("the worker's presence stays until it expires: %s", first_line(exc))
 
     def _release(self, ids: list[int]) -> None:
         """Hand ``ids`` back to the queue, trying for a while if the database is away."""

@@ -57,20 +57,33 @@ def configured_url(config: Config, environ: Mapping[str, str] = os.environ) -> s
     return _worker(config)["database_url"] or environ.get("IMAGEN_DATABASE_URL") or None
 
 
+_named: set[Path] = set()  # the embedded servers this process has said it uses
+
+
 def database_url(
-    explicit: str | None, config: Config, environ: Mapping[str, str] = os.environ
+    explicit: str | None,
+    config: Config,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    quiet: bool = False,
 ) -> str:
     """The URL to connect to, starting the embedded server when none is configured.
 
     A configured URL's password is registered as a secret: no log line or error shows it.
+    Using the embedded server is said once per process, where it helps: always for the
+    long-running commands and ``imagen db``, and for ``quiet`` ones (the quick ``imagen
+    jobs`` commands) only when it is created now, on first use.
     """
     configured = explicit or configured_url(config, environ)
     if configured:
         _register_password(configured)
         return configured
-    log.warning(
-        "no database configured: using the embedded PostgreSQL in %s", embedded_data_dir(environ)
-    )
+    data = embedded_data_dir(environ)
+    if data not in _named:
+        _named.add(data)
+        first_use = not embedded_exists(environ)
+        level = logging.DEBUG if quiet and not first_use else logging.WARNING
+        log.log(level, "no database configured: using the embedded PostgreSQL in %s", data)
     return embedded_url(environ)
 
 
@@ -161,17 +174,17 @@ def _worker(config: Config) -> dict[str, Any]:
     return {key: setting.default for key, setting in WORKER.items()}
 
 
-def ready_database(explicit: str | None, config: Config) -> str:
-    """The URL of a database whose schema is up to date, for the long-running commands.
+def ready_database(explicit: str | None, config: Config, *, quiet: bool = False) -> str:
+    """The URL of a database whose schema is up to date, for the commands that use the queue.
 
     The embedded database is migrated here, as its zero setup promises. A configured one
     is left to ``imagen db migrate`` (run once per deploy, as its owner): when migrations
     are pending, this refuses with a ConfigError saying so, instead of every job or request
-    failing later on a missing table.
+    failing later on a missing table. ``quiet``: as for :func:`database_url`.
     """
     from imagen_worker.schema import applied, available, migrate
 
-    url = database_url(explicit, config)
+    url = database_url(explicit, config, quiet=quiet)
     with connect(url) as conn:
         pending = [m for m in available() if m.version not in applied(conn)]
         if pending and (explicit or configured_url(config)):

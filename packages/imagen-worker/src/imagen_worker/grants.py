@@ -1,6 +1,6 @@
 """What the schema's design lets each role do: the reference ``imagen db check`` audits against.
 
-Migrations 0001, 0003 and 0004 grant exactly this; keep the two in step (the Supabase tests run
+Migrations 0001, 0003, 0004 and 0005 grant exactly this; keep the two in step (the Supabase tests run
 the audit on a freshly migrated project and expect no finding).
 """
 
@@ -15,6 +15,7 @@ __all__ = [
     "STORAGE_POLICY",
     "TABLE_PRIVILEGES",
     "WEB_FUNCTIONS",
+    "WEB_NEEDS_FUNCTIONS",
     "WEB_ROLE_TABLES",
 ]
 
@@ -28,10 +29,11 @@ REQUEST_COLUMNS = (
 # What the web role may do to each table: privilege -> ALL or the columns.
 WEB_ROLE_TABLES: dict[str, dict[str, str | tuple[str, ...]]] = {
     "imagen.jobs": {"SELECT": ALL, "INSERT": REQUEST_COLUMNS, "UPDATE": ("cancel_requested",)},
-    "imagen.images": {"SELECT": ALL},
+    "imagen.images": {"SELECT": ALL, "DELETE": ALL},  # its own rows: the policies below
     "mai.imagen_usage": {"SELECT": ALL},
     "imagen.schema_migrations": {},
     "imagen.server_keys": {},
+    "imagen.workers": {},
 }
 # What the service role needs, for the worker and for cloud sync.
 SERVICE_ROLE_TABLES = {
@@ -40,6 +42,7 @@ SERVICE_ROLE_TABLES = {
     "mai.imagen_usage": ("SELECT", "INSERT", "UPDATE"),
     "imagen.schema_migrations": ("SELECT",),
     "imagen.server_keys": ("SELECT",),  # the progress key: workers announce, serve follows
+    "imagen.workers": ("SELECT", "INSERT", "UPDATE", "DELETE"),  # each worker's presence
 }
 SERVICE_ROLE_FUNCTIONS = (
     "imagen.current_owner()",
@@ -49,7 +52,13 @@ SERVICE_ROLE_FUNCTIONS = (
         "integer, jsonb)"
     ),
 )
-WEB_FUNCTIONS = ("current_owner",)  # the only imagen functions a web caller may run
+# The imagen functions a web caller may run (the policies call current_owner; the gallery's
+# search calls search_images, which applies the owner rule itself).
+WEB_NEEDS_FUNCTIONS = (
+    "imagen.current_owner()",
+    "imagen.search_images(tsquery, bigint, bigint, integer)",
+)
+WEB_FUNCTIONS = ("current_owner", "search_images")
 
 _OWN = "owner = imagen.current_owner()"
 POLICIES = {  # (table, name) -> the statement that creates it, for the web role {role}
@@ -62,6 +71,8 @@ POLICIES = {  # (table, name) -> the statement that creates it, for the web role
     f"WITH CHECK ({_OWN});",
     ("imagen.images", "images_read_own"): "CREATE POLICY images_read_own ON imagen.images "
     f"FOR SELECT TO {{role}} USING ({_OWN});",
+    ("imagen.images", "images_delete_own"): "CREATE POLICY images_delete_own ON imagen.images "
+    f"FOR DELETE TO {{role}} USING ({_OWN});",
     ("mai.imagen_usage", "usage_read_own"): "CREATE POLICY usage_read_own ON mai.imagen_usage "
     f"FOR SELECT TO {{role}} USING ({_OWN});",
 }

@@ -6,6 +6,9 @@ again. So a worker that cannot renew a lease (cut off from the database, or foun
 taken) must stop acting on the job before that can happen, or the job runs twice at once.
 :class:`Leases` renews every ``lease_s / 3`` and gives up a job when no renewal has been
 confirmed for two of those periods, before the lease can have expired.
+
+The worker itself holds a lease too, on its row in ``imagen.workers``: renewed with the same
+heartbeat, it tells ``imagen serve`` and ``imagen jobs`` that a worker is there.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import psycopg
 
 from imagen_worker import queries
 from imagen_worker.database import KEEPALIVE
-from imagen_worker.events import event, first_line
+from imagen_worker.events import event, first_line, log
 
 __all__ = ["Leases"]
 
@@ -29,6 +32,8 @@ class Leases:
     :param held: the ids of the jobs this worker runs now (called from the heartbeat).
     :param on_lost: called once with a job's id, from the heartbeat's thread, when its lease
         is gone (taken by another worker, or unconfirmed for too long).
+    :param concurrency: the worker's slots, for its row in ``imagen.workers``; None keeps
+        no row.
     """
 
     def __init__(
@@ -38,10 +43,16 @@ class Leases:
         lease_s: float,
         held: Callable[[], list[int]],
         on_lost: Callable[[int, str], None],
+        concurrency: int | None = None,
     ) -> None:
         self.url = url
         self.worker = worker
         self.lease_s = lease_s
+        self.presence = (
+            None
+            if concurrency is None
+            else {"worker": worker, "concurrency": concurrency, "lease": lease_s}
+        )
         self.period = lease_s / 3
         self._held = held
         self._on_lost = on_lost
@@ -75,7 +86,7 @@ class Leases:
         while not self._done.wait(self.period):
             with self._lock:
                 ids = [job for job in self._held() if job not in self._lost]
-            if not ids:
+            if not ids and self.presence is None:
                 continue
             sent = time.monotonic()
             try:
@@ -88,13 +99,22 @@ class Leases:
                         tcp_user_timeout=int(self.period * 1000),
                         **KEEPALIVE,
                     )
+                if self.presence is not None:
+                    conn.execute(queries.PRESENT, self.presence)
                 params = {"ids": ids, "worker": self.worker, "lease": self.lease_s}
-                kept = {row[0] for row in conn.execute(queries.HEARTBEAT, params).fetchall()}
+                kept = (
+                    {row[0] for row in conn.execute(queries.HEARTBEAT, params).fetchall()}
+                    if ids
+                    else set()
+                )
             except psycopg.Error as exc:  # away, or refusing us: the watch decides when to let go
                 if conn is not None:
                     conn.close()
                 conn = None
-                event("heartbeat_failed", jobs=ids, reason=first_line(exc))
+                if ids:
+                    event("heartbeat_failed", jobs=ids, reason=first_line(exc))
+                else:  # the listener says so when the database is away
+                    log.debug("the worker's presence was not renewed: %s", first_line(exc))
                 continue
             for job in ids:
                 if job in kept:

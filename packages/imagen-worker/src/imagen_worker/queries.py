@@ -144,3 +144,36 @@ WITH job AS (
 )
 SELECT id, pg_notify('imagen_jobs', '{"event": "requeued"}') FROM job
 """
+
+# A worker's presence in imagen.workers: written when it starts listening and renewed with
+# its heartbeat, so that imagen serve and imagen jobs can tell a user when no worker would
+# run their job. Rows of workers that died without removing theirs go a day later (the
+# table holds one row per worker: this costs nothing).
+PRESENT = """
+WITH forgotten AS (
+    DELETE FROM imagen.workers WHERE lease_expires_at < now() - interval '1 day'
+)
+INSERT INTO imagen.workers AS w (id, concurrency, lease_expires_at)
+VALUES (%(worker)s, %(concurrency)s, now() + make_interval(secs => %(lease)s))
+ON CONFLICT (id) DO UPDATE SET lease_expires_at = excluded.lease_expires_at
+"""
+
+GONE = "DELETE FROM imagen.workers WHERE id = %(worker)s"
+
+# The workers there now, and how many jobs they run at once between them.
+WORKERS = """
+SELECT count(*) AS workers, coalesce(sum(concurrency), 0)::integer AS slots
+  FROM imagen.workers WHERE lease_expires_at > now()
+"""
+
+# A pending job's place in the queue (1: the next one claimed), in the order the claim takes
+# them; no row when the job is not pending. It counts every owner's jobs.
+QUEUE_POSITION = """
+SELECT 1 + (SELECT count(*) FROM imagen.jobs AS q
+             WHERE q.status = 'pending' AND NOT q.cancel_requested
+               AND (q.priority > j.priority
+                    OR (q.priority = j.priority AND (q.run_after, q.id) < (j.run_after, j.id))))
+       AS position
+  FROM imagen.jobs AS j
+ WHERE j.id = %(id)s AND j.status = 'pending'
+"""

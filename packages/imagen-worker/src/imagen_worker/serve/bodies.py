@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 __all__ = [
+    "ImageDeleted",
     "ImageList",
     "ImageView",
     "ImagesRequest",
@@ -21,6 +22,9 @@ __all__ = [
 ]
 
 _PROMPT = Field(min_length=1, max_length=32_000)
+# A time as every answer gives it, whatever the database session's time zone: ISO 8601 in
+# UTC, "2025-06-01T14:03:07.120331Z" (imagen jobs --json prints the same).
+Time = Annotated[datetime, AfterValidator(lambda value: value.astimezone(UTC))]
 
 
 class ImagesRequest(BaseModel):
@@ -115,9 +119,12 @@ class JobView(BaseModel):
     ) = Field(None, description="what kind of failure ended the job, when one did")
     image_id: int | None
     progress: dict[str, Any] | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    queue_position: int | None = Field(
+        None, description="a pending job's place in the queue (1: next), in GET /v1/jobs/{id}"
+    )
+    created_at: Time
+    started_at: Time | None
+    finished_at: Time | None
 
 
 class JobList(BaseModel):
@@ -137,11 +144,20 @@ class ImageView(BaseModel):
     height: int | None
     mime_type: str
     cost_usd: float | None
-    created_at: datetime
+    created_at: Time
     file: str
     thumbnail: str
     metadata: dict[str, Any] | None = Field(None, description="the backend's metadata")
     request: dict[str, Any] | None = Field(None, description="the job's parameters")
+
+
+class ImageDeleted(BaseModel):
+    """``DELETE /v1/images/{id}``: the row is gone; ``file_removed`` says whether the file went."""
+
+    id: int
+    object: Literal["image"] = "image"
+    deleted: Literal[True] = True
+    file_removed: bool
 
 
 class ImageList(BaseModel):

@@ -24,7 +24,10 @@ __all__ = ["serve", "serve_key"]
     is_flag=True,
     help="Also run a worker in this process: one command for a whole local setup.",
 )
-@concurrency_option("Jobs the --with-worker worker runs at once.")
+@concurrency_option(
+    "Jobs the --with-worker worker runs at once (a slow one leaves the others room).",
+    default=4,
+)
 @grace_option
 @click.pass_obj
 def serve(
@@ -56,6 +59,8 @@ def serve(
         )
     url = ready_database(database_url, config)
     warn_at_start(url, config)
+    if not with_worker:
+        _warn_without_workers(url)
     worker = (
         Worker(config, url, WorkerSettings(concurrency=concurrency, grace_s=grace))
         if with_worker
@@ -102,6 +107,17 @@ def serve(
 
 
 _GRACEFUL_S = 5
+
+
+def _warn_without_workers(url: str) -> None:
+    """Say so at start when no worker is running on the database: jobs would only wait."""
+    from imagen_worker.database import connect
+    from imagen_worker.fleet import NO_WORKER_FOR_JOBS, fleet
+
+    with connect(url) as conn:
+        workers = fleet(conn).workers
+    if workers == 0:
+        logging.getLogger("imagen").warning("%s", NO_WORKER_FOR_JOBS)
 
 
 def _server(config: Any, stopping: threading.Event) -> Any:

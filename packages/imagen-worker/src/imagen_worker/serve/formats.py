@@ -8,12 +8,13 @@ text (A1111's ``parameters``; imagen's own record too in a PNG) as the original.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tempfile
 from pathlib import Path
 from typing import Literal
+
+from imagen_worker.serve.copies import copy_path
 
 __all__ = ["FORMATS", "OutputFormat", "in_format"]
 
@@ -32,11 +33,7 @@ def in_format(
     wanted = FORMATS[fmt] if fmt is not None else mime_type
     if wanted == mime_type and (compression is None or wanted == "image/png"):
         return source, mime_type
-    stat = source.stat()
-    key = hashlib.sha256(
-        f"{source}\0{stat.st_mtime_ns}\0{stat.st_size}\0{wanted}\0{compression}".encode()
-    ).hexdigest()
-    path = cache / key[:2] / f"{key}.{fmt or 'png'}"
+    path = copy_path(cache, source, f"{wanted}\0{compression}", fmt or "png")
     if not path.is_file():
         _convert(source, wanted, compression, path)
     return path, wanted

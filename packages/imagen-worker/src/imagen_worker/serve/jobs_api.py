@@ -17,6 +17,7 @@ from imagen_worker.serve.queue import (
     fields_from_job_request,
     follow,
     insert_job,
+    queue_position,
     read_job,
 )
 from imagen_worker.serve.services import ServicesDep
@@ -70,7 +71,10 @@ async def list_jobs(
     responses=documented(404),
 )
 async def job(job_id: int, services: ServicesDep, owner: Owner) -> JobView:
-    return JobView.model_validate(await read_job(services, owner, job_id))
+    view = JobView.model_validate(await read_job(services, owner, job_id))
+    if view.status == "pending":
+        view.queue_position = await queue_position(services, job_id)
+    return view
 
 
 @router.delete(
@@ -78,17 +82,19 @@ async def job(job_id: int, services: ServicesDep, owner: Owner) -> JobView:
     summary="Cancel one of the caller's jobs (pending: at once; running: interrupted)",
     responses=documented(404, 409),
 )
-async def cancel(job_id: int, services: ServicesDep, owner: Owner) -> dict[str, int | bool]:
-    # Row-level security lets an owner flag only their own jobs that have not ended.
+async def cancel(job_id: int, services: ServicesDep, owner: Owner) -> dict[str, int | bool | str]:
+    # Row-level security lets an owner flag only their own jobs that have not ended; the
+    # database cancels a pending one at once (migration 0005), a running one's worker stops it.
     flagged = await services.store.fetch_one(
         owner,
-        "UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s RETURNING id",
+        "UPDATE imagen.jobs SET cancel_requested = true WHERE id = %s RETURNING status",
         (job_id,),
     )
     if flagged is None:
         row = await read_job(services, owner, job_id)  # 404 when it is not theirs
         raise ApiError(409, f"Job {job_id} has already ended ({row['status']}).")
-    return {"id": job_id, "cancel_requested": True}
+    row = await read_job(services, owner, job_id)
+    return {"id": job_id, "cancel_requested": True, "status": row["status"]}
 
 
 @router.get(

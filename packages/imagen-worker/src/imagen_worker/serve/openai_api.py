@@ -21,6 +21,7 @@ from imagen_worker.serve.queue import (
     check_fields,
     fields_from_images_request,
     insert_job,
+    still_waiting,
     wait_for_end,
 )
 from imagen_worker.serve.services import Services, ServicesDep
@@ -58,14 +59,15 @@ async def generations(
     """Queue a job, wait up to ``serve.wait_s`` for it, and answer as OpenAI would.
 
     A job still running when the wait is over is not failed: the answer is 202 with a
-    reference to follow it by (``imagen.job``, ``imagen.poll``).
+    reference to follow it by (``imagen.job``, ``imagen.poll``), its place in the queue, and a
+    note when no worker is running to take it.
     """
     fields = fields_from_images_request(services.config, services.settings, body)
     await check_fields(services, fields)
     job = await insert_job(services, owner, fields)
     row, images = await wait_for_end(services, owner, job["id"], services.settings.wait_s)
     if row["status"] in ("pending", "running"):
-        reference = {"job": row["id"], "status": row["status"], "poll": f"/v1/jobs/{row['id']}"}
+        reference = await still_waiting(services, row)
         return JSONResponse({"created": int(time.time()), "data": [], "imagen": reference}, 202)
     if row["status"] != "done":
         raise _job_error(row)

@@ -16,6 +16,8 @@ from psycopg.types.json import Jsonb
 
 from imagen.config import Config
 from imagen.styles import parse_size
+from imagen_worker import queries
+from imagen_worker.fleet import NO_WORKER
 from imagen_worker.limits import MAX_SIDE
 from imagen_worker.serve.bodies import ImagesRequest, JobRequest
 from imagen_worker.serve.errors import ApiError
@@ -32,7 +34,9 @@ __all__ = [
     "follow",
     "images_of",
     "insert_job",
+    "queue_position",
     "read_job",
+    "still_waiting",
     "wait_for_end",
 ]
 
@@ -44,6 +48,9 @@ JOB_COLUMNS = sql.SQL(
     "finished_at"
 )
 _RECHECK_S = 1.0  # how often a follower looks again without being told (a missed NOTIFY)
+# How long a request waits for a worker to appear when none is running: one restarting
+# (systemd's RestartSec, a --with-worker process starting) is back within this.
+_NO_WORKER_WAIT_S = 10.0
 _KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
 
 
@@ -161,27 +168,68 @@ async def images_of(services: Services, owner: str, job_id: int) -> list[dict[st
 async def wait_for_end(
     services: Services, owner: str, job_id: int, timeout: float
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The job once it has ended (and its images), or as it stands when ``timeout`` runs out."""
+    """The job once it has ended (and its images), or as it stands when ``timeout`` runs out.
+
+    A pending job with no worker running to take it is waited for at most 10 s more (a
+    worker restarting comes back within that), not the whole ``timeout``.
+    """
     deadline = time.monotonic() + timeout
+    alone_since: float | None = None
     with services.watcher.follow(job_id) as changed:
         while True:
             changed.clear()
             row = await read_job(services, owner, job_id)
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if row["status"] in ENDED or left <= 0 or services.stopping.is_set():
                 break
+            if row["status"] == "pending" and (await services.fleet()).workers == 0:
+                alone_since = now if alone_since is None else alone_since
+                if now - alone_since >= _NO_WORKER_WAIT_S:
+                    break
+            else:
+                alone_since = None
             await _until(changed, min(left, _RECHECK_S))
     images = await images_of(services, owner, job_id)
     return row, images
 
 
+async def queue_position(services: Services, job_id: int) -> int | None:
+    """A pending job's place in the queue (1: next); counted with the server's own rights."""
+    row = await services.store.server_fetch_one(queries.QUEUE_POSITION, {"id": job_id})
+    return None if row is None else int(row["position"])
+
+
+async def still_waiting(services: Services, row: dict[str, Any]) -> dict[str, Any]:
+    """What a caller whose job has not ended yet is told: where to follow it, and why it waits.
+
+    ``position`` is a pending job's place in the queue, ``workers`` how many workers are
+    running; ``note`` says so when none is.
+    """
+    reference: dict[str, Any] = {
+        "job": row["id"],
+        "status": row["status"],
+        "poll": f"/v1/jobs/{row['id']}",
+        "events": f"/v1/jobs/{row['id']}/events",
+    }
+    if row["status"] == "pending":
+        reference["position"] = await queue_position(services, row["id"])
+    fleet = await services.fleet()
+    reference["workers"] = fleet.workers
+    if fleet.workers == 0:
+        reference["note"] = NO_WORKER
+    return reference
+
+
 async def follow(services: Services, owner: str, job_id: int, base: str) -> AsyncIterator[str]:
     """Server-sent events for a job, until it ends.
 
-    ``queued``, ``running``, ``progress`` (as the backend reports it), then ``done`` (with
-    the images' links), ``failed`` or ``cancelled``; a comment every 15 s keeps the stream
-    open through proxies. Each event is sent once, when what it says first becomes true.
-    When the server is stopping the stream ends (a browser's EventSource reconnects).
+    ``queued`` (with the job's ``position`` in the queue, again whenever it moves up, and a
+    ``note`` while no worker is running), ``running``, ``progress`` (as the backend reports
+    it), then ``done`` (with the images' links), ``failed`` or ``cancelled``; a comment every
+    15 s keeps the stream open through proxies. Each event is sent once, when what it says
+    first becomes true. When the server is stopping the stream ends (a browser's
+    EventSource reconnects).
     """
     last: tuple[str, str] | None = None
     quiet_since = time.monotonic()
@@ -190,7 +238,12 @@ async def follow(services: Services, owner: str, job_id: int, base: str) -> Asyn
             changed.clear()
             row = await read_job(services, owner, job_id)
             status, progress = row["status"], (row["progress"] or {}).get("last")
-            state = (status, json.dumps(progress, sort_keys=True))
+            waiting = await still_waiting(services, row) if status == "pending" else {}
+            queued = {key: waiting[key] for key in ("position", "note") if key in waiting}
+            state = (
+                status,
+                json.dumps(queued if status == "pending" else progress, sort_keys=True),
+            )
             if state != last:
                 last, quiet_since = state, time.monotonic()
                 if status == "done":
@@ -208,7 +261,7 @@ async def follow(services: Services, owner: str, job_id: int, base: str) -> Asyn
                     yield _sse(status, {"id": job_id, "error": row["error"]})
                     return
                 if status == "pending":
-                    yield _sse("queued", {"id": job_id})
+                    yield _sse("queued", {"id": job_id, **queued})
                 elif progress:
                     yield _sse("progress", {"id": job_id, **progress})
                 else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,11 +12,15 @@ from fastapi import Depends, Request
 
 from imagen.config import Config
 from imagen.pipeline import BackendPool
+from imagen_worker import queries
+from imagen_worker.fleet import Fleet
 from imagen_worker.serve.settings import ServeSettings
 from imagen_worker.serve.store import Store
 from imagen_worker.serve.watcher import JobWatcher
 
 __all__ = ["Services", "ServicesDep"]
+
+_FLEET_FOR_S = 1.0  # however many requests wait, the workers are counted once a second
 
 
 @dataclass
@@ -31,6 +36,15 @@ class Services:
     """Set when the server is asked to stop: event streams and waits end at once."""
     _backends: BackendPool | None = field(default=None, repr=False)
     _check_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _fleet: tuple[float, Fleet] | None = field(default=None, repr=False)
+
+    async def fleet(self) -> Fleet:
+        """The workers running now (:mod:`imagen_worker.fleet`), read at most once a second."""
+        now = time.monotonic()
+        if self._fleet is None or now - self._fleet[0] >= _FLEET_FOR_S:
+            row = await self.store.server_fetch_one(queries.WORKERS)
+            self._fleet = (now, Fleet.from_row(row))
+        return self._fleet[1]
 
     def check_job(self, fields: dict[str, Any]) -> None:
         """The door's check of a job (:func:`~imagen_worker.submission.check_job`).

@@ -1,12 +1,21 @@
-// The gallery page: sign in, generate, follow jobs live, browse and replay images.
-// Plain DOM and fetch; every text from the server goes in through textContent, never as HTML.
+// The gallery page: sign in, generate, follow jobs live, browse, search, download, delete
+// and replay images. Plain DOM and fetch; every text from the server goes in through
+// textContent, never as HTML.
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const PAGE = 24;
 
-let nextImages = "/v1/images?limit=" + PAGE;
+let search = ""; // what the gallery is filtered by (searched on the server)
+let nextImages = imagesPath();
 let loadingImages = false;
+let listing = 0; // bumped when the gallery starts over: a page for an older listing is dropped
 const following = new Map(); // job id -> EventSource
+// Dates in the reader's own language and time zone, as their browser states them.
+const dates = new Intl.DateTimeFormat(navigator.languages, { dateStyle: "medium", timeStyle: "short" });
+
+function imagesPath() {
+  return `/v1/images?limit=${PAGE}` + (search ? `&q=${encodeURIComponent(search)}` : "");
+}
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -48,7 +57,7 @@ function formatCost(cost) {
 }
 
 function formatDate(text) {
-  return new Date(text).toLocaleString();
+  return dates.format(new Date(text));
 }
 
 // -- signing in and out ---------------------------------------------------------------------
@@ -78,6 +87,7 @@ async function signIn(event) {
 
 async function signOut() {
   await api("/v1/session", { method: "DELETE" });
+  listing += 1;
   $("#gallery").replaceChildren();
   $("#jobs").replaceChildren();
   showSignIn();
@@ -88,12 +98,11 @@ async function start(owner) {
   $("#owner").textContent = owner;
   $("#sign-out").hidden = false;
   $("#app").hidden = false;
-  $("#gallery").replaceChildren();
   $("#jobs").replaceChildren();
-  $("#gallery-end").textContent = "";
-  nextImages = "/v1/images?limit=" + PAGE;
+  search = "";
+  $("#search input").value = "";
   await loadModels();
-  await loadImages();
+  await restartImages();
   const running = await api("/v1/jobs?status=pending&status=running&limit=100");
   for (const job of running.data.reverse()) follow(job);
 }
@@ -158,7 +167,7 @@ async function generate(event) {
     $("#generate-error").textContent = error.message;
     return;
   }
-  if (await submit(request, $("#generate-error"))) form.prompt.value = "";
+  await submit(request, $("#generate-error")); // the prompt stays, to try a variation
 }
 
 function jobCard(job) {
@@ -204,7 +213,11 @@ function follow(job) {
     $("progress", card).remove();
   };
   const data = (event) => JSON.parse(event.data);
-  source.addEventListener("queued", () => setJobState(card, "queued", "queued"));
+  source.addEventListener("queued", (event) => {
+    const { position, note } = data(event);
+    const place = position ? ` · position ${position} in the queue` : "";
+    setJobState(card, "queued", `queued${place}${note ? " · " + note : ""}`);
+  });
   source.addEventListener("running", () => setJobState(card, "running", "running"));
   source.addEventListener("progress", (event) => {
     const progress = data(event);
@@ -220,10 +233,13 @@ function follow(job) {
     ended();
     setJobState(card, "done", "done");
     const { image_ids: ids } = data(event);
-    const images = await api(`/v1/images?job=${job.id}&limit=100`);
+    // The job's images, as the gallery is filtered now (the server applies the search).
+    const filter = search ? `&q=${encodeURIComponent(search)}` : "";
+    const images = await api(`/v1/images?job=${job.id}&limit=100${filter}`);
     for (const image of images.data.filter((i) => ids.includes(i.id)).reverse()) {
       if (!$(`[data-image="${image.id}"]`)) $("#gallery").prepend(imageCard(image));
     }
+    if (!nextImages) showEnd(); // "No images yet." no longer holds
     card.remove();
   });
   for (const kind of ["failed", "cancelled"]) {
@@ -271,21 +287,49 @@ function imageCard(image) {
 async function loadImages() {
   if (loadingImages || !nextImages) return;
   loadingImages = true;
+  const current = listing;
   try {
     const page = await api(nextImages);
-    for (const image of page.data) {
-      if (!$(`[data-image="${image.id}"]`)) $("#gallery").append(imageCard(image));
-    }
-    nextImages = page.next;
-    if (!nextImages) {
-      $("#gallery-end").textContent = $("#gallery").children.length ? "That's all of them." : "No images yet.";
+    if (current === listing) { // else the gallery started over meanwhile: this page is stale
+      for (const image of page.data) {
+        if (!$(`[data-image="${image.id}"]`)) $("#gallery").append(imageCard(image));
+      }
+      nextImages = page.next;
+      if (!nextImages) showEnd();
     }
   } finally {
     loadingImages = false;
   }
+  if (current !== listing) return loadImages(); // the listing that replaced it
   // A tall window may show the sentinel still: keep filling it.
   const more = $("#more").getBoundingClientRect();
   if (nextImages && more.top < window.innerHeight) loadImages();
+}
+
+function showEnd() {
+  const any = $("#gallery").children.length > 0;
+  $("#gallery-end").textContent = any
+    ? "That's all of them."
+    : search ? `No images match “${search}”.` : "No images yet.";
+}
+
+async function restartImages() {
+  listing += 1;
+  nextImages = imagesPath();
+  $("#gallery").replaceChildren();
+  $("#gallery-end").textContent = "";
+  await loadImages();
+}
+
+let searchTimer;
+function searchChanged(event) {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    const wanted = event.target.value.trim();
+    if (wanted === search) return;
+    search = wanted;
+    restartImages();
+  }, 250);
 }
 
 async function showDetails(id) {
@@ -313,8 +357,21 @@ async function showDetails(id) {
   );
   $("#details-metadata").textContent = JSON.stringify(image.metadata, null, 2);
   $("#details-error").textContent = "";
+  $("#details-download").href = `${image.file}?download=true`;
   $("#make-again").onclick = async () => {
     if (await submit(image.request, $("#details-error"))) dialog.close();
+  };
+  $("#delete-image").onclick = async () => {
+    if (!confirm("Delete this image? Its file goes too, and this cannot be undone.")) return;
+    try {
+      await api(`/v1/images/${id}`, { method: "DELETE" });
+    } catch (error) {
+      $("#details-error").textContent = error.message;
+      return;
+    }
+    $(`[data-image="${id}"]`)?.remove();
+    dialog.close();
+    if (!nextImages) showEnd();
   };
   if (!dialog.open) dialog.showModal();
 }
@@ -324,6 +381,7 @@ async function showDetails(id) {
 $("#sign-in-form").addEventListener("submit", signIn);
 $("#sign-out").addEventListener("click", signOut);
 $("#generate").addEventListener("submit", generate);
+$("#search input").addEventListener("input", searchChanged);
 new IntersectionObserver((entries) => {
   if (entries.some((entry) => entry.isIntersecting)) loadImages();
 }).observe($("#more"));
