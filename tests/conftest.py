@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 import textwrap
@@ -52,6 +53,42 @@ class Home:
         if check and proc.returncode != 0:
             raise AssertionError(f"imagen {args} failed ({proc.returncode}):\n{proc.stderr}")
         return proc
+
+    def run_on_terminal(
+        self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+    ) -> tuple[int, str, bytes]:
+        """Run ``imagen`` with stderr on a pseudo-terminal, as in an interactive shell.
+
+        :return: the exit code, stdout (a pipe) and every byte written to the terminal.
+        """
+        main, secondary = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imagen", *args],
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        if stdin is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin.encode())
+            proc.stdin.close()
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal's other end is closed: the process is done
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(main)
+        assert proc.stdout is not None
+        stdout = proc.stdout.read().decode()
+        proc.stdout.close()
+        return proc.wait(timeout=120), stdout, seen
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from imagen import (
     PermanentBackendError,
     TransientBackendError,
 )
-from imagen.retry import retry_after
+from imagen.retry import is_transient_status, retry_after
 from imagen_comfyui.settings import ComfyUISettings
 
 __all__ = ["ComfyClient", "node_name"]
@@ -66,7 +66,7 @@ class ComfyClient:
                 f"cannot reach ComfyUI at {self.base_url}: {_reason(exc)}"
             ) from exc
         status = response.status_code
-        if status in (408, 429) or status >= 500:
+        if is_transient_status(status):
             raise TransientBackendError(
                 f"ComfyUI at {self.base_url} answered {method} {path} with {status}",
                 retry_after=retry_after(response.headers),
