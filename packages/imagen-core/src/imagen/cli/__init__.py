@@ -185,7 +185,8 @@ def _debugging(ctx: click.Context) -> bool:
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar=None,
-    help="Config file to use (default: $IMAGEN_CONFIG, ./imagen.yaml, ~/.config/imagen/).",
+    help="Config file to use (default: $IMAGEN_CONFIG, ./imagen.yaml, the user config "
+    "directory: imagen config path --all).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
 @click.version_option(__version__, "--version", prog_name="imagen")
