@@ -189,3 +189,10 @@ def test_a_token_the_proxy_refuses_exits_3_like_any_credential(home):
     assert proc.returncode == 3  # docs/cli.md: a credential; not 4, a failed generation
     assert "(401): check `headers` and `token_env`" in proc.stderr
     assert "stale-token-123456" not in proc.stderr
+
+
+def test_an_option_is_refused_since_comfyui_takes_none(gpu_home, comfy):
+    proc = gpu_home.run("generate", "a barn", "-b", "gpu", "--opt", "cfg=7")
+    assert proc.returncode == 2
+    assert proc.stderr == 'imagen: backend "gpu" takes no options, not --opt cfg\n'
+    assert comfy.received == []

@@ -277,3 +277,18 @@ def test_a_key_the_service_refuses_exits_3_like_any_credential(home, openai_api)
         'imagen: backend "gpt": OpenAI refused the key in OPENAI_API_KEY (401)'
     )
     assert "sk-revoked-key-123456" not in proc.stderr
+
+
+def test_a_misspelt_option_never_reaches_openai(home, openai_api):
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-openai"
+    home.env["OPENAI_API_KEY"] = KEY
+    home.write_config(f"backends:\n  gpt:\n    type: openai\n    base_url: {openai_api.api}\n")
+    proc = home.run("generate", "a koi pond", "-b", "gpt", "--opt", "qualty=high")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        'imagen: backend "gpt" has no option "qualty" (did you mean "quality"? known: '
+        "background, moderation, output_compression, output_format, quality)"
+    )
+    assert openai_api.received == []  # refused before anything was billed
+    home.run("generate", "a koi pond", "-b", "gpt", "--opt", "quality=low", check=True)
+    assert openai_api.received[0]["body"]["quality"] == "low"

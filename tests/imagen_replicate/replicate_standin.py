@@ -31,6 +31,8 @@ MODELS: dict[str, dict[str, Any]] = {
     "black-forest-labs/flux-dev": {"single": False, "max_steps": 50, "ratios": True},
     "black-forest-labs/flux-1.1-pro": {"single": True, "max_steps": None, "ratios": True},
     "stability-ai/sdxl": {"single": False, "max_steps": 500, "ratios": False},
+    # A fine-tune with the flux-schnell inputs and more (a LoRA) that imagen has no list for.
+    "acme/flux-schnell-lora": {"single": False, "max_steps": 4, "ratios": True},
 }
 TOKEN = "r8_loopback_test_token_0123456789"
 SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"

@@ -331,3 +331,33 @@ def test_a_token_the_service_refuses_exits_3_like_any_credential(home, replicate
         'imagen: backend "flux": Replicate refused the token in REPLICATE_API_TOKEN (401)'
     )
     assert "r8_revoked_token" not in proc.stderr
+
+
+def test_options_of_a_known_model_are_checked_others_pass_through(home, replicate_api):
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-replicate"
+    home.env["REPLICATE_API_TOKEN"] = TOKEN
+    home.write_config(
+        f"""
+        backends:
+          flux:
+            type: replicate
+            model: black-forest-labs/flux-schnell
+            base_url: {replicate_api.url}
+            poll_interval_s: 0.05
+          mine:
+            type: replicate
+            model: acme/flux-schnell-lora
+            family: flux-schnell
+            base_url: {replicate_api.url}
+            poll_interval_s: 0.05
+        """
+    )
+    proc = home.run("generate", "a fox", "-b", "flux", "--opt", "output_fromat=png")
+    assert proc.returncode == 2
+    assert 'no option "output_fromat" (did you mean "output_format"?' in proc.stderr
+    assert replicate_api.received == []
+    home.run("generate", "a fox", "-b", "flux", "--opt", "output_format=png", check=True)
+    assert replicate_api.received[-1]["input"]["output_format"] == "png"
+    # A model imagen has no input list for takes options as they are.
+    home.run("generate", "a fox", "-b", "mine", "--opt", "lora_weights=x", check=True)
+    assert replicate_api.received[-1]["input"]["lora_weights"] == "x"

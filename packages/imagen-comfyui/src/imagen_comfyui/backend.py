@@ -61,6 +61,10 @@ class ComfyUIBackend(Backend):
     def close(self) -> None:
         self.client.close()
 
+    def options(self) -> dict[str, str]:
+        """None: a workflow's inputs are set through its mapping (``inputs:``), not ``--opt``."""
+        return {}
+
     # -- the contract ---------------------------------------------------------------------
 
     def generate(self, request: Request, context: Context) -> Result:

@@ -205,6 +205,18 @@ class Backend(abc.ABC):
         network, nor raise for what only the upstream can judge.
         """
 
+    def options(self) -> Mapping[str, str] | None:
+        """The options (``--opt KEY=VALUE``) this instance knows, each with what it does.
+
+        imagen refuses a request carrying any other option before calling :meth:`check` or
+        :meth:`generate`, naming the closest known one, so a misspelt option never runs a
+        paid request without it. Return ``{}`` when the backend takes no options. The
+        default, None, accepts any option: for an upstream whose inputs cannot be listed
+        without the network (an arbitrary hosted model), where options go through as they
+        are. It may depend on the instance's configuration; it must not call the network.
+        """
+        return None
+
     def input_support(self) -> InputSupport:
         """What input images this instance accepts (by default none).
 

@@ -31,6 +31,7 @@ from imagen.errors import (
 )
 from imagen.metadata import EXTENSIONS
 from imagen.metadata.record import ImageFacts, build_record
+from imagen.options import check_options
 from imagen.output import SavedImage, write_image
 from imagen.plugins import StepFailure, call_each
 from imagen.registry import build_backend
@@ -212,9 +213,12 @@ def _check(run: Run, backend: Backend) -> None:
     if refusal is not None:
         raise RequestError(f'backend "{run.backend_name}" {refusal}')
     try:
+        check_options(backend, run.request)
         backend.check(run.request)
     except RequestError as exc:
-        exc.message = secrets.redact(f'backend "{run.backend_name}": {exc.message}')
+        if not exc.message.startswith(f'backend "{run.backend_name}"'):
+            exc.message = f'backend "{run.backend_name}": {exc.message}'
+        exc.message = secrets.redact(exc.message)
         raise
     except ImagenError as exc:
         exc.message = secrets.redact(exc.message)

@@ -41,7 +41,7 @@ from imagen import (
 )
 from imagen.retry import call_with_retry, is_transient_status, retry_after
 from imagen_openai.models import MAX_IMAGES, cost_from_table, cost_from_usage, size_for
-from imagen_openai.settings import CHOICES, read_settings
+from imagen_openai.settings import CHOICES, SLICE, read_settings
 
 __all__ = ["OpenAIBackend"]
 
@@ -101,6 +101,10 @@ class OpenAIBackend(Backend):
 
     def close(self) -> None:
         self.client.close()
+
+    def options(self) -> dict[str, str]:
+        """The Images API parameters a request may set (``--opt quality=low``)."""
+        return {key: SLICE[key].doc for key in _OPTIONS}
 
     def _params(self, request: Request) -> dict[str, Any]:
         params = dict(self.settings.defaults)

@@ -44,7 +44,7 @@ from imagen import (
     TransientBackendError,
 )
 from imagen.retry import call_with_retry, is_transient_status, retry_after
-from imagen_replicate.mapping import plan
+from imagen_replicate.mapping import MODEL_INPUTS, plan
 from imagen_replicate.settings import read_settings
 
 __all__ = ["ReplicateBackend"]
@@ -75,6 +75,10 @@ class ReplicateBackend(Backend):
     def close(self) -> None:
         self.sdk._client.close()
         self.files.close()
+
+    def options(self) -> dict[str, str] | None:
+        """The model's inputs (sent as they are), when imagen knows the model; else any."""
+        return MODEL_INPUTS.get(self.settings.owner_name)
 
     # -- the contract ---------------------------------------------------------------------
 

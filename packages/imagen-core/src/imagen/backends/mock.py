@@ -94,6 +94,9 @@ class MockBackend(Backend):
     def input_support(self) -> InputSupport:
         return InputSupport(images=1, references=4, mask=True, strength=True)
 
+    def options(self) -> dict[str, str]:
+        return {name: setting.doc for name, setting in OPTIONS.items()}
+
     def _size(self, request: Request) -> tuple[int, int]:
         """The output size: as asked, else the input image's, else the slice's default."""
         (image,) = request.inputs_of("image") or (None,)

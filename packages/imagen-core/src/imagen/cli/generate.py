@@ -147,12 +147,13 @@ def generate(
     if prompt is None and source is None:
         raise click.UsageError("give a PROMPT, or --from IMAGE to replay one")
     if size:
+        if flags["width"] or flags["height"]:
+            raise click.UsageError("give --size or --width/--height, not both")
         try:
             width, height = parse_size(size)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--size") from None
-        flags["width"] = flags["width"] or width  # --width/--height win over --size
-        flags["height"] = flags["height"] or height
+        flags["width"], flags["height"] = width, height
     options = dict(parse_option(text) for text in opts)
     config = state.config()
     from imagen.cloud.settings import read_cloud
