@@ -120,15 +120,23 @@ def one_line(text: str, *, debug: bool = False) -> str:
     return f"{lines[0]} (+{more} more line{'s' if more > 1 else ''}: rerun with --debug)"
 
 
-def fail(message: str, code: int, *, hint: str | None = None) -> NoReturn:
+def fail(
+    message: str, code: int, *, hint: str | None = None, error: BaseException | None = None
+) -> NoReturn:
     """Print ``imagen: message`` on one line to stderr and exit with ``code``.
 
+    With ``--json``, the failure is also a JSON object on stdout (:mod:`imagen.cli.jsonout`).
+
     :param hint: what the user can do next, added to the line after the message.
+    :param error: the error being reported, for the facts the JSON object carries.
     """
     from imagen import secrets
+    from imagen.cli import jsonout
 
     ctx = click.get_current_context(silent=True)
     text = one_line(secrets.redact(message), debug=ctx is not None and _debugging(ctx))
+    if jsonout.wanted(ctx):
+        jsonout.print_error(one_line(secrets.redact(message)), code, error, hint=hint)
     click.echo(f"imagen: {text}" + (f"; {hint}" if hint else ""), err=True)
     raise click.exceptions.Exit(code)
 
@@ -138,7 +146,7 @@ def show_error(exc: ImagenError, *, hint: str | None = None) -> NoReturn:
     ctx = click.get_current_context(silent=True)
     if ctx is not None and _debugging(ctx):
         traceback.print_exc()
-    fail(str(exc), exc.exit_code, hint=hint)
+    fail(str(exc), exc.exit_code, hint=hint, error=exc)
 
 
 class ImagenGroup(click.Group):
@@ -150,8 +158,10 @@ class ImagenGroup(click.Group):
             return super().main(*args, standalone_mode=False, **kwargs)
         from imagen.cli.endings import run_standalone
 
+        argv = kwargs.get("args", args[0] if args else None)
         return run_standalone(
-            lambda: super(ImagenGroup, self).main(*args, standalone_mode=False, **kwargs)
+            lambda: super(ImagenGroup, self).main(*args, standalone_mode=False, **kwargs),
+            sys.argv[1:] if argv is None else list(argv),
         )
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -263,6 +273,9 @@ def build() -> click.Group:
         setup_logging()
         _register_builtin_commands()
         _register_plugin_commands()
+        from imagen.cli.jsonout import mark_json_options
+
+        mark_json_options(cli)
     return cli
 
 
