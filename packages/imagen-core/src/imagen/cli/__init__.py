@@ -218,9 +218,11 @@ def _register_builtin_commands() -> None:
     from imagen.cli import (
         catalog,
         cloud,
+        completion,
         configure,
         edit,
         generate,
+        history,
         info,
         resume,
         scaffold,
@@ -240,6 +242,9 @@ def _register_builtin_commands() -> None:
         scaffold.new_adapter,
         usage.usage,
         cloud.cloud,
+        history.history,
+        history.open_,
+        completion.completion,
     ):
         cli.add_command(command)
 

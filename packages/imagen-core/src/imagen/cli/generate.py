@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from imagen.cli import STEP_FAILED, State, fail, running
+from imagen.cli.completion import complete_backend, complete_style
 from imagen.cli.inputs import input_options, loaded_inputs, recorded_inputs
 
 if TYPE_CHECKING:
     from imagen.backend import Backend
     from imagen.config import Config
+    from imagen.pipeline import Outcome
     from imagen.request import Request
 
 log = logging.getLogger("imagen")
@@ -74,9 +76,17 @@ def _build_request(
 @click.command()
 @click.argument("prompt", required=False)
 @click.option(
-    "-b", "--backend", help="Backend instance from imagen.yaml (default: default_backend)."
+    "-b",
+    "--backend",
+    shell_complete=complete_backend,
+    help="Backend instance from imagen.yaml (default: default_backend).",
 )
-@click.option("-s", "--style", help="Style preset to apply (see `imagen styles`).")
+@click.option(
+    "-s",
+    "--style",
+    shell_complete=complete_style,
+    help="Style preset to apply (see `imagen styles`).",
+)
 @click.option("--negative", "negative_prompt", help="Negative prompt: what to keep out.")
 @click.option("--size", help="Image size as WIDTHxHEIGHT, e.g. 1024x768.")
 @click.option("--width", type=click.IntRange(min=1), help="Width in pixels.")
@@ -104,7 +114,12 @@ def _build_request(
     help="Replay the request that made this image; flags override.",
 )
 @input_options
-@click.option("--preview/--no-preview", default=None, help="Open each image in a tmux window.")
+@click.option(
+    "--preview/--no-preview",
+    default=None,
+    help="Show each image: in a tmux window, or drawn in the terminal (kitty, iTerm2, sixel).",
+)
+@click.option("--open", "open_after", is_flag=True, help="Open each image in the system's viewer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the saved paths; no notes.")
 @click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks on errors.")
@@ -117,6 +132,7 @@ def generate(
     output_dir: Path | None,
     source: Path | None,
     preview: bool | None,
+    open_after: bool,
     as_json: bool,
     quiet: bool,
     verbose: bool,
@@ -165,7 +181,16 @@ def generate(
         if not inputs and base.get("inputs"):
             inputs = recorded_inputs(base["inputs"], output_dir or config.output.directory)
         request = _build_request(config, base, given, inputs)
-        _generate(config, request, base, given, source, output_dir, preview, as_json, quiet)
+        outcome = _generate(
+            config, request, base, given, source, output_dir, preview, as_json, quiet
+        )
+    if open_after:
+        from imagen.opener import open_with_system
+
+        for image in outcome.images:
+            open_with_system(image.path)
+    if outcome.step_failures:
+        raise click.exceptions.Exit(STEP_FAILED)
 
 
 def _generate(
@@ -178,7 +203,7 @@ def _generate(
     preview: bool | None,
     as_json: bool,
     quiet: bool,
-) -> None:
+) -> Outcome:
     """Run ``request`` and report it (the command, once its inputs are loaded)."""
     from imagen.pipeline import BackendPool, choose_seed
 
@@ -224,8 +249,7 @@ def _generate(
             "expect a similar image, not the same one",
             name,
         )
-    if outcome.step_failures:
-        raise click.exceptions.Exit(STEP_FAILED)
+    return outcome
 
 
 def _explicit(given: dict[str, Any]) -> set[str]:
