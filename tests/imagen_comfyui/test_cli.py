@@ -196,3 +196,20 @@ def test_an_option_is_refused_since_comfyui_takes_none(gpu_home, comfy):
     assert proc.returncode == 2
     assert proc.stderr == 'imagen: backend "gpu" takes no options, not --opt cfg\n'
     assert comfy.received == []
+
+
+def test_prompts_from_a_file_one_failure_stops_none(gpu_home, comfy):
+    (gpu_home.cwd / "prompts.txt").write_text("breaks\nred barn\nblue barn\n")
+    comfy.fail_next("permanent")  # the first run ComfyUI gets fails in its sampler
+    proc = gpu_home.run(
+        "generate", "--prompts", "prompts.txt", "-b", "gpu", "--size", "64x64", "-j", "1"
+    )
+    assert proc.returncode == 9  # some failed; the others' images are saved
+    assert proc.stderr.startswith('imagen: prompts.txt:1: backend "gpu": ')
+    saved = proc.stdout.split()
+    assert len(saved) == 2
+    assert all(Path(path).exists() for path in saved)
+    comfy.fail_next("permanent")
+    (gpu_home.cwd / "one.txt").write_text("only\n")
+    proc = gpu_home.run("generate", "--prompts", "one.txt", "-b", "gpu", "--size", "64x64")
+    assert proc.returncode == 4  # every prompt failed: the failure's own code

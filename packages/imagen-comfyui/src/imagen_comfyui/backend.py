@@ -245,9 +245,14 @@ class ComfyUIBackend(Backend):
         return Result(images, {key: value for key, value in metadata.items() if value is not None})
 
     def estimate_cost(self, request: Request) -> float | None:
-        """``price_per_image`` times the count (``price_per_second`` is only known after)."""
-        per_image = self.settings.price_per_image
-        return None if per_image is None else round(per_image * request.count, 6)
+        """``price_per_image`` times the count; free (0) when no price is set: your own GPU.
+
+        None (unknown) with only ``price_per_second``: that is known after the run.
+        """
+        per_image, per_second = self.settings.price_per_image, self.settings.price_per_second
+        if per_image is None:
+            return None if per_second is not None else 0.0
+        return round(per_image * request.count, 6)
 
     def _cost(self, run: RunResult, count: int) -> float | None:
         per_second, per_image = self.settings.price_per_second, self.settings.price_per_image

@@ -12,7 +12,8 @@ Exit codes (also in ``docs/cli.md``):
 6    images were saved, but a later step (cloud sync, ...) failed
 7    an image could not be written to the output directory
 8    refused: the run's estimated cost would cross a spending cap
-130  cancelled (Ctrl-C)
+9    some prompts of ``generate --prompts`` failed; the others' images are saved
+130  cancelled (Ctrl-C), or a paid run the user chose not to make
 141  standard output was closed early (``| head``): as a Unix tool killed by SIGPIPE
 ==== =====================================================================
 """
@@ -48,7 +49,9 @@ EXIT_CODES = {
     6: "images were saved, but a later step (cloud sync, ...) failed",
     7: "an image could not be written to the output directory",
     8: "refused: the run's estimated cost would cross a spending cap (usage.budget)",
-    130: "cancelled (Ctrl-C)",
+    9: "some prompts of `generate --prompts` failed; the others' images are saved (when "
+    "every prompt failed: the first failure's own code)",
+    130: "cancelled (Ctrl-C), or a paid run declined at the question",
     141: "standard output was closed before everything was printed (`| head`); "
     "nothing else went wrong: the status a Unix tool killed by SIGPIPE has",
 }
