@@ -18,6 +18,7 @@ from imagen import (
     BackendConfig,
     Cancelled,
     Context,
+    ModelInfo,
     PermanentBackendError,
     Request,
     Result,
@@ -60,6 +61,18 @@ class ComfyUIBackend(Backend):
 
     def close(self) -> None:
         self.client.close()
+
+    def probe(self) -> str:
+        """``/system_stats``, and every file the workflow loads checked on the server."""
+        from imagen_comfyui.catalog import probe
+
+        return probe(self.client, self.settings.workflow.graph)
+
+    def models(self) -> list[ModelInfo]:
+        """The checkpoints, diffusion models, LoRAs and VAEs the server's loaders list."""
+        from imagen_comfyui.catalog import list_models
+
+        return list_models(self.client, self.settings.workflow.graph)
 
     def options(self) -> dict[str, str]:
         """None: a workflow's inputs are set through its mapping (``inputs:``), not ``--opt``."""

@@ -17,13 +17,13 @@ from imagen import (
 from imagen.retry import is_transient_status, retry_after
 from imagen_comfyui.settings import ComfyUISettings
 
-__all__ = ["ComfyClient", "node_name"]
+__all__ = ["ComfyClient", "choices", "node_name"]
 
 _CHUNK = 1 << 16
 _CANCEL_TIMEOUT_S = 2.0
 
 
-def _choices(config: Any) -> list[str] | None:
+def choices(config: Any) -> list[str] | None:
     """The allowed values of a combo input's definition, in either of ComfyUI's formats."""
     if isinstance(config, list) and config:
         if isinstance(config[0], list):
@@ -205,18 +205,18 @@ class ComfyClient:
         extra = item.get("extra_info") or {}
         input_name = extra.get("input_name")
         if item.get("type") == "value_not_in_list" and input_name:
-            choices = _choices(extra.get("input_config"))
-            if choices is None and node.get("class_type"):
+            allowed = choices(extra.get("input_config"))
+            if allowed is None and node.get("class_type"):
                 try:
                     spec = self.object_info(node["class_type"]).get("input", {})
                     config = {**spec.get("required", {}), **spec.get("optional", {})}.get(
                         input_name
                     )
-                    choices = _choices(config)
+                    allowed = choices(config)
                 except (TransientBackendError, PermanentBackendError):
-                    choices = None
+                    allowed = None
             received = extra.get("received_value", node.get("inputs", {}).get(input_name))
-            listing = _listing(choices) if choices is not None else "(the server did not list them)"
+            listing = _listing(allowed) if allowed is not None else "(the server did not list them)"
             return f"{input_name}: {received!r} is not on the server; it has: {listing}"
         message = item.get("message") or item.get("type") or "invalid"
         details = item.get("details")

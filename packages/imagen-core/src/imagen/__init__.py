@@ -23,6 +23,7 @@ from imagen.errors import (
 )
 from imagen.plugins import hookimpl
 from imagen.request import IGNORED_KEY, GeneratedImage, Request, Result
+from imagen.upstream import ModelInfo
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,7 @@ __all__ = [
     "DeadlineExceeded",
     "GeneratedImage",
     "ImagenError",
+    "ModelInfo",
     "OutputError",
     "PermanentBackendError",
     "PossiblyBilledError",

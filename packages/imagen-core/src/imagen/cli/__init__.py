@@ -227,6 +227,7 @@ def _register_builtin_commands() -> None:
         generate,
         history,
         info,
+        models,
         resume,
         scaffold,
         usage,
@@ -248,6 +249,7 @@ def _register_builtin_commands() -> None:
         history.history,
         history.open_,
         completion.completion,
+        models.models,
     ):
         cli.add_command(command)
 
