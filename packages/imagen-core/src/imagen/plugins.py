@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +224,8 @@ def _write_cache(path: Path, data: dict[str, Any]) -> None:
     """Write the cache atomically; a cache that can't be written is only a slower start."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # here: it pulls in shutil, random, bz2 and lzma (~5 ms a start)
+
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(data, out)

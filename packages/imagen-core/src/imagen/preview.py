@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +92,7 @@ PREVIEW_SECTION = Section(
 def viewer_template(settings: PreviewSettings) -> str | None:
     """The viewer command template to use, or None when none is configured or found."""
     import shlex  # here, not at the top: this plugin module loads at every start
+    import shutil
 
     if settings.viewer:
         return settings.viewer if "{path}" in settings.viewer else settings.viewer + " {path}"

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from imagen import __version__
+from imagen.cli.lazy import BUILTIN, LazyCommands
 from imagen.errors import ImagenError
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def show_error(exc: ImagenError, *, hint: str | None = None) -> NoReturn:
     fail(str(exc), exc.exit_code, hint=hint, error=exc)
 
 
-class ImagenGroup(click.Group):
+class ImagenGroup(LazyCommands):
     """The root group: turns imagen's errors into one line and an exit code."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
@@ -218,47 +219,17 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
 
 
 def _register_builtin_commands() -> None:
-    from imagen.cli import (
-        catalog,
-        cloud,
-        completion,
-        configure,
-        edit,
-        generate,
-        history,
-        info,
-        models,
-        resume,
-        scaffold,
-        usage,
-    )
-
-    for command in (
-        generate.generate,
-        edit.edit,
-        resume.resume,
-        info.info,
-        catalog.backends,
-        catalog.plugins,
-        catalog.styles,
-        configure.config,
-        configure.init,
-        scaffold.new_adapter,
-        usage.usage,
-        cloud.cloud,
-        history.history,
-        history.open_,
-        completion.completion,
-        models.models,
-    ):
-        cli.add_command(command)
+    """Load every built-in command now (the docs generator lists them all)."""
+    for name in BUILTIN:
+        if name not in cli.commands:
+            cli.load(name)
 
 
 def _register_plugin_commands() -> None:
     from imagen.plugins import LoadFailure, get_plugin_manager, origin, record_failure
 
     manager = get_plugin_manager()
-    builtin = dict(cli.commands)
+    builtin = {name: cli.commands.get(name) for name in BUILTIN}
     for impl in manager.hook.imagen_register_commands.get_hookimpls():
         try:
             impl.function(cli)
@@ -269,7 +240,10 @@ def _register_plugin_commands() -> None:
     for name, command in builtin.items():
         if cli.commands.get(name) is not command:
             log.warning('a plugin replaced the built-in command "%s"; keeping the built-in', name)
-            cli.commands[name] = command
+            if command is None:
+                del cli.commands[name]  # loaded when it runs
+            else:
+                cli.commands[name] = command
 
 
 _built = False
@@ -281,10 +255,10 @@ def build() -> click.Group:
     if not _built:
         _built = True
         setup_logging()
-        _register_builtin_commands()
-        _register_plugin_commands()
         from imagen.cli.jsonout import mark_json_options
 
+        cli.on_load = mark_json_options  # each built-in command, when it is first used
+        _register_plugin_commands()
         mark_json_options(cli)
     return cli
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,6 +126,8 @@ def path(state: State, show_all: bool) -> None:
 
 def starter_text(installed: set[str], default_backend: str = "mock") -> str:
     """The commented starter config, with the examples of installed types switched on."""
+    from importlib import resources
+
     text = resources.files("imagen").joinpath("starter.yaml").read_text(encoding="utf-8")
 
     def line(match: re.Match[str]) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +77,8 @@ def history(
 
 
 def _table(entries: list[Entry]) -> None:
+    import shutil
+
     width = shutil.get_terminal_size((100, 24)).columns
     ids = max(len("ID"), *(len(str(e.id)) for e in entries))
     backends = max(len("BACKEND"), *(len(e.backend) for e in entries))

@@ -33,16 +33,16 @@ def _note(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
-def mark_json_options(group: click.Group) -> None:
-    """Make every ``--json`` flag under ``group`` note, first of all, that JSON was asked for."""
-    for command in group.commands.values():
-        for param in command.params:
-            if isinstance(param, click.Option) and "--json" in param.opts and param.is_flag:
-                if param.callback is None:
-                    param.callback = _note
-                param.is_eager = True  # noted before any other value can fail to convert
-        if isinstance(command, click.Group):
-            mark_json_options(command)
+def mark_json_options(command: click.Command) -> None:
+    """Make each ``--json`` flag of ``command`` and its subcommands note that JSON was asked."""
+    for param in command.params:
+        if isinstance(param, click.Option) and "--json" in param.opts and param.is_flag:
+            if param.callback is None:
+                param.callback = _note
+            param.is_eager = True  # noted before any other value can fail to convert
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            mark_json_options(sub)
 
 
 def wanted(ctx: click.Context | None, argv: Sequence[str] | None = None) -> bool:
