@@ -19,7 +19,6 @@ the Replicate SDK retries GETs up to 10 times) so that the two never multiply.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import time
@@ -122,6 +121,8 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     except ValueError:
         pass
     try:
+        import email.utils  # here: it costs a start ~6 ms (socket, calendar) for a rare header
+
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None

@@ -16,7 +16,7 @@ from imagen.cli.completion import complete_backend, complete_image
 from imagen.cli.usage import _Moment
 
 if TYPE_CHECKING:
-    from imagen.history.index import Entry
+    from imagen.history.entry import Entry
 
 
 @click.command()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +28,9 @@ from imagen.errors import OutputError
 
 if TYPE_CHECKING:
     from imagen.config import Config
+    from imagen.history.entry import Entry
 
-__all__ = ["Entry", "HistoryIndex", "default_history_path"]
+__all__ = ["COLUMNS", "HistoryIndex", "default_history_path"]
 
 _VERSION = 1
 _SCHEMA = """
@@ -72,46 +72,12 @@ CREATE TRIGGER IF NOT EXISTS images_text_remove AFTER DELETE ON images BEGIN
     VALUES ('delete', old.id, old.prompt, old.final_prompt);
 END;
 """
-_COLUMNS = (
+COLUMNS = (
     "id", "created", "path", "sidecar", "mime_type", "prompt", "final_prompt",
     "negative_prompt", "style", "backend", "backend_type", "model", "seed", "width", "height",
     "cost_usd", "entry", "job_id", "owner", "run",
 )  # fmt: skip
 _TRIGRAM = 3
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One image in the history."""
-
-    id: int
-    created: datetime
-    path: str
-    sidecar: str | None
-    mime_type: str
-    prompt: str
-    final_prompt: str
-    negative_prompt: str
-    style: str | None
-    backend: str
-    backend_type: str
-    model: str | None
-    seed: str | None
-    width: int | None
-    height: int | None
-    cost_usd: float | None
-    entry: str
-    job_id: int | None
-    owner: str | None
-    run: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The entry as JSON-ready data (``created`` in ISO 8601, ``exists`` checked now)."""
-        data = {name: getattr(self, name) for name in _COLUMNS}
-        data["created"] = self.created.isoformat().replace("+00:00", "Z")
-        data["seed"] = int(self.seed) if self.seed is not None and self.seed.isdigit() else None
-        data["exists"] = Path(self.path).exists()
-        return data
 
 
 def default_history_path(config: Config | None = None) -> Path:
@@ -167,7 +133,7 @@ class HistoryIndex:
 
     def add(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Index ``rows`` (each every column but ``id``) in one transaction; their new ids."""
-        names = [name for name in _COLUMNS if name != "id"]
+        names = [name for name in COLUMNS if name != "id"]
         with self._connect(writing=True) as conn:
             conn.execute("BEGIN IMMEDIATE")
             ids = [
@@ -231,7 +197,7 @@ class HistoryIndex:
         if until is not None:
             where.append("created < ?")
             params.append(_iso(until))
-        query = f"SELECT {', '.join(_COLUMNS)} FROM images"
+        query = f"SELECT {', '.join(COLUMNS)} FROM images"
         if where:
             query += " WHERE " + " AND ".join(where)
         order = "ASC" if oldest_first else "DESC"
@@ -249,13 +215,15 @@ class HistoryIndex:
             return None
         with self._connect(writing=False) as conn:
             row = conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM images WHERE id = ?", (image_id,)
+                f"SELECT {', '.join(COLUMNS)} FROM images WHERE id = ?", (image_id,)
             ).fetchone()
         return _entry(row) if row is not None else None
 
 
 def _entry(row: Sequence[Any]) -> Entry:
-    data = dict(zip(_COLUMNS, row, strict=True))
+    from imagen.history.entry import Entry
+
+    data = dict(zip(COLUMNS, row, strict=True))
     data["created"] = datetime.fromisoformat(data["created"])
     return Entry(**data)
 
