@@ -4,6 +4,11 @@ Run from the workspace root with the dev environment:
 
     hatch run python bench/comfyui_e2e.py              # 20 runs each (default)
     hatch run python bench/comfyui_e2e.py --runs 40 --profile
+    hatch run python bench/comfyui_e2e.py --python /tmp/venv/bin/python
+
+--python runs the two programs with another interpreter: a venv with only what a user
+installs (`pip install -e packages/imagen-core -e packages/imagen-comfyui`), without the
+dev environment's extras (rich and h2, which httpx imports when they are there: ~50 ms).
 
 It starts the loopback ComfyUI of the tests (tests/imagen_comfyui/comfy_standin.py; a run
 takes it a few milliseconds), then times, interleaved in one loop, fresh processes of:
@@ -35,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests" / "imagen_comfyui"))
 from comfy_standin import ComfyStandIn
 
 MODEL = "sd_xl_base_1.0.safetensors"
-BARE = r'''
+BARE = r"""
 import json, sys, uuid
 import httpx, websocket
 base, out = sys.argv[1], sys.argv[2]
@@ -61,7 +66,7 @@ with httpx.Client(base_url=base) as http:
     with http.stream("GET", "/view", params=params) as response, open(out, "wb") as file:
         for chunk in response.iter_bytes():
             file.write(chunk)
-'''
+"""
 
 
 def _graph(seed: int) -> str:
@@ -71,7 +76,9 @@ def _graph(seed: int) -> str:
     from imagen import BackendConfig, Request
     from imagen_comfyui.settings import read_settings
 
-    settings = read_settings(BackendConfig("gpu", "comfyui", {"base_url": "http://x", "model": MODEL}))
+    settings = read_settings(
+        BackendConfig("gpu", "comfyui", {"base_url": "http://x", "model": MODEL})
+    )
     request = Request("benchmark lighthouse", seed=seed, width=64, height=64, steps=4)
     graph, _, _ = settings.workflow.apply(request, seed, {})
     return json.dumps(graph)
@@ -79,7 +86,9 @@ def _graph(seed: int) -> str:
 
 def _time(argv: list[str], env: dict[str, str], cwd: str) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return (time.perf_counter() - started) * 1000
 
 
@@ -87,6 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--profile", action="store_true", help="show where imagen's time goes")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter to time")
     args = parser.parse_args()
 
     with ComfyStandIn(step_delay=0.0) as server, tempfile.TemporaryDirectory() as tmp:
@@ -105,10 +115,10 @@ def main() -> None:
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm-up runs write the bytecode
         commands = {
             "bare client": lambda n: [
-                sys.executable, "-c", BARE, server.url, str(home / f"bare-{n}.png"), _graph(n)
+                args.python, "-c", BARE, server.url, str(home / f"bare-{n}.png"), _graph(n)
             ],
             "imagen generate": lambda n: [
-                sys.executable, "-m", "imagen", "generate", "benchmark lighthouse",
+                args.python, "-m", "imagen", "generate", "benchmark lighthouse",
                 "-b", "gpu", "--seed", str(n), "--size", "64x64", "--steps", "4",
                 "-o", str(home / "out"), "-q",
             ],
@@ -119,7 +129,10 @@ def main() -> None:
         for n in range(1, args.runs + 1):
             for name, make in commands.items():
                 samples[name].append(_time(make(n), env, tmp))
-        print(f"{args.runs} runs each, a fresh process each, against the loopback ComfyUI")
+        print(
+            f"{args.runs} runs each, a fresh process each, against the loopback ComfyUI "
+            f"({args.python})"
+        )
         print(f"{'command':<20}{'median':>10}{'p90':>10}{'min':>10}")
         for name, values in samples.items():
             p90 = statistics.quantiles(values, n=10)[-1]
@@ -136,7 +149,12 @@ def main() -> None:
 
 def _profile(argv: list[str], env: dict[str, str], cwd: str) -> None:
     imports = subprocess.run(
-        [argv[0], "-X", "importtime", *argv[1:]], env=env, cwd=cwd, capture_output=True, text=True
+        [argv[0], "-X", "importtime", *argv[1:]],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stderr.splitlines()
     rows = []
     for line in imports:
@@ -156,7 +174,12 @@ def _profile(argv: list[str], env: dict[str, str], cwd: str) -> None:
         "pstats.Stats(profile, stream=sys.stderr).sort_stats('cumulative').print_stats(30)\n"
     )
     proc = subprocess.run(
-        [argv[0], "-c", script, *argv[3:]], env=env, cwd=cwd, capture_output=True, text=True
+        [argv[0], "-c", script, *argv[3:]],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     print(proc.stderr[-6000:])
 
