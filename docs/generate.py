@@ -35,8 +35,7 @@ def cli_reference() -> str:
     import imagen.cli
 
     root = imagen.cli.cli
-    if not root.commands:
-        imagen.cli._register_builtin_commands()
+    imagen.cli._register_builtin_commands()  # they load when used: load them all
     # Only imagen-core's own commands: a plugin documents its commands itself.
     own = [
         (path, c)
@@ -44,11 +43,16 @@ def cli_reference() -> str:
         if c.callback is None or c.callback.__module__.startswith("imagen.cli")
     ]
     parts = []
-    for path, command in [([], root), *own]:
-        name = " ".join(["imagen", *path])
-        with click.Context(command, info_name=name, terminal_width=88) as ctx:
-            text = command.get_help(ctx)
-        parts.append(f"### `{name}`\n\n```\n{text}\n```\n")
+    everything = dict(root.commands)
+    root.commands = {name: everything[name] for name in everything if [name] in [p for p, _ in own]}
+    try:
+        for path, command in [([], root), *own]:
+            name = " ".join(["imagen", *path])
+            with click.Context(command, info_name=name, terminal_width=88) as ctx:
+                text = command.get_help(ctx)
+            parts.append(f"### `{name}`\n\n```\n{text}\n```\n")
+    finally:
+        root.commands = everything  # the plugins' commands, registered in this process
     return "\n".join(parts)
 
 

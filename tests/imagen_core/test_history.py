@@ -272,3 +272,25 @@ def test_images_a_failed_run_removes_are_forgotten(home, failing_after_one_image
     with pytest.raises(TransientBackendError):  # the CLI keeps what was saved: so does history
         generate(config, Request("kept", count=2), backend="half")
     assert [e.prompt for e in HistoryIndex.default(config).search(limit=None)] == ["kept"]
+
+
+def test_threads_creating_the_index_at_once_all_write(tmp_path):
+    for attempt in range(10):
+        index = HistoryIndex(tmp_path / f"new-{attempt}.sqlite3")
+        start = threading.Barrier(6)
+        errors = []
+
+        def write(n: int, index=index, start=start, errors=errors) -> None:
+            start.wait()
+            try:
+                index.add([_row(n)])
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert len(index.search(limit=None)) == 6

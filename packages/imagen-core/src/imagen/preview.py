@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from imagen.plugins import hookimpl
 from imagen.sections import Section, SectionData, Setting
@@ -57,8 +56,7 @@ PREVIEW: dict[str, Setting] = {
 _INLINE = ("auto", "kitty", "iterm2", "sixel", "off")
 
 
-@dataclass(frozen=True)
-class PreviewSettings:
+class PreviewSettings(NamedTuple):  # not a dataclass: this module loads at every start
     """The ``preview:`` section."""
 
     enabled: bool = False

@@ -24,7 +24,6 @@ import logging
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -61,13 +60,13 @@ STEP_FAILED = 6
 log = logging.getLogger("imagen")
 
 
-@dataclass
 class State:
     """What the root group's options tell every command."""
 
-    config_path: Path | None = None
-    debug: bool = False
-    _config: Config | None = field(default=None, repr=False)
+    def __init__(self, config_path: Path | None = None, debug: bool = False) -> None:
+        self.config_path = config_path
+        self.debug = debug
+        self._config: Config | None = None
 
     def config(self) -> Config:
         """The loaded config (read once per process)."""
@@ -156,6 +155,17 @@ def show_error(exc: ImagenError, *, hint: str | None = None) -> NoReturn:
 class ImagenGroup(LazyCommands):
     """The root group: turns imagen's errors into one line and an exit code."""
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # click measures the terminal with shutil, whose import (bz2, lzma) costs --help 2 ms
+        extra.setdefault("terminal_width", _terminal_width())
+        return super().make_context(info_name, args, parent, **extra)
+
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Run the command line; standalone, end it as docs/cli.md says (cli/endings.py)."""
         if not standalone_mode:
@@ -186,6 +196,20 @@ class ImagenGroup(LazyCommands):
                 traceback.print_exc()
                 fail(f"internal error: {type(exc).__name__}: {exc}", 1)
             fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", 1)
+
+
+def _terminal_width() -> int:
+    """What ``shutil.get_terminal_size().columns`` says: ``$COLUMNS``, the terminal, or 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns or 80
 
 
 def _debugging(ctx: click.Context) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,6 +93,19 @@ def default_history_path(config: Config | None = None) -> Path:
     return data_dir() / "history.sqlite3"
 
 
+def _wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, unless another connection is doing it right now.
+
+    Switching the journal mode needs the file to itself, and SQLite answers "database is
+    locked" at once, without waiting, while another connection uses it: that connection
+    is making the same switch (the mode is kept in the file), so the failure is harmless.
+    """
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    with suppress(sqlite3.OperationalError):
+        conn.execute("PRAGMA journal_mode = WAL")
+
+
 def _like(term: str) -> str:
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -121,7 +134,7 @@ class HistoryIndex:
             try:
                 conn.execute("PRAGMA busy_timeout = 30000")
                 if conn.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
-                    conn.execute("PRAGMA journal_mode = WAL")
+                    _wal(conn)
                     # One transaction: a process starting at the same time waits, then
                     # finds every IF NOT EXISTS satisfied.
                     conn.executescript(
