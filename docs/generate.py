@@ -48,7 +48,9 @@ def cli_reference() -> str:
     try:
         for path, command in [([], root), *own]:
             name = " ".join(["imagen", *path])
-            with click.Context(command, info_name=name, terminal_width=88) as ctx:
+            with click.Context(
+                command, info_name=name, terminal_width=88, help_option_names=["-h", "--help"]
+            ) as ctx:
                 text = command.get_help(ctx)
             parts.append(f"### `{name}`\n\n```\n{text}\n```\n")
     finally:
