@@ -35,28 +35,27 @@ def cli_reference() -> str:
     """``--help`` of every built-in command, as Markdown."""
     import imagen.cli
 
-    if not imagen.cli.cli.commands:
-        imagen.cli._register_builtin_commands()
-
-    # Only imagen-core's own commands: a plugin documents its commands itself (and may have
-    # added them to the root group already, in a process that ran the CLI).
-    def is_own(command: click.Command) -> bool:
-        return command.callback is None or command.callback.__module__.startswith("imagen.cli")
-
-    root = copy.copy(imagen.cli.cli)
-    root.commands = {name: c for name, c in imagen.cli.cli.commands.items() if is_own(c)}
-    own = [(path, command) for path, command in _commands(root, []) if is_own(command)]
+    root = imagen.cli.cli
+    imagen.cli._register_builtin_commands()  # they load when used: load them all
+    # Only imagen-core's own commands: a plugin documents its commands itself.
+    own = [
+        (path, c)
+        for path, c in _commands(root, [])
+        if c.callback is None or c.callback.__module__.startswith("imagen.cli")
+    ]
     parts = []
-    # As a user sees them: under the root's context, whose settings (-h as well as --help)
-    # every command inherits.
-    top = click.Context(root, info_name="imagen", terminal_width=88, **root.context_settings)
-    for path, command in [([], root), *own]:
-        ctx, group = top, root
-        for step in path:  # imagen → cloud → sync: each context under its group's
-            group = group.commands[step]  # type: ignore[attr-defined]
-            ctx = click.Context(group, info_name=step, parent=ctx, **group.context_settings)
-        name = " ".join(["imagen", *path])
-        parts.append(f"### `{name}`\n\n```\n{command.get_help(ctx)}\n```\n")
+    everything = dict(root.commands)
+    root.commands = {name: everything[name] for name in everything if [name] in [p for p, _ in own]}
+    try:
+        for path, command in [([], root), *own]:
+            name = " ".join(["imagen", *path])
+            with click.Context(
+                command, info_name=name, terminal_width=88, help_option_names=["-h", "--help"]
+            ) as ctx:
+                text = command.get_help(ctx)
+            parts.append(f"### `{name}`\n\n```\n{text}\n```\n")
+    finally:
+        root.commands = everything  # the plugins' commands, registered in this process
     return "\n".join(parts)
 
 

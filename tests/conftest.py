@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 import textwrap
@@ -52,6 +53,54 @@ class Home:
         if check and proc.returncode != 0:
             raise AssertionError(f"imagen {args} failed ({proc.returncode}):\n{proc.stderr}")
         return proc
+
+    def run_on_terminal(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        typed: str | None = None,
+    ) -> tuple[int, str, bytes]:
+        """Run ``imagen`` with stderr on a pseudo-terminal, as in an interactive shell.
+
+        :param stdin: text piped to standard input (not a terminal then).
+        :param typed: text typed on the terminal, which is then standard input too.
+        :return: the exit code, stdout (a pipe) and every byte written to the terminal.
+        """
+        main, secondary = pty.openpty()
+        if typed is not None:
+            given_stdin: int = secondary
+        else:
+            given_stdin = subprocess.PIPE if stdin is not None else subprocess.DEVNULL
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imagen", *args],
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            stdin=given_stdin,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        if typed is not None:
+            os.write(main, typed.encode())  # the terminal keeps it until imagen reads it
+        if stdin is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin.encode())
+            proc.stdin.close()
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal's other end is closed: the process is done
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(main)
+        assert proc.stdout is not None
+        stdout = proc.stdout.read().decode()
+        proc.stdout.close()
+        return proc.wait(timeout=120), stdout, seen
 
 
 @pytest.fixture(autouse=True)

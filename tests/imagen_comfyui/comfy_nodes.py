@@ -25,6 +25,7 @@ CHECKPOINTS = ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors"]
 UNETS = ["flux1-schnell.safetensors", "flux1-dev.safetensors"]
 CLIPS = ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "t5xxl_fp16.safetensors"]
 VAES = ["ae.safetensors", "sdxl_vae.safetensors"]
+LORAS = ["pixel-art-xl.safetensors", "detail-tweaker.safetensors"]
 SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde"]
 SCHEDULERS = ["normal", "karras", "simple", "sgm_uniform"]
 SEED = ["INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF}]
@@ -52,6 +53,16 @@ NODES: dict[str, dict[str, Any]] = {
         "output": ["CLIP"],
     },
     "VAELoader": {"required": {"vae_name": [VAES]}, "output": ["VAE"]},
+    "LoraLoader": {
+        "required": {
+            "model": ["MODEL"],
+            "clip": ["CLIP"],
+            "lora_name": [LORAS],
+            "strength_model": ["FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0}],
+            "strength_clip": ["FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0}],
+        },
+        "output": ["MODEL", "CLIP"],
+    },
     "CLIPTextEncode": {
         "required": {"text": ["STRING", {"multiline": True}], "clip": ["CLIP"]},
         "output": ["CONDITIONING"],

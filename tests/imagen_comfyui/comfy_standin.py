@@ -152,6 +152,7 @@ class ComfyStandIn:
         self.up = False
         self._fail_next: str | None = None
         self._fail_times = 0
+        self._fail_status = 503
         self._failure: Failure | None = None
         self._slow_next: float | None = None
         self._slow_node: tuple[str, float] | None = None
@@ -248,13 +249,16 @@ class ComfyStandIn:
         node_class: str | None = None,
         message: str = CUDA_ERROR,
         exception_type: str = "RuntimeError",
+        status: int = 503,
     ) -> None:
         """transient: the next ``times`` POST /prompt get a 503 (as from a reverse proxy
-        while ComfyUI restarts: more than any retry policy waits out); permanent: the next
-        run raises ``execution_error`` in its first node of ``node_class`` (its sampler by
-        default) with ``message``."""
+        while ComfyUI restarts: more than any retry policy waits out), or ``status`` (a
+        proxy's 501 for a method it does not pass on); permanent: the next run raises
+        ``execution_error`` in its first node of ``node_class`` (its sampler by default)
+        with ``message``."""
         self._fail_next = kind
         self._fail_times = times
+        self._fail_status = status
         if kind == "permanent":
             self._failure = Failure(node_class, message, exception_type)
 
@@ -382,7 +386,8 @@ class ComfyStandIn:
             self._fail_times -= 1
             if self._fail_times <= 0:
                 self._fail_next = None
-            return web.Response(status=503, text="503 Service Unavailable")
+            reason = {501: "Not Implemented", 503: "Service Unavailable"}.get(self._fail_status, "")
+            return web.Response(status=self._fail_status, text=f"{self._fail_status} {reason}")
         if "prompt" not in body:
             return web.json_response(
                 {

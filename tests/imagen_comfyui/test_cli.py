@@ -189,3 +189,27 @@ def test_a_token_the_proxy_refuses_exits_3_like_any_credential(home):
     assert proc.returncode == 3  # docs/cli.md: a credential; not 4, a failed generation
     assert "(401): check `headers` and `token_env`" in proc.stderr
     assert "stale-token-123456" not in proc.stderr
+
+
+def test_an_option_is_refused_since_comfyui_takes_none(gpu_home, comfy):
+    proc = gpu_home.run("generate", "a barn", "-b", "gpu", "--opt", "cfg=7")
+    assert proc.returncode == 2
+    assert proc.stderr == 'imagen: backend "gpu" takes no options, not --opt cfg\n'
+    assert comfy.received == []
+
+
+def test_prompts_from_a_file_one_failure_stops_none(gpu_home, comfy):
+    (gpu_home.cwd / "prompts.txt").write_text("breaks\nred barn\nblue barn\n")
+    comfy.fail_next("permanent")  # the first run ComfyUI gets fails in its sampler
+    proc = gpu_home.run(
+        "generate", "--prompts", "prompts.txt", "-b", "gpu", "--size", "64x64", "-j", "1"
+    )
+    assert proc.returncode == 9  # some failed; the others' images are saved
+    assert proc.stderr.startswith('imagen: prompts.txt:1: backend "gpu": ')
+    saved = proc.stdout.split()
+    assert len(saved) == 2
+    assert all(Path(path).exists() for path in saved)
+    comfy.fail_next("permanent")
+    (gpu_home.cwd / "one.txt").write_text("only\n")
+    proc = gpu_home.run("generate", "--prompts", "one.txt", "-b", "gpu", "--size", "64x64")
+    assert proc.returncode == 4  # every prompt failed: the failure's own code

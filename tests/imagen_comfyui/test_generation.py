@@ -298,7 +298,8 @@ def test_metadata(comfy, make_backend):
     assert metadata["cost_usd"] >= 0.01
     assert metadata["ignored"] == ["options.cfg"]
     assert backend.estimate_cost(Request("x", count=2)) == 0.02  # the per-second part comes after
-    assert make_backend().estimate_cost(Request("x")) is None
+    assert make_backend().estimate_cost(Request("x")) == 0  # no price: one's own GPU, free
+    assert make_backend(price_per_second=0.001).estimate_cost(Request("x")) is None  # known after
 
 
 def test_a_reverse_proxy_token_and_headers_are_sent(make_backend):

@@ -66,7 +66,7 @@ def test_sidecar_holds_every_field(home):
         "--negative",
         "daylight",
         "--opt",
-        "cfg=7.5",
+        "delay=0",
         "--json",
         check=True,
     )
@@ -86,18 +86,18 @@ def test_sidecar_holds_every_field(home):
         "steps": 12,
         "count": 1,
         "index": 1,
-        "options": {"cfg": 7.5},
+        "options": {"delay": 0},
         "mime_type": "image/png",
     }
     assert {key: record[key] for key in expected} == expected
     assert isinstance(record["seed"], int)  # chosen, and recorded so it can be made again
     assert record["image_seed"] == record["seed"]
     assert record["duration_s"] >= 0
-    assert sorted(record["metadata"]["ignored"]) == ["negative_prompt", "options.cfg", "steps"]
+    assert sorted(record["metadata"]["ignored"]) == ["negative_prompt", "steps"]
     embedded = json.loads(_image(image["path"]).info["imagen"])
     assert embedded == record
-    # The user set steps and an option the backend ignores: say so, once.
-    assert "ignored: options.cfg" in proc.stderr
+    # The user set a negative prompt the backend ignores: say so, once.
+    assert 'backend "mock" ignored: negative_prompt' in proc.stderr
 
 
 def test_count_and_index_naming(home):

@@ -91,3 +91,49 @@ def test_a_generation_without_cloud_imports_no_supabase(home):
     modules = _modules_after(home, "generate", "a cat", "--size", "32x32")
     assert "imagen.pipeline" in modules  # it did generate
     assert [m for m in modules if m.split(".")[0] in ("supabase", "storage3", "postgrest")] == []
+
+
+def test_the_lazy_summaries_are_the_commands_own():
+    """``imagen --help`` lists built-in commands without importing them: from lazy.BUILTIN."""
+    import click
+
+    from imagen.cli.lazy import BUILTIN, load_builtin, summary_of
+
+    for name in BUILTIN:
+        command = load_builtin(name)
+        assert command.name == name
+        for limit in (30, 45, 60, 80, 200):
+            assert summary_of(name, limit) == command.get_short_help_str(limit), (name, limit)
+    import imagen.cli
+
+    imagen.cli._register_builtin_commands()
+    own = {
+        n
+        for n, c in imagen.cli.cli.commands.items()
+        if c.callback is None or c.callback.__module__.startswith("imagen.cli")
+    }
+    assert own == set(BUILTIN)  # every built-in command is in the table
+    assert isinstance(imagen.cli.cli, click.Group)
+
+
+def test_help_imports_no_command_module(tmp_path):
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.argv = ['imagen', '--help']\n"
+        "from imagen.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('imagen')), file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"IMAGEN_LOAD_PLUGINS": "", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    loaded = proc.stderr
+    for module in ("imagen.cli.generate", "imagen.cli.history", "imagen.backend", "imagen.inputs"):
+        assert f"'{module}'" not in loaded
+    assert "generate" in proc.stdout

@@ -127,12 +127,12 @@ def test_imagen_load_plugins_restricts_third_party_plugins(home, site):
     names = {
         p["name"] for p in json.loads(home.run("plugins", "--json", check=True).stdout)["plugins"]
     }
-    assert names == {"builtin", "cloud", "preview", "sections"}
+    assert names == {"builtin", "cloud", "history", "preview", "sections"}
     home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-extra"
     names = {
         p["name"] for p in json.loads(home.run("plugins", "--json", check=True).stdout)["plugins"]
     }
-    assert names == {"builtin", "cloud", "preview", "sections", "extra"}
+    assert names == {"builtin", "cloud", "history", "preview", "sections", "extra"}
 
 
 class _Tiny(Backend):

@@ -81,7 +81,10 @@ def test_outside_tmux_says_so_once_and_succeeds(home):
     proc = home.run("generate", "x", "-n", "2", "--size", "32x32", "--preview")
     assert proc.returncode == 0
     assert proc.stderr.splitlines() == [
-        "imagen: preview: not running inside tmux; no preview window opened"
+        (
+            "imagen: preview: not inside tmux, and this terminal draws no images (kitty, "
+            "iTerm2, sixel: set preview.inline if it does); no preview shown"
+        )
     ]
     assert len(proc.stdout.splitlines()) == 2
 

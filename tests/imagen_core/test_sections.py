@@ -97,7 +97,7 @@ def test_the_config_module_imports_no_section():
     [
         (
             "usage:\n  recrod: false\n",
-            ":2: usage.recrod: unknown key (known: record, path, budget)",
+            ":2: usage.recrod: unknown key (known: record, path, confirm_over, budget)",
         ),
         ("usage:\n  budget:\n    daily: 5\n", ":3: usage.budget.daily: unknown key"),
         ("preview:\n  enabeld: true\n", ":2: preview.enabeld: unknown key"),

@@ -81,7 +81,7 @@ def test_a_mistyped_usage_key_names_its_file_line_and_key(home):
     result = home.run("generate", "a cat")
     assert result.returncode == 3
     assert result.stderr.strip() == (
-        f"imagen: {config}:4: usage.recrod: unknown key (known: record, path, budget)"
+        f"imagen: {config}:4: usage.recrod: unknown key (known: record, path, confirm_over, budget)"
     )
 
 

@@ -1,6 +1,8 @@
 """A loopback OpenAI Images API, as the real ``openai`` 3.51.0 SDK sees it (``shared/protocols.md``).
 
-``POST /v1/images/generations`` with a Bearer key answers ``{created, data: [{b64_json}],
+``GET /v1/models`` lists the models the key may use (``{"object": "list", "data": [{id,
+object: "model", created, owned_by}]}``, text models among them, as the real API does; it
+costs nothing). ``POST /v1/images/generations`` with a Bearer key answers ``{created, data: [{b64_json}],
 size, quality, output_format, background, usage}``; errors are ``{"error": {message, type,
 param, code}}`` with an ``x-request-id``: 401 for a bad key, 404 for an unknown model, 400
 for a bad size or ``n`` (``invalid_value``) and for a prompt the safety system blocks
@@ -121,6 +123,31 @@ class _Handler(LoopbackHandler):
         self._send(
             status, {"error": {"message": message, "type": kind, "param": param, "code": code}}
         )
+
+    def _key_refused(self) -> bool:
+        if self.headers.get("Authorization") == f"Bearer {self.server.key}":
+            return False
+        self._error(
+            401,
+            "Incorrect API key provided: sk-wr***. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            code="invalid_api_key",
+        )
+        return True
+
+    def do_GET(self) -> None:
+        self.server.received.append({"get": self.path, "headers": dict(self.headers)})
+        if self.path != "/v1/models":
+            self._error(404, f"Invalid URL (GET {self.path})")
+            return
+        if self._key_refused():
+            return
+        listed = [*MODELS, "gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "whisper-1"]
+        data = [
+            {"id": name, "object": "model", "created": 1_700_000_000 + n, "owned_by": "system"}
+            for n, name in enumerate(listed)
+        ]
+        self._send(200, {"object": "list", "data": data})
 
     def do_POST(self) -> None:
         server = self.server

@@ -293,3 +293,55 @@ def test_a_key_the_service_refuses_exits_3_like_any_credential(home, openai_api)
         'imagen: backend "gpt": OpenAI refused the key in OPENAI_API_KEY (401)'
     )
     assert "sk-revoked-key-123456" not in proc.stderr
+
+
+def test_a_misspelt_option_never_reaches_openai(home, openai_api):
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-openai"
+    home.env["OPENAI_API_KEY"] = KEY
+    home.write_config(f"backends:\n  gpt:\n    type: openai\n    base_url: {openai_api.api}\n")
+    proc = home.run("generate", "a koi pond", "-b", "gpt", "--opt", "qualty=high")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        'imagen: backend "gpt" has no option "qualty" (did you mean "quality"? known: '
+        "background, moderation, output_compression, output_format, quality)"
+    )
+    assert openai_api.received == []  # refused before anything was billed
+    home.run("generate", "a koi pond", "-b", "gpt", "--opt", "quality=low", check=True)
+    assert openai_api.received[0]["body"]["quality"] == "low"
+
+
+def _gpt_home(home, openai_api, key=KEY, model="gpt-image-1.5"):
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-openai"
+    home.env["OPENAI_API_KEY"] = key
+    home.write_config(
+        f"backends:\n  gpt:\n    type: openai\n    base_url: {openai_api.api}\n    model: {model}\n"
+    )
+    return home
+
+
+def test_config_check_online_lists_models_and_bills_nothing(home, openai_api):
+    proc = _gpt_home(home, openai_api).run("config", "check", "--online", check=True)
+    assert (
+        "  ok    gpt (openai): the key in OPENAI_API_KEY is accepted; gpt-image-1.5 is listed"
+        in proc.stdout
+    )
+    assert [r.get("get") for r in openai_api.received] == ["/v1/models"]  # no generation
+
+
+def test_config_check_online_names_a_refused_key(home, openai_api):
+    proc = _gpt_home(home, openai_api, key="sk-revoked").run("config", "check", "--online")
+    assert proc.returncode == 3
+    assert "  FAIL  gpt (openai): OpenAI refused the key in OPENAI_API_KEY (401)" in proc.stdout
+    assert "sk-revoked" not in proc.stdout + proc.stderr
+
+
+def test_models_lists_the_image_models_the_key_may_use(home, openai_api):
+    proc = _gpt_home(home, openai_api, model="gpt-image-2").run("models", "--json", check=True)
+    listed = json.loads(proc.stdout)["backends"]["gpt"]
+    names = [m["name"] for m in listed]
+    assert "gpt-4o" not in names  # OpenAI's text models are not image models
+    assert set(names) == {
+        "chatgpt-image-latest", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2",
+        "gpt-image-2.5-flare", "gpt-image-2.5-sunburst",
+    }  # fmt: skip
+    assert [m["name"] for m in listed if m["current"]] == ["gpt-image-2"]

@@ -31,8 +31,52 @@ MODELS: dict[str, dict[str, Any]] = {
     "black-forest-labs/flux-dev": {"single": False, "max_steps": 50, "ratios": True},
     "black-forest-labs/flux-1.1-pro": {"single": True, "max_steps": None, "ratios": True},
     "stability-ai/sdxl": {"single": False, "max_steps": 500, "ratios": False},
+    # A fine-tune with the flux-schnell inputs and more (a LoRA) that imagen has no list for.
+    "acme/flux-schnell-lora": {"single": False, "max_steps": 4, "ratios": True},
+}
+OFFICIAL = {
+    "black-forest-labs/flux-schnell",
+    "black-forest-labs/flux-dev",
+    "black-forest-labs/flux-1.1-pro",
+}
+VERSIONS = {  # newest first, as the API lists them
+    "stability-ai/sdxl": [
+        "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc",
+        "39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b",
+    ],
+    "acme/flux-schnell-lora": ["a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"],
 }
 TOKEN = "r8_loopback_test_token_0123456789"
+
+
+def _version(version_id: str, created: str) -> dict[str, Any]:
+    return {
+        "id": version_id,
+        "created_at": created,
+        "cog_version": "0.8.6",
+        "openapi_schema": {"components": {"schemas": {"Output": {"type": "array"}}}},
+    }
+
+
+def _model(model: str) -> dict[str, Any]:
+    owner, name = model.split("/")
+    latest = VERSIONS.get(model, [f"dp-{uuid.uuid5(uuid.NAMESPACE_URL, model).hex}"])[0]
+    return {
+        "url": f"https://replicate.com/{model}",
+        "owner": owner,
+        "name": name,
+        "description": f"{name}, on the loopback stand-in",
+        "visibility": "public",
+        "github_url": None,
+        "paper_url": None,
+        "license_url": None,
+        "run_count": 1234,
+        "cover_image_url": None,
+        "default_example": None,
+        "latest_version": _version(latest, "2024-03-01T00:00:00Z"),
+    }
+
+
 SDXL_VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
 # The pixels flux-schnell and flux-dev make for each aspect ratio (at 1 megapixel).
 FLUX_SIZES = {
@@ -365,6 +409,29 @@ class _Handler(LoopbackHandler):
                 self._send(404, {"title": "Not found", "detail": "Not found", "status": 404})
                 return
             self._send(200, self.server.body(prediction))
+        elif parts == ["v1", "account"]:
+            self._send(
+                200,
+                {"type": "user", "username": "loopback", "name": "Loopback", "github_url": None},
+            )
+        elif len(parts) == 4 and parts[:2] == ["v1", "models"]:
+            model = f"{parts[2]}/{parts[3]}"
+            if model not in MODELS:
+                self._send(404, {"title": "Not found", "detail": "Not found", "status": 404})
+                return
+            self._send(200, _model(model))
+        elif len(parts) == 5 and parts[:2] == ["v1", "models"] and parts[4] == "versions":
+            model = f"{parts[2]}/{parts[3]}"
+            if model not in MODELS:
+                self._send(404, {"title": "Not found", "detail": "Not found", "status": 404})
+            elif model in OFFICIAL:
+                # What the real API answers for an official model (replicate-javascript#258).
+                detail = "This model is an official model and does not expose a list of versions."
+                self._send(404, {"status": 404, "title": "Not found", "detail": detail})
+            else:
+                versions = [_version(VERSIONS[model][0], "2024-03-01T00:00:00Z")]
+                versions += [_version(v, "2023-07-26T00:00:00Z") for v in VERSIONS[model][1:]]
+                self._send(200, {"next": None, "previous": None, "results": versions})
         elif len(parts) == 6 and parts[:2] == ["v1", "models"] and parts[4] == "versions":
             self._send(
                 200,

@@ -331,3 +331,86 @@ def test_a_token_the_service_refuses_exits_3_like_any_credential(home, replicate
         'imagen: backend "flux": Replicate refused the token in REPLICATE_API_TOKEN (401)'
     )
     assert "r8_revoked_token" not in proc.stderr
+
+
+def test_options_of_a_known_model_are_checked_others_pass_through(home, replicate_api):
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-replicate"
+    home.env["REPLICATE_API_TOKEN"] = TOKEN
+    home.write_config(
+        f"""
+        backends:
+          flux:
+            type: replicate
+            model: black-forest-labs/flux-schnell
+            base_url: {replicate_api.url}
+            poll_interval_s: 0.05
+          mine:
+            type: replicate
+            model: acme/flux-schnell-lora
+            family: flux-schnell
+            base_url: {replicate_api.url}
+            poll_interval_s: 0.05
+        """
+    )
+    proc = home.run("generate", "a fox", "-b", "flux", "--opt", "output_fromat=png")
+    assert proc.returncode == 2
+    assert 'no option "output_fromat" (did you mean "output_format"?' in proc.stderr
+    assert replicate_api.received == []
+    home.run("generate", "a fox", "-b", "flux", "--opt", "output_format=png", check=True)
+    assert replicate_api.received[-1]["input"]["output_format"] == "png"
+    # A model imagen has no input list for takes options as they are.
+    home.run("generate", "a fox", "-b", "mine", "--opt", "lora_weights=x", check=True)
+    assert replicate_api.received[-1]["input"]["lora_weights"] == "x"
+
+
+def _online_home(home, replicate_api, token=TOKEN):
+    home.env["IMAGEN_LOAD_PLUGINS"] = "imagen-replicate"
+    home.env["REPLICATE_API_TOKEN"] = token
+    home.write_config(
+        f"""
+        backends:
+          flux:
+            type: replicate
+            model: black-forest-labs/flux-schnell
+            base_url: {replicate_api.url}
+          sdxl:
+            type: replicate
+            model: stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc
+            base_url: {replicate_api.url}
+        """
+    )
+    return home
+
+
+def test_config_check_online_reads_the_account_and_the_models(home, replicate_api):
+    proc = _online_home(home, replicate_api).run("config", "check", "--online", check=True)
+    assert (
+        "  ok    flux (replicate): the token in REPLICATE_API_TOKEN is accepted (signed in as "
+        "loopback); black-forest-labs/flux-schnell is there (1234 runs)"
+    ) in proc.stdout
+    assert "  ok    sdxl (replicate): the token in REPLICATE_API_TOKEN is accepted" in proc.stdout
+    assert replicate_api.count("POST", "/") == 0  # no prediction: nothing billed
+
+
+def test_config_check_online_names_a_refused_token(home, replicate_api):
+    proc = _online_home(home, replicate_api, token="r8_revoked").run("config", "check", "--online")
+    assert proc.returncode == 3
+    assert (
+        "  FAIL  flux (replicate): Replicate refused the token in REPLICATE_API_TOKEN (401)"
+        in proc.stdout
+    )
+    assert "r8_revoked" not in proc.stdout + proc.stderr
+
+
+def test_models_lists_versions_or_says_the_model_is_official(home, replicate_api):
+    listed = json.loads(
+        _online_home(home, replicate_api).run("models", "--json", check=True).stdout
+    )["backends"]
+    (flux,) = listed["flux"]
+    assert (flux["name"], flux["current"]) == ("black-forest-labs/flux-schnell", True)
+    assert flux["description"].startswith("official model: no versions to choose")
+    versions = listed["sdxl"]
+    assert [v["kind"] for v in versions] == ["version", "version"]
+    assert versions[0]["current"] is True
+    assert versions[0]["name"].startswith("stability-ai/sdxl:7762fd07")
+    assert versions[1]["current"] is False

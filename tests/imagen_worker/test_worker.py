@@ -372,6 +372,10 @@ def test_jobs_submit_refuses_a_job_that_could_never_run_and_queues_nothing(conn,
             'imagen: backend "mock": width 13 is out of bounds for the mock backend '
             "(16 to 4096 pixels)"
         ),
+        ("x", "--opt", "dealy=1"): (
+            'imagen: backend "mock" has no option "dealy" (did you mean "delay"? '
+            "known: delay, fail, format)"
+        ),
         ("x", "--seed", str(2**53 - 1), "-n", "2"): (
             f"imagen: seed: image 2 of the job would use seed {2**53}, beyond {2**53 - 1} "
             "(image i uses seed + i - 1)"

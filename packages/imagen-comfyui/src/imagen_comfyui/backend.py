@@ -18,6 +18,7 @@ from imagen import (
     BackendConfig,
     Cancelled,
     Context,
+    ModelInfo,
     PermanentBackendError,
     Request,
     Result,
@@ -60,6 +61,22 @@ class ComfyUIBackend(Backend):
 
     def close(self) -> None:
         self.client.close()
+
+    def probe(self) -> str:
+        """``/system_stats``, and every file the workflow loads checked on the server."""
+        from imagen_comfyui.catalog import probe
+
+        return probe(self.client, self.settings.workflow.graph)
+
+    def models(self) -> list[ModelInfo]:
+        """The checkpoints, diffusion models, LoRAs and VAEs the server's loaders list."""
+        from imagen_comfyui.catalog import list_models
+
+        return list_models(self.client, self.settings.workflow.graph)
+
+    def options(self) -> dict[str, str]:
+        """None: a workflow's inputs are set through its mapping (``inputs:``), not ``--opt``."""
+        return {}
 
     # -- the contract ---------------------------------------------------------------------
 
@@ -241,9 +258,14 @@ class ComfyUIBackend(Backend):
         return Result(images, {key: value for key, value in metadata.items() if value is not None})
 
     def estimate_cost(self, request: Request) -> float | None:
-        """``price_per_image`` times the count (``price_per_second`` is only known after)."""
-        per_image = self.settings.price_per_image
-        return None if per_image is None else round(per_image * request.count, 6)
+        """``price_per_image`` times the count; free (0) when no price is set: your own GPU.
+
+        None (unknown) with only ``price_per_second``: that is known after the run.
+        """
+        per_image, per_second = self.settings.price_per_image, self.settings.price_per_second
+        if per_image is None:
+            return None if per_second is not None else 0.0
+        return round(per_image * request.count, 6)
 
     def _cost(self, run: RunResult, count: int) -> float | None:
         per_second, per_image = self.settings.price_per_second, self.settings.price_per_image

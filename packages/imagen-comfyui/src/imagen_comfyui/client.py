@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,16 +15,26 @@ from imagen import (
     PermanentBackendError,
     TransientBackendError,
 )
-from imagen.retry import retry_after
+from imagen.retry import is_transient_status, retry_after
 from imagen_comfyui.settings import ComfyUISettings
 
-__all__ = ["ComfyClient", "node_name"]
+__all__ = ["ComfyClient", "choices", "node_name"]
 
 _CHUNK = 1 << 16
 _CANCEL_TIMEOUT_S = 2.0
 
 
-def _choices(config: Any) -> list[str] | None:
+def _no_tls() -> ssl.SSLContext:
+    """The TLS context of a client whose server speaks plain HTTP: one that trusts no one.
+
+    httpx's default loads the whole CA bundle (~25 ms a run) for a TLS connection that an
+    http:// ComfyUI never makes; this one is built at no cost and, should TLS ever happen
+    (it cannot: redirects are not followed), it fails closed instead of trusting anything.
+    """
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, with no CA to verify against
+
+
+def choices(config: Any) -> list[str] | None:
     """The allowed values of a combo input's definition, in either of ComfyUI's formats."""
     if isinstance(config, list) and config:
         if isinstance(config[0], list):
@@ -42,6 +53,7 @@ class ComfyClient:
             base_url=settings.base_url,
             headers=settings.headers,
             timeout=httpx.Timeout(settings.http_timeout_s, connect=settings.connect_timeout_s),
+            verify=True if settings.base_url.startswith("https:") else _no_tls(),
         )
 
     def close(self) -> None:
@@ -66,7 +78,7 @@ class ComfyClient:
                 f"cannot reach ComfyUI at {self.base_url}: {_reason(exc)}"
             ) from exc
         status = response.status_code
-        if status in (408, 429) or status >= 500:
+        if is_transient_status(status):
             raise TransientBackendError(
                 f"ComfyUI at {self.base_url} answered {method} {path} with {status}",
                 retry_after=retry_after(response.headers),
@@ -205,18 +217,18 @@ class ComfyClient:
         extra = item.get("extra_info") or {}
         input_name = extra.get("input_name")
         if item.get("type") == "value_not_in_list" and input_name:
-            choices = _choices(extra.get("input_config"))
-            if choices is None and node.get("class_type"):
+            allowed = choices(extra.get("input_config"))
+            if allowed is None and node.get("class_type"):
                 try:
                     spec = self.object_info(node["class_type"]).get("input", {})
                     config = {**spec.get("required", {}), **spec.get("optional", {})}.get(
                         input_name
                     )
-                    choices = _choices(config)
+                    allowed = choices(config)
                 except (TransientBackendError, PermanentBackendError):
-                    choices = None
+                    allowed = None
             received = extra.get("received_value", node.get("inputs", {}).get(input_name))
-            listing = _listing(choices) if choices is not None else "(the server did not list them)"
+            listing = _listing(allowed) if allowed is not None else "(the server did not list them)"
             return f"{input_name}: {received!r} is not on the server; it has: {listing}"
         message = item.get("message") or item.get("type") or "invalid"
         details = item.get("details")

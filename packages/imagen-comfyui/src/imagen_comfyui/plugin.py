@@ -7,8 +7,12 @@ with :mod:`imagen_comfyui.backend`, when a ``comfyui`` instance is built.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from imagen import Backend, BackendConfig, BackendFactory, hookimpl
+from imagen.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from imagen import Backend, BackendConfig, BackendFactory
 
 
 def comfyui_backend(config: BackendConfig) -> Backend:

@@ -23,6 +23,7 @@ from imagen.context import Context
 from imagen.errors import ConfigError
 from imagen.inputs import InputSupport
 from imagen.request import Request, Result
+from imagen.upstream import ModelInfo
 
 __all__ = ["Backend", "BackendConfig", "BackendFactory"]
 
@@ -255,6 +256,18 @@ class Backend(abc.ABC):
         network, nor raise for what only the upstream can judge.
         """
 
+    def options(self) -> Mapping[str, str] | None:
+        """The options (``--opt KEY=VALUE``) this instance knows, each with what it does.
+
+        imagen refuses a request carrying any other option before calling :meth:`check` or
+        :meth:`generate`, naming the closest known one, so a misspelt option never runs a
+        paid request without it. Return ``{}`` when the backend takes no options. The
+        default, None, accepts any option: for an upstream whose inputs cannot be listed
+        without the network (an arbitrary hosted model), where options go through as they
+        are. It may depend on the instance's configuration; it must not call the network.
+        """
+        return None
+
     def input_support(self) -> InputSupport:
         """What input images this instance accepts (by default none).
 
@@ -264,6 +277,38 @@ class Backend(abc.ABC):
         Replicate model, a ComfyUI workflow's nodes); it must not call the network.
         """
         return InputSupport()
+
+    def probe(self) -> str:
+        """Contact the upstream, without generating anything billable; say what answered.
+
+        ``imagen config check --online`` calls it for every instance: check that the
+        service answers and accepts the credential (and, where cheap, that the configured
+        model exists) with calls that cost nothing, such as listing models. Return one line
+        ("ComfyUI 0.3.64 answers; checkpoint sdxl.safetensors is there"); raise
+        :class:`~imagen.errors.CredentialRejectedError`,
+        :class:`~imagen.errors.TransientBackendError` or
+        :class:`~imagen.errors.PermanentBackendError` for what is wrong. Optional.
+        """
+        raise NotImplementedError(f"backend type {self.config.type!r} cannot be checked online")
+
+    def models(self) -> list[ModelInfo]:
+        """What this instance can use, as the upstream lists it (``imagen models``).
+
+        ComfyUI's checkpoints and LoRAs, a Replicate model's versions, OpenAI's image
+        models; mark the configured one ``current``. It calls the network; it must start
+        nothing billable. Optional.
+        """
+        raise NotImplementedError(f"backend type {self.config.type!r} cannot list models")
+
+    @property
+    def supports_probe(self) -> bool:
+        """True when this backend implements :meth:`probe`."""
+        return type(self).probe is not Backend.probe
+
+    @property
+    def supports_models(self) -> bool:
+        """True when this backend implements :meth:`models`."""
+        return type(self).models is not Backend.models
 
     def resume(self, run_id: str, request: Request, context: Context) -> Result:
         """Re-attach to the upstream run ``run_id`` that :meth:`generate` started.

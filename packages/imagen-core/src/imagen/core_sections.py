@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 @hookimpl
 def imagen_config_sections() -> list[Section]:
     from imagen.cloud.settings import CLOUD_SECTION
+    from imagen.history.settings import HISTORY_SECTION
     from imagen.output_settings import OUTPUT_SECTION
     from imagen.preview import PREVIEW_SECTION
     from imagen.serve_settings import SERVE_SECTION
@@ -30,4 +31,5 @@ def imagen_config_sections() -> list[Section]:
         USAGE_SECTION,
         CLOUD_SECTION,
         SERVE_SECTION,
+        HISTORY_SECTION,
     ]

@@ -31,6 +31,7 @@ from imagen.errors import (
 )
 from imagen.metadata import EXTENSIONS
 from imagen.metadata.record import ImageFacts, build_record
+from imagen.options import check_options
 from imagen.output import SavedImage, write_image
 from imagen.plugins import StepFailure, call_each
 from imagen.registry import build_backend
@@ -39,7 +40,7 @@ from imagen.styles import apply_style
 from imagen.usage import UsageSink, usage_record, usage_sink
 from imagen.usage.budget import read_budget
 
-__all__ = ["BackendPool", "Outcome", "Run", "generate"]
+__all__ = ["BackendPool", "Outcome", "Run", "check_request", "choose_seed", "generate"]
 
 log = logging.getLogger("imagen")
 SEED_LIMIT = 2**32  # chosen seeds stay below this: every upstream accepts a 32-bit seed
@@ -206,22 +207,32 @@ def _call_backend(run: Run, backend: Backend, resume: str | None) -> Result:
         ) from exc
 
 
-def _check(run: Run, backend: Backend) -> None:
-    """The backend's own refusal of an impossible request, before anything is paid."""
-    refusal = backend.input_support().refusal(run.request.inputs)
+def check_request(backend: Backend, request: Request) -> None:
+    """Every refusal of ``request`` that ``backend`` can make before it is called (and paid).
+
+    Its input images, its options (:func:`~imagen.options.check_options`), then the
+    backend's own :meth:`~imagen.Backend.check`. ``imagen generate --dry-run`` calls it too.
+
+    :raises RequestError: naming the backend.
+    """
+    name = backend.name
+    refusal = backend.input_support().refusal(request.inputs)
     if refusal is not None:
-        raise RequestError(f'backend "{run.backend_name}" {refusal}')
+        raise RequestError(f'backend "{name}" {refusal}')
     try:
-        backend.check(run.request)
+        check_options(backend, request)
+        backend.check(request)
     except RequestError as exc:
-        exc.message = secrets.redact(f'backend "{run.backend_name}": {exc.message}')
+        if not exc.message.startswith(f'backend "{name}"'):
+            exc.message = f'backend "{name}": {exc.message}'
+        exc.message = secrets.redact(exc.message)
         raise
     except ImagenError as exc:
         exc.message = secrets.redact(exc.message)
         raise
     except Exception as exc:  # an adapter bug
         message = secrets.redact(f"unexpected {type(exc).__name__} checking the request: {exc}")
-        raise PermanentBackendError(message, backend=run.backend_name) from exc
+        raise PermanentBackendError(message, backend=name) from exc
 
 
 def _note_ignored_strength(request: Request, backend: Backend, result: Result) -> None:
@@ -254,7 +265,7 @@ def _execute(run: Run, backend: Backend, resume: str | None = None) -> Outcome:
     error: BaseException | None = None
     try:
         if resume is None:
-            _check(run, backend)
+            check_request(backend, run.request)
         _reserve(run, backend)
         with _call_backend(run, backend, resume) as result:
             duration = time.perf_counter() - clock

@@ -1,22 +1,23 @@
-"""Preview: show each new image in a detached tmux window (a pipeline step plugin).
+"""Preview: show each new image, in a tmux window or in the terminal (a pipeline step plugin).
 
 Enabled by ``preview.enabled`` or ``--preview``. Inside tmux, each image gets a window
 named after it, running the viewer command from ``preview.viewer`` (``{path}`` is replaced
 by the quoted path) or, by default, the first found of ``tmux-img``, ``timg``, ``chafa``.
-Outside tmux, or with no viewer, it says so once and the generation still succeeds.
+Outside tmux, on a terminal that draws images (kitty, iTerm2, sixel: :mod:`imagen.inline`),
+each image is drawn on it, through standard error. Otherwise it says so once and the
+generation still succeeds.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from imagen.plugins import hookimpl
-from imagen.sections import Section, Setting
+from imagen.sections import Section, SectionData, Setting
 
 if TYPE_CHECKING:
     from imagen.pipeline import Outcome, Run
@@ -26,6 +27,7 @@ __all__ = [
     "PREVIEW",
     "PREVIEW_SECTION",
     "PreviewSettings",
+    "inline_protocol",
     "preview_command",
     "viewer_template",
 ]
@@ -44,27 +46,43 @@ PREVIEW: dict[str, Setting] = {
         str, None, "command that shows `{path}`; default: the first found of tmux-img, timg, chafa"
     ),
     "hold": Setting(bool, True, "keep the window open after the viewer exits, until Enter"),
+    "inline": Setting(
+        str,
+        "auto",
+        "outside tmux, draw images in the terminal: auto (the protocol the terminal "
+        "announces), kitty, iterm2, sixel, or off",
+    ),
 }
+_INLINE = ("auto", "kitty", "iterm2", "sixel", "off")
 
 
-@dataclass(frozen=True)
-class PreviewSettings:
+class PreviewSettings(NamedTuple):  # not a dataclass: this module loads at every start
     """The ``preview:`` section."""
 
     enabled: bool = False
     viewer: str | None = None
     hold: bool = True
+    inline: str = "auto"
+
+
+def _parse(data: SectionData) -> PreviewSettings:
+    if data.values["inline"] not in _INLINE:
+        raise data.error(
+            f"must be one of {', '.join(_INLINE)}, not {data.values['inline']!r}", "inline"
+        )
+    return PreviewSettings(**data.values)
 
 
 PREVIEW_SECTION = Section(
     "preview",
-    "showing each new image in a tmux window",
+    "showing each new image in a tmux window, or in the terminal",
     PREVIEW,
-    parse=lambda data: PreviewSettings(**data.values),
+    parse=_parse,
     show=lambda settings: {
         "enabled": settings.enabled,
         "viewer": settings.viewer,
         "hold": settings.hold,
+        "inline": settings.inline,
     },
 )
 
@@ -72,6 +90,7 @@ PREVIEW_SECTION = Section(
 def viewer_template(settings: PreviewSettings) -> str | None:
     """The viewer command template to use, or None when none is configured or found."""
     import shlex  # here, not at the top: this plugin module loads at every start
+    import shutil
 
     if settings.viewer:
         return settings.viewer if "{path}" in settings.viewer else settings.viewer + " {path}"
@@ -102,7 +121,7 @@ def imagen_run_finished(run: Run, outcome: Outcome | None) -> None:
     import subprocess
 
     if not os.environ.get("TMUX"):
-        log.warning("preview: not running inside tmux; no preview window opened")
+        _inline(run, outcome)
         return
     template = viewer_template(run.config.preview)
     if template is None:
@@ -125,3 +144,35 @@ def imagen_run_finished(run: Run, outcome: Outcome | None) -> None:
         except subprocess.TimeoutExpired:
             log.warning("preview: tmux did not answer within 10 s")
             return
+
+
+def inline_protocol(settings: PreviewSettings, environ: Mapping[str, str]) -> str | None:
+    """The protocol to draw images with outside tmux (None: off, or none known)."""
+    from imagen.inline import detect
+
+    if settings.inline == "off":
+        return None
+    return detect(environ) if settings.inline == "auto" else settings.inline
+
+
+def _inline(run: Run, outcome: Outcome) -> None:
+    import sys
+
+    from imagen.inline import encode
+
+    protocol = inline_protocol(run.config.preview, os.environ)
+    terminal = sys.stderr
+    if protocol is None or not terminal.isatty():
+        log.warning(
+            "preview: not inside tmux, and this terminal draws no images (kitty, iTerm2, "
+            "sixel: set preview.inline if it does); no preview shown"
+        )
+        return
+    from imagen.cli.progress import ProgressLine
+
+    if ProgressLine.shown is not None:
+        ProgressLine.shown.clear()
+    for image in outcome.images:
+        terminal.flush()
+        terminal.buffer.write(encode(image.path, protocol))
+        terminal.buffer.flush()

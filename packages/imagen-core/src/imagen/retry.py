@@ -1,9 +1,11 @@
 """The one retry policy every adapter uses for transient upstream failures.
 
-Transient failures (a connection error before the request was sent, 408, 429, 5xx) are
-retried with exponential backoff and jitter, within a bound on attempts and on total time;
-a ``Retry-After`` the upstream sends is honoured up to a bound. Permanent failures (other
-4xx, content policy, bad input) are never retried.
+Transient failures (a connection error before the request was sent, 408, 429, a 5xx other
+than 501) are retried with exponential backoff and jitter, within a bound on attempts and on
+total time; a ``Retry-After`` the upstream sends is honoured up to a bound. Permanent
+failures (other 4xx, 501, content policy, bad input) are never retried. Every retry is
+reported through the context's progress (the CLI's progress line shows it) and logged
+(``--verbose`` shows it).
 
 A paid call is never retried blindly: when a request may have reached the upstream (it was
 sent, then the connection dropped or timed out), it is retried only when the caller says
@@ -17,7 +19,6 @@ the Replicate SDK retries GETs up to 10 times) so that the two never multiply.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import time
@@ -27,7 +28,7 @@ from typing import TypeVar
 
 from imagen.backend import BackendConfig
 from imagen.config import Setting
-from imagen.context import Context
+from imagen.context import Context, Progress
 from imagen.errors import PossiblyBilledError, TransientBackendError
 
 __all__ = [
@@ -95,8 +96,12 @@ def read_policy(config: BackendConfig) -> RetryPolicy:
 
 
 def is_transient_status(status: int) -> bool:
-    """Whether an HTTP status is worth retrying: 408, 429 and 5xx."""
-    return status in (408, 429) or 500 <= status <= 599
+    """Whether an HTTP status is worth retrying: 408, 429 and 5xx, but 501.
+
+    501 Not Implemented says the server does not do what was asked at all: asking again
+    gets the same answer.
+    """
+    return status in (408, 429) or (500 <= status <= 599 and status != 501)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -116,6 +121,8 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     except ValueError:
         pass
     try:
+        import email.utils  # here: it costs a start ~6 ms (socket, calendar) for a rare header
+
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
@@ -156,8 +163,10 @@ def call_with_retry(
                     upstream_id=exc.upstream_id,
                 ) from exc
             delay = _next_delay(policy, exc, attempt, started, what)
-            log.info("%s failed (%s); retrying in %.1f s", what, exc.message, delay)
+            note = f"retry {attempt} of {policy.max_attempts - 1} in {delay:.1f} s: {exc.message}"
+            log.info("%s failed; %s", what, note)
             if context is not None:
+                context.progress(Progress("status", message=note))
                 context.wait(delay)
             else:
                 time.sleep(delay)

@@ -33,6 +33,7 @@ from imagen import (
     Context,
     CredentialRejectedError,
     GeneratedImage,
+    ModelInfo,
     PermanentBackendError,
     Progress,
     Request,
@@ -41,8 +42,14 @@ from imagen import (
     run_blocking,
 )
 from imagen.retry import call_with_retry, is_transient_status, retry_after
-from imagen_openai.models import MAX_IMAGES, cost_from_table, cost_from_usage, size_for
-from imagen_openai.settings import CHOICES, read_settings
+from imagen_openai.models import (
+    MAX_IMAGES,
+    RETIRED,
+    cost_from_table,
+    cost_from_usage,
+    size_for,
+)
+from imagen_openai.settings import CHOICES, SLICE, read_settings
 
 __all__ = ["OpenAIBackend"]
 
@@ -101,6 +108,47 @@ class OpenAIBackend(Backend):
 
     def close(self) -> None:
         self.client.close()
+
+    def _listed(self) -> list[str]:
+        """The models the key may use (``GET /v1/models``: free, and it proves the key)."""
+        try:
+            page = self.client.with_options(timeout=30.0).models.list()
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from exc
+        except openai.APIConnectionError as exc:
+            raise TransientBackendError(
+                f"cannot reach OpenAI at {self.client.base_url}: {exc}"
+            ) from exc
+        return sorted(model.id for model in page)
+
+    def probe(self) -> str:
+        """The key is accepted (listing models costs nothing), and the model is listed."""
+        listed = self._listed()
+        model = self.settings.model
+        if model not in listed:
+            raise PermanentBackendError(
+                f"the key is accepted, but {model!r} is not among the models it may use "
+                f"({len(listed)} listed)"
+            )
+        return f"the key in {self.settings.api_key_env} is accepted; {model} is listed"
+
+    def models(self) -> list[ModelInfo]:
+        """The image models the key may use; a compatible server's every model if it has none.
+
+        OpenAI lists its text, audio and embedding models too: only the image ones are
+        shown. A compatible server (``base_url``) with names of its own shows them all.
+        """
+        listed = self._listed()
+        images = [m for m in listed if m.startswith(("gpt-image", "chatgpt-image", "dall-e"))]
+        listed = images or listed
+        return [
+            ModelInfo(name, "model", RETIRED.get(name, ""), current=name == self.settings.model)
+            for name in listed
+        ]
+
+    def options(self) -> dict[str, str]:
+        """The Images API parameters a request may set (``--opt quality=low``)."""
+        return {key: SLICE[key].doc for key in _OPTIONS}
 
     def _params(self, request: Request) -> dict[str, Any]:
         params = dict(self.settings.defaults)

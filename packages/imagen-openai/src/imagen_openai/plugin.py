@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from imagen import Backend, BackendConfig, BackendFactory, hookimpl
+from imagen.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from imagen import Backend, BackendConfig, BackendFactory
 
 
 def openai_backend(config: BackendConfig) -> Backend:

@@ -36,6 +36,7 @@ from imagen import (
     Context,
     CredentialRejectedError,
     GeneratedImage,
+    ModelInfo,
     PermanentBackendError,
     Progress,
     Request,
@@ -45,7 +46,7 @@ from imagen import (
     run_blocking,
 )
 from imagen.retry import call_with_retry, is_transient_status, retry_after
-from imagen_replicate.mapping import plan
+from imagen_replicate.mapping import MODEL_INPUTS, plan
 from imagen_replicate.settings import read_settings
 
 __all__ = ["ReplicateBackend"]
@@ -76,6 +77,57 @@ class ReplicateBackend(Backend):
     def close(self) -> None:
         self.sdk._client.close()
         self.files.close()
+
+    def probe(self) -> str:
+        """The token is accepted (``GET /v1/account``) and the model exists; both are free."""
+        account = self._request("GET", "/v1/account", "reading the account")
+        model = self._request(
+            "GET", f"/v1/models/{self.settings.owner_name}", "looking the model up"
+        )
+        if self.settings.version:
+            self._request(
+                "GET",
+                f"/v1/models/{self.settings.owner_name}/versions/{self.settings.version}",
+                "looking the version up",
+            )
+        who = account.get("username") or "an account"
+        runs = model.get("run_count")
+        return (
+            f"the token in {self.settings.token_env} is accepted (signed in as {who}); "
+            f"{self.settings.model} is there" + (f" ({runs} runs)" if runs else "")
+        )
+
+    def models(self) -> list[ModelInfo]:
+        """The model's versions, newest first; an official model has none: its latest is shown."""
+        owner_name = self.settings.owner_name
+        try:
+            page = self._request("GET", f"/v1/models/{owner_name}/versions", "listing versions")
+        except PermanentBackendError as exc:
+            if "official model" not in str(exc):
+                raise
+            model = self._request("GET", f"/v1/models/{owner_name}", "looking the model up")
+            return [
+                ModelInfo(
+                    owner_name,
+                    "model",
+                    f"official model: no versions to choose; {model.get('description') or ''}".strip(),
+                    current=True,
+                )
+            ]
+        return [
+            ModelInfo(
+                f"{owner_name}:{version['id']}",
+                "version",
+                str(version.get("created_at") or ""),
+                current=version.get("id") == self.settings.version,
+            )
+            for version in page.get("results") or []
+            if isinstance(version, dict) and version.get("id")
+        ]
+
+    def options(self) -> dict[str, str] | None:
+        """The model's inputs (sent as they are), when imagen knows the model; else any."""
+        return MODEL_INPUTS.get(self.settings.owner_name)
 
     # -- the contract ---------------------------------------------------------------------
 

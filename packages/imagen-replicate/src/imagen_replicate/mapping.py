@@ -15,7 +15,7 @@ from typing import Any
 
 from imagen import PermanentBackendError, Request
 
-__all__ = ["FAMILIES", "Family", "Plan", "family_for", "plan"]
+__all__ = ["FAMILIES", "MODEL_INPUTS", "Family", "Plan", "family_for", "plan"]
 
 FLUX_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
 PRO_RATIOS = ("1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3")
@@ -93,6 +93,67 @@ FAMILIES: dict[str, Family] = {
         doc="stability-ai/sdxl and models with the same inputs: width, height, num_outputs ≤ 4",
     ),
 }
+
+
+_FLUX_COMMON = {
+    "prompt": "the prompt (imagen sends the request's)",
+    "aspect_ratio": "aspect ratio (imagen picks the nearest to --size)",
+    "num_outputs": "images per prediction, 1-4 (imagen sends -n)",
+    "seed": "seed (imagen sends the request's)",
+    "output_format": "webp, jpg or png",
+    "output_quality": "0-100, for webp and jpg",
+    "go_fast": "faster fp8 inference (true by default)",
+    "megapixels": '"1" or "0.25"',
+    "disable_safety_checker": "turn the safety checker off",
+}
+MODEL_INPUTS: dict[str, dict[str, str]] = {
+    "black-forest-labs/flux-schnell": {
+        **_FLUX_COMMON,
+        "num_inference_steps": "steps, 1-4 (imagen sends --steps)",
+    },
+    "black-forest-labs/flux-dev": {
+        **_FLUX_COMMON,
+        "num_inference_steps": "steps, 1-50 (imagen sends --steps)",
+        "guidance": "guidance, 0-10 (3 by default)",
+        "image": "an input image URL, for image-to-image",
+        "prompt_strength": "how far to move from the input image, 0-1",
+    },
+    "black-forest-labs/flux-1.1-pro": {
+        "prompt": "the prompt (imagen sends the request's)",
+        "aspect_ratio": "aspect ratio, or custom with width and height",
+        "width": "256-1440, with aspect_ratio custom",
+        "height": "256-1440, with aspect_ratio custom",
+        "seed": "seed (imagen sends the request's)",
+        "safety_tolerance": "1 (strictest) to 6",
+        "prompt_upsampling": "let the model rewrite the prompt",
+        "output_format": "webp, jpg or png",
+        "output_quality": "0-100, for webp and jpg",
+        "image_prompt": "an image URL to guide the composition",
+    },
+    "stability-ai/sdxl": {
+        "prompt": "the prompt (imagen sends the request's)",
+        "negative_prompt": "what to keep out (imagen sends --negative)",
+        "width": "width (imagen sends --size)",
+        "height": "height (imagen sends --size)",
+        "num_outputs": "images per prediction, 1-4 (imagen sends -n)",
+        "num_inference_steps": "steps, 1-500 (imagen sends --steps)",
+        "guidance_scale": "classifier-free guidance, 1-50 (7.5 by default)",
+        "scheduler": "DDIM, DPMSolverMultistep, HeunDiscrete, KarrasDPM, K_EULER_ANCESTRAL, "
+        "K_EULER or PNDM",
+        "seed": "seed (imagen sends the request's)",
+        "refine": "no_refiner, expert_ensemble_refiner or base_image_refiner",
+        "high_noise_frac": "the share of steps the expert refiner takes",
+        "refine_steps": "steps of the base image refiner",
+        "apply_watermark": "watermark the image (true by default)",
+        "lora_scale": "LoRA strength, for fine-tuned versions",
+        "prompt_strength": "how far to move from the input image, 0-1",
+        "image": "an input image URL, for image-to-image",
+        "mask": "a mask image URL, for inpainting",
+        "disable_safety_checker": "turn the safety checker off",
+    },
+}
+"""The inputs of the models imagen knows by name (from their Replicate API pages): the
+options a request may set for them. Any other model takes options free-form."""
 
 
 def family_for(model: str) -> str:

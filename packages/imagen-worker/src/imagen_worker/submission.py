@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from imagen.errors import ConfigError, RequestError
+from imagen.options import check_options
 from imagen_worker.limits import (
     MAX_COUNT,
     MAX_NAME,
@@ -139,6 +140,10 @@ def check_job(
         log.debug("not checking the job against its backend here: %s", exc)
         return
     final = apply_style(request, config.style(style) if style else None)
+    try:
+        check_options(instance, final)
+    except RequestError as exc:
+        raise JobRejected("options", str(exc), "unknown_option", whole=True) from None
     try:
         instance.check(final)
     except RequestError as exc:

@@ -7,9 +7,12 @@ backend itself (and Pillow) load only when a ``mock`` instance is built.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from imagen.backend import Backend, BackendConfig, BackendFactory
 from imagen.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from imagen.backend import Backend, BackendConfig, BackendFactory
 
 
 def mock_backend(config: BackendConfig) -> Backend:

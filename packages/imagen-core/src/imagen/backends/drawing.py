@@ -13,7 +13,9 @@ import io
 import math
 import random
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from imagen.backends.fonts import FontChain, font_chain
 
 __all__ = ["FORMATS", "encode", "picture", "render"]
 
@@ -68,9 +70,7 @@ def _shapes(
             draw.polygon(points, fill=fill)
 
 
-def _wrap(
-    text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: float, lines: int
-) -> list[str]:
+def _wrap(text: str, font: FontChain, width: float, lines: int) -> list[str]:
     words = text.split()
     wrapped: list[str] = []
     current = ""
@@ -97,23 +97,23 @@ def _caption(image: Image.Image, prompt: str, seed: int) -> None:
     if width < 64 or height < 48:
         return  # too small for legible text
     size = max(9, min(width, height * 2) // 26)
-    font = ImageFont.load_default(size=size)
-    small = ImageFont.load_default(size=max(8, size * 3 // 4))
+    font = font_chain(size)
+    small = font_chain(max(8, size * 3 // 4))
     margin = max(4, size // 2)
     lines = _wrap(prompt, font, width - 2 * margin, max(1, min(4, height // (size * 4))))
     footer = f"seed {seed} · {width}x{height} · imagen offline placeholder"
     footer_lines = _wrap(footer, small, width - 2 * margin, 2)
     line_height = int(size * 1.25)
-    small_height = int(small.size * 1.3) if hasattr(small, "size") else line_height
+    small_height = int(small.size * 1.3)
     box_height = margin * 2 + line_height * len(lines) + small_height * len(footer_lines)
     draw = ImageDraw.Draw(image, "RGBA")
     draw.rectangle((0, height - box_height, width, height), fill=(12, 12, 18, 190))
     y = height - box_height + margin
     for line in lines:
-        draw.text((margin, y), line, font=font, fill=(255, 255, 255))
+        font.draw(draw, (margin, y), line, fill=(255, 255, 255))
         y += line_height
     for line in footer_lines:
-        draw.text((margin, y), line, font=small, fill=(200, 205, 215))
+        small.draw(draw, (margin, y), line, fill=(200, 205, 215))
         y += small_height
 
 

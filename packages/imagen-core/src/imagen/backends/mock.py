@@ -24,6 +24,7 @@ from imagen.context import Context, Progress
 from imagen.errors import PermanentBackendError, RequestError, TransientBackendError
 from imagen.inputs import InputSupport
 from imagen.request import IGNORED_KEY, GeneratedImage, Request, Result
+from imagen.upstream import ModelInfo
 
 __all__ = ["MAX_SIDE", "MIN_SIDE", "MockBackend"]
 
@@ -93,6 +94,15 @@ class MockBackend(Backend):
 
     def input_support(self) -> InputSupport:
         return InputSupport(images=1, references=4, mask=True, strength=True)
+
+    def options(self) -> dict[str, str]:
+        return {name: setting.doc for name, setting in OPTIONS.items()}
+
+    def probe(self) -> str:
+        return "offline: nothing to contact"
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo("imagen-mock", "model", "placeholder pictures, offline", current=True)]
 
     def _size(self, request: Request) -> tuple[int, int]:
         """The output size: as asked, else the input image's, else the slice's default."""

@@ -12,7 +12,8 @@ Exit codes (also in ``docs/cli.md``):
 6    images were saved, but a later step (cloud sync, ...) failed
 7    an image could not be written to the output directory
 8    refused: the run's estimated cost would cross a spending cap
-130  cancelled (Ctrl-C)
+9    some prompts of ``generate --prompts`` failed; the others' images are saved
+130  cancelled (Ctrl-C), or a paid run the user chose not to make
 141  standard output was closed early (``| head``): as a Unix tool killed by SIGPIPE
 ==== =====================================================================
 """
@@ -23,13 +24,13 @@ import logging
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from imagen import __version__
+from imagen.cli.lazy import BUILTIN, LazyCommands
 from imagen.errors import ImagenError
 
 if TYPE_CHECKING:
@@ -48,7 +49,9 @@ EXIT_CODES = {
     6: "images were saved, but a later step (cloud sync, ...) failed",
     7: "an image could not be written to the output directory",
     8: "refused: the run's estimated cost would cross a spending cap (usage.budget)",
-    130: "cancelled (Ctrl-C)",
+    9: "some prompts of `generate --prompts` failed; the others' images are saved (when "
+    "every prompt failed: the first failure's own code)",
+    130: "cancelled (Ctrl-C), or a paid run declined at the question",
     141: "standard output was closed before everything was printed (`| head`); "
     "nothing else went wrong: the status a Unix tool killed by SIGPIPE has",
 }
@@ -57,13 +60,13 @@ STEP_FAILED = 6
 log = logging.getLogger("imagen")
 
 
-@dataclass
 class State:
     """What the root group's options tell every command."""
 
-    config_path: Path | None = None
-    debug: bool = False
-    _config: Config | None = field(default=None, repr=False)
+    def __init__(self, config_path: Path | None = None, debug: bool = False) -> None:
+        self.config_path = config_path
+        self.debug = debug
+        self._config: Config | None = None
 
     def config(self) -> Config:
         """The loaded config (read once per process)."""
@@ -120,15 +123,23 @@ def one_line(text: str, *, debug: bool = False) -> str:
     return f"{lines[0]} (+{more} more line{'s' if more > 1 else ''}: rerun with --debug)"
 
 
-def fail(message: str, code: int, *, hint: str | None = None) -> NoReturn:
+def fail(
+    message: str, code: int, *, hint: str | None = None, error: BaseException | None = None
+) -> NoReturn:
     """Print ``imagen: message`` on one line to stderr and exit with ``code``.
 
+    With ``--json``, the failure is also a JSON object on stdout (:mod:`imagen.cli.jsonout`).
+
     :param hint: what the user can do next, added to the line after the message.
+    :param error: the error being reported, for the facts the JSON object carries.
     """
     from imagen import secrets
+    from imagen.cli import jsonout
 
     ctx = click.get_current_context(silent=True)
     text = one_line(secrets.redact(message), debug=ctx is not None and _debugging(ctx))
+    if jsonout.wanted(ctx):
+        jsonout.print_error(one_line(secrets.redact(message)), code, error, hint=hint)
     click.echo(f"imagen: {text}" + (f"; {hint}" if hint else ""), err=True)
     raise click.exceptions.Exit(code)
 
@@ -138,11 +149,22 @@ def show_error(exc: ImagenError, *, hint: str | None = None) -> NoReturn:
     ctx = click.get_current_context(silent=True)
     if ctx is not None and _debugging(ctx):
         traceback.print_exc()
-    fail(str(exc), exc.exit_code, hint=hint)
+    fail(str(exc), exc.exit_code, hint=hint, error=exc)
 
 
-class ImagenGroup(click.Group):
+class ImagenGroup(LazyCommands):
     """The root group: turns imagen's errors into one line and an exit code."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # click measures the terminal with shutil, whose import (bz2, lzma) costs --help 2 ms
+        extra.setdefault("terminal_width", _terminal_width())
+        return super().make_context(info_name, args, parent, **extra)
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Run the command line; standalone, end it as docs/cli.md says (cli/endings.py)."""
@@ -150,8 +172,10 @@ class ImagenGroup(click.Group):
             return super().main(*args, standalone_mode=False, **kwargs)
         from imagen.cli.endings import run_standalone
 
+        argv = kwargs.get("args", args[0] if args else None)
         return run_standalone(
-            lambda: super(ImagenGroup, self).main(*args, standalone_mode=False, **kwargs)
+            lambda: super(ImagenGroup, self).main(*args, standalone_mode=False, **kwargs),
+            sys.argv[1:] if argv is None else list(argv),
         )
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -174,6 +198,20 @@ class ImagenGroup(click.Group):
             fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", 1)
 
 
+def _terminal_width() -> int:
+    """What ``shutil.get_terminal_size().columns`` says: ``$COLUMNS``, the terminal, or 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns or 80
+
+
 def _debugging(ctx: click.Context) -> bool:
     state = ctx.find_object(State)
     return bool(state and state.debug) or bool(os.environ.get("IMAGEN_DEBUG"))
@@ -185,7 +223,8 @@ def _debugging(ctx: click.Context) -> bool:
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar=None,
-    help="Config file to use (default: $IMAGEN_CONFIG, ./imagen.yaml, ~/.config/imagen/).",
+    help="Config file to use (default: $IMAGEN_CONFIG, ./imagen.yaml, the user config "
+    "directory: imagen config path --all).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
 @click.version_option(__version__, "--version", prog_name="imagen")
@@ -204,40 +243,17 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
 
 
 def _register_builtin_commands() -> None:
-    from imagen.cli import (
-        catalog,
-        cloud,
-        configure,
-        edit,
-        generate,
-        info,
-        resume,
-        scaffold,
-        usage,
-    )
-
-    for command in (
-        generate.generate,
-        edit.edit,
-        resume.resume,
-        info.info,
-        catalog.backends,
-        catalog.plugins,
-        catalog.styles,
-        configure.config,
-        configure.init,
-        scaffold.new_adapter,
-        usage.usage,
-        cloud.cloud,
-    ):
-        cli.add_command(command)
+    """Load every built-in command now (the docs generator lists them all)."""
+    for name in BUILTIN:
+        if name not in cli.commands:
+            cli.load(name)
 
 
 def _register_plugin_commands() -> None:
     from imagen.plugins import LoadFailure, get_plugin_manager, origin, record_failure
 
     manager = get_plugin_manager()
-    builtin = dict(cli.commands)
+    builtin = {name: cli.commands.get(name) for name in BUILTIN}
     for impl in manager.hook.imagen_register_commands.get_hookimpls():
         try:
             impl.function(cli)
@@ -248,7 +264,10 @@ def _register_plugin_commands() -> None:
     for name, command in builtin.items():
         if cli.commands.get(name) is not command:
             log.warning('a plugin replaced the built-in command "%s"; keeping the built-in', name)
-            cli.commands[name] = command
+            if command is None:
+                del cli.commands[name]  # loaded when it runs
+            else:
+                cli.commands[name] = command
 
 
 _built = False
@@ -260,8 +279,11 @@ def build() -> click.Group:
     if not _built:
         _built = True
         setup_logging()
-        _register_builtin_commands()
+        from imagen.cli.jsonout import mark_json_options
+
+        cli.on_load = mark_json_options  # each built-in command, when it is first used
         _register_plugin_commands()
+        mark_json_options(cli)
     return cli
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from imagen.cli import State, fail
+from imagen.cli import State, fail, one_line
+
+if TYPE_CHECKING:
+    from imagen.backend import Backend
 
 
 @click.group()
@@ -18,9 +21,18 @@ def config() -> None:
 
 
 @config.command()
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also contact each backend (it answers, the key is accepted); nothing is billed.",
+)
 @click.pass_obj
-def check(state: State) -> None:
-    """Build every backend instance and report each as ok or its error."""
+def check(state: State, online: bool) -> None:
+    """Build every backend instance and report each as ok or its error.
+
+    With --online, each one's upstream is contacted too, with calls that cost nothing
+    (ComfyUI's system stats and model lists, Replicate's account, OpenAI's model list).
+    """
     from imagen import secrets
     from imagen.errors import ConfigError, ImagenError
     from imagen.registry import build_backend
@@ -29,19 +41,41 @@ def check(state: State) -> None:
     click.echo(f"config: {loaded.file or 'none (built-in defaults)'}")
     failed = 0
     for name, slice_ in loaded.backends.items():
+        detail = ""
         try:
-            build_backend(slice_).close()
+            backend = build_backend(slice_)
+            try:
+                if online:
+                    detail = _probe(backend)
+            finally:
+                backend.close()
         except ImagenError as exc:
             failed += 1
             where = ""
             if isinstance(exc, ConfigError) and (exc.file or exc.key):
                 at = f"{exc.file}:{exc.line}" if exc.file and exc.line else exc.file
                 where = f" ({', '.join(str(part) for part in (at, exc.key) if part)})"
-            click.echo(f"  FAIL  {name} ({slice_.type}): {secrets.redact(exc.message)}{where}")
+            message = one_line(secrets.redact(exc.message))
+            click.echo(f"  FAIL  {name} ({slice_.type}): {message}{where}")
         else:
-            click.echo(f"  ok    {name} ({slice_.type})")
+            click.echo(f"  ok    {name} ({slice_.type})" + (f": {detail}" if detail else ""))
     if failed:
         fail(f"{failed} of {len(loaded.backends)} backend instance(s) failed", 3)
+
+
+def _probe(backend: Backend) -> str:
+    """What the backend's upstream said, as one line; its failures raised as imagen errors."""
+    from imagen import secrets
+    from imagen.errors import ImagenError, PermanentBackendError
+
+    if not backend.supports_probe:
+        return "built (this backend type cannot be checked online)"
+    try:
+        return one_line(secrets.redact(backend.probe()))
+    except ImagenError:
+        raise
+    except Exception as exc:  # an adapter bug: one line, like a failed check
+        raise PermanentBackendError(f"unexpected {type(exc).__name__}: {exc}") from exc
 
 
 @config.command()
@@ -92,6 +126,8 @@ def path(state: State, show_all: bool) -> None:
 
 def starter_text(installed: set[str], default_backend: str = "mock") -> str:
     """The commented starter config, with the examples of installed types switched on."""
+    from importlib import resources
+
     text = resources.files("imagen").joinpath("starter.yaml").read_text(encoding="utf-8")
 
     def line(match: re.Match[str]) -> str:

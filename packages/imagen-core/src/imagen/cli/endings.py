@@ -12,7 +12,7 @@ import contextlib
 import errno
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -23,16 +23,19 @@ STDOUT_CLOSED = 141
 """128 + SIGPIPE: what a shell reports for ``yes | head -1``'s ``yes``."""
 
 
-def run_standalone(main: Callable[[], Any]) -> NoReturn:
-    """Run ``main`` (a click ``main`` in non-standalone mode) and exit as a command line does."""
+def run_standalone(main: Callable[[], Any], argv: Sequence[str] = ()) -> NoReturn:
+    """Run ``main`` (a click ``main`` in non-standalone mode) and exit as a command line does.
+
+    :param argv: the command line, to tell whether a usage error should also be JSON.
+    """
     try:
         result = main()
     except click.UsageError as exc:
-        _one_line(exc.format_message(), exc.ctx, exc.exit_code)
+        _one_line(exc.format_message(), exc.ctx, exc.exit_code, argv)
     except click.ClickException as exc:
-        _one_line(exc.format_message(), None, exc.exit_code)
+        _one_line(exc.format_message(), None, exc.exit_code, argv)
     except click.Abort:
-        _one_line("aborted", None, 130)
+        _one_line("aborted", None, 130, argv)
     except OSError as exc:
         if exc.errno != errno.EPIPE:
             raise
@@ -40,12 +43,17 @@ def run_standalone(main: Callable[[], Any]) -> NoReturn:
     sys.exit(result if isinstance(result, int) else 0)
 
 
-def _one_line(message: str, ctx: click.Context | None, code: int) -> NoReturn:
+def _one_line(
+    message: str, ctx: click.Context | None, code: int, argv: Sequence[str] = ()
+) -> NoReturn:
     from imagen import secrets
+    from imagen.cli import jsonout
 
     text = " ".join(message.split()).rstrip(".")
     if ctx is not None and ctx.command.get_help_option(ctx) is not None:
         text += f" ({ctx.command_path} --help)"
+    if jsonout.wanted(ctx, argv):
+        jsonout.print_error(text, code)
     with contextlib.suppress(OSError):  # stderr gone too: the exit code is all that is left
         click.echo(f"imagen: {secrets.redact(text)}", err=True)
     sys.exit(code)

@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from imagen.cli import STEP_FAILED, State, fail, running
+from imagen.cli.completion import complete_backend, complete_style
 from imagen.cli.inputs import input_options, loaded_inputs, recorded_inputs
 
 if TYPE_CHECKING:
     from imagen.backend import Backend
+    from imagen.cli.batch import Line
     from imagen.config import Config
+    from imagen.pipeline import Outcome
     from imagen.request import Request
 
 log = logging.getLogger("imagen")
@@ -74,9 +77,17 @@ def _build_request(
 @click.command()
 @click.argument("prompt", required=False)
 @click.option(
-    "-b", "--backend", help="Backend instance from imagen.yaml (default: default_backend)."
+    "-b",
+    "--backend",
+    shell_complete=complete_backend,
+    help="Backend instance from imagen.yaml (default: default_backend).",
 )
-@click.option("-s", "--style", help="Style preset to apply (see `imagen styles`).")
+@click.option(
+    "-s",
+    "--style",
+    shell_complete=complete_style,
+    help="Style preset to apply (see `imagen styles`).",
+)
 @click.option("--negative", "negative_prompt", help="Negative prompt: what to keep out.")
 @click.option("--size", help="Image size as WIDTHxHEIGHT, e.g. 1024x768.")
 @click.option("--width", type=click.IntRange(min=1), help="Width in pixels.")
@@ -104,7 +115,37 @@ def _build_request(
     help="Replay the request that made this image; flags override.",
 )
 @input_options
-@click.option("--preview/--no-preview", default=None, help="Open each image in a tmux window.")
+@click.option(
+    "--preview/--no-preview",
+    default=None,
+    help="Show each image: in a tmux window, or drawn in the terminal (kitty, iTerm2, sixel).",
+)
+@click.option("--open", "open_after", is_flag=True, help="Open each image in the system's viewer.")
+@click.option(
+    "--prompts",
+    "prompts_file",
+    metavar="FILE",
+    help="Make each line of FILE a prompt ('-': standard input); the flags apply to each.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1, max=64),
+    default=4,
+    show_default=True,
+    help="With --prompts: how many run at once.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show the request (style applied, seed chosen), backend and price; make nothing.",
+)
+@click.option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    help="Don't ask before a paid run of many images (usage.confirm_over).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the saved paths; no notes.")
 @click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks on errors.")
@@ -117,6 +158,11 @@ def generate(
     output_dir: Path | None,
     source: Path | None,
     preview: bool | None,
+    open_after: bool,
+    prompts_file: str | None,
+    jobs: int,
+    dry_run: bool,
+    yes: bool,
     as_json: bool,
     quiet: bool,
     verbose: bool,
@@ -127,7 +173,9 @@ def generate(
 ) -> None:
     """Generate images from PROMPT ("-" reads it from standard input).
 
-    Prints the path of each saved image. With --image (and --mask, --reference,
+    Prints the path of each saved image. With --prompts FILE, each line is a prompt, run up
+    to --jobs at a time, each image printed as it is saved; a prompt that fails does not
+    stop the others (exit 9 when some failed). With --image (and --mask, --reference,
     --strength) the backend edits, or starts from, the given images. With --from IMAGE,
     the request that made IMAGE is made again (from its imagen metadata, sidecar, or
     A1111/ComfyUI parameters), its input images found again; any flag given overrides
@@ -140,6 +188,16 @@ def generate(
         log.setLevel(logging.INFO)
     if quiet:
         log.setLevel(logging.ERROR)
+    lines = None
+    if prompts_file is not None:
+        if prompt is not None or source is not None:
+            raise click.UsageError("give PROMPT, --from or --prompts, not two of them")
+        if prompts_file == "-" and "-" in (*images, *references, mask):
+            raise click.UsageError("standard input can be the prompts or an image, not both")
+        from imagen.cli.batch import read_prompts
+
+        prompts_file, lines = read_prompts(prompts_file)
+        prompt = lines[0].prompt
     if prompt == "-":
         if "-" in (*images, *references, mask):
             raise click.UsageError("standard input can be the prompt or an image, not both")
@@ -147,12 +205,13 @@ def generate(
     if prompt is None and source is None:
         raise click.UsageError("give a PROMPT, or --from IMAGE to replay one")
     if size:
+        if flags["width"] or flags["height"]:
+            raise click.UsageError("give --size or --width/--height, not both")
         try:
             width, height = parse_size(size)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--size") from None
-        flags["width"] = flags["width"] or width  # --width/--height win over --size
-        flags["height"] = flags["height"] or height
+        flags["width"], flags["height"] = width, height
     options = dict(parse_option(text) for text in opts)
     config = state.config()
     from imagen.cloud.settings import read_cloud
@@ -164,7 +223,31 @@ def generate(
         if not inputs and base.get("inputs"):
             inputs = recorded_inputs(base["inputs"], output_dir or config.output.directory)
         request = _build_request(config, base, given, inputs)
-        _generate(config, request, base, given, source, output_dir, preview, as_json, quiet)
+        if lines is not None or dry_run:
+            _plan_and_run(
+                config,
+                request,
+                lines,
+                given["backend"],
+                dry_run,
+                yes,
+                as_json,
+                jobs=jobs,
+                source=prompts_file or "",
+                output_dir=output_dir,
+                preview=preview,
+            )
+            return
+        outcome = _generate(
+            config, request, base, given, source, output_dir, preview, as_json, quiet, yes
+        )
+    if open_after:
+        from imagen.opener import open_with_system
+
+        for image in outcome.images:
+            open_with_system(image.path)
+    if outcome.step_failures:
+        raise click.exceptions.Exit(STEP_FAILED)
 
 
 def _generate(
@@ -177,7 +260,8 @@ def _generate(
     preview: bool | None,
     as_json: bool,
     quiet: bool,
-) -> None:
+    yes: bool,
+) -> Outcome:
     """Run ``request`` and report it (the command, once its inputs are loaded)."""
     from imagen.pipeline import BackendPool, choose_seed
 
@@ -196,6 +280,9 @@ def _generate(
     pool = BackendPool(config)
     try:
         instance = pool.get(backend)
+        from imagen.cli.plan import confirm, plan
+
+        confirm(config, [plan(config, instance, request)], yes)
         tracker = None
         if instance.supports_resume:
             tracker = _tracker(config, instance, request, output_dir, preview, explicit)
@@ -223,8 +310,47 @@ def _generate(
             "expect a similar image, not the same one",
             name,
         )
-    if outcome.step_failures:
-        raise click.exceptions.Exit(STEP_FAILED)
+    return outcome
+
+
+def _plan_and_run(
+    config: Config,
+    request: Request,
+    lines: list[Line] | None,
+    backend: str | None,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+    **batch: Any,
+) -> None:
+    """``--dry-run`` (of one prompt or a file's), or ``--prompts``: plan every run first."""
+    from imagen.cli import plan as planning
+    from imagen.pipeline import BackendPool
+
+    requests = (
+        [request] if lines is None else [request.replace(prompt=line.prompt) for line in lines]
+    )
+    pool = BackendPool(config)
+    try:
+        instance = pool.get(backend)
+        plans = [planning.plan(config, instance, item) for item in requests]
+        if dry_run:
+            planning.show(plans, as_json)
+            return
+        planning.confirm(config, plans, yes)
+        assert lines is not None
+        from imagen.cli.batch import run_batch
+
+        run_batch(
+            config,
+            pool,
+            [(line, item.original) for line, item in zip(lines, plans, strict=True)],
+            backend=backend,
+            as_json=as_json,
+            **batch,
+        )
+    finally:
+        pool.close()
 
 
 def _explicit(given: dict[str, Any]) -> set[str]:

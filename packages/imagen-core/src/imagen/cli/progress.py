@@ -50,6 +50,8 @@ def _describe(progress: Progress) -> str:
         text = f"[{bar}] {done}/{progress.total}"
     elif progress.kind == "queued" and progress.current is not None:
         text = f"queued (position {progress.current})"
+    elif progress.kind == "status" and progress.message:
+        return progress.message  # an upstream status or a retry: the message says it all
     else:
         text = progress.kind
     return f"{text} {progress.message}".rstrip()

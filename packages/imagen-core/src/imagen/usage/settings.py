@@ -16,6 +16,12 @@ USAGE: dict[str, Setting] = {
         "the local SQLite file records go to when no plugin offers another sink; "
         "default `$XDG_DATA_HOME/imagen/usage.sqlite3`",
     ),
+    "confirm_over": Setting(
+        int,
+        4,
+        "`imagen generate` asks before a paid run of more images than this (`--yes` skips "
+        "the question; where nothing can answer it, the run is refused); -1: never ask",
+    ),
     "budget": Setting(
         dict,
         None,
@@ -26,6 +32,10 @@ USAGE: dict[str, Setting] = {
 
 
 def _parse(data: SectionData) -> dict[str, Any]:
+    if data.values["confirm_over"] < -1:
+        raise data.error(
+            f"must be -1 (never ask) or more, not {data.values['confirm_over']}", "confirm_over"
+        )
     if data.values["budget"] is not None:
         from imagen.usage.budget import parse_budget
 
