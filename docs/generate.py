@@ -8,7 +8,6 @@ Generated text sits between ``<!-- generated: NAME -->`` and ``<!-- end generate
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import sys
