@@ -12,6 +12,12 @@ Facts from the SDK (``shared/protocols.md``) that shape this module:
   policy (``imagen.retry``) is the only one and the two never multiply.
 - ``FileOutput`` downloads send the API token to the file host; outputs are fetched here
   with a client that has no credentials.
+- Input images go as the SDK's ``encode_json`` sends a file in ``input``: uploaded with
+  ``files.create`` (``POST /v1/files``, multipart field ``content``: file name, the open
+  file, its content type), the file's ``urls.get`` in its place; or, with
+  ``file_encoding: base64`` (the SDK's ``file_encoding_strategy="base64"``), a ``data:``
+  URL. ``files.create`` also sends with no timeout, so the same multipart form goes
+  through the SDK's client here, with ours; httpx streams it from the file.
 """
 
 from __future__ import annotations
@@ -45,8 +51,9 @@ from imagen import (
     TransientBackendError,
     run_blocking,
 )
+from imagen.inputs import InputImage, InputSupport
 from imagen.retry import call_with_retry, is_transient_status, retry_after
-from imagen_replicate.mapping import MODEL_INPUTS, plan
+from imagen_replicate.mapping import MODEL_INPUTS, input_support, plan
 from imagen_replicate.settings import read_settings
 
 __all__ = ["ReplicateBackend"]
@@ -55,6 +62,8 @@ _STEP = re.compile(r"(\d+)/(\d+) \[")
 _WAIT_HINT = re.compile(r"(\d+)\s*(?:s\b|sec|second)")
 _LOG_TAIL = 1000
 _CHUNK = 1 << 16
+_BASE64_CHUNK = 3 << 18  # a multiple of 3: the pieces encode without padding between them
+_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 
 
 class ReplicateBackend(Backend):
@@ -129,15 +138,22 @@ class ReplicateBackend(Backend):
         """The model's inputs (sent as they are), when imagen knows the model; else any."""
         return MODEL_INPUTS.get(self.settings.owner_name)
 
+    def input_support(self) -> InputSupport:
+        """One file per role the mapping (the family's, or ``inputs:``) has an input for."""
+        return input_support(self.settings.names)
+
     # -- the contract ---------------------------------------------------------------------
 
     def generate(self, request: Request, context: Context) -> Result:
         context.check()
         prepared = plan(request, self.settings.family, self.settings.overrides, self.settings.fixed)
+        # Each file is sent once, before the first prediction, and named in every batch.
+        files = {key: self._file(image, context) for key, image in prepared.files.items()}
         ids: list[str] = []
         seen: set[str] = set()  # progress kinds reported so far
         try:
             for batch in prepared.batches:
+                batch.update(files)
                 prediction = call_with_retry(
                     lambda batch=batch: self._create(batch, context),
                     what="creating the prediction",
@@ -168,6 +184,37 @@ class ReplicateBackend(Backend):
             run_id.split(","), request, context, prepared.ignored, prepared.size_note
         )
 
+    # -- input images -----------------------------------------------------------------------
+
+    def _file(self, image: InputImage, context: Context) -> str:
+        """What the model input gets for ``image``: an uploaded file's URL, or a data URL."""
+        if self.settings.file_encoding == "base64":
+            return _data_url(image)
+        uploaded = call_with_retry(
+            lambda: self._upload(image, context),
+            what=f"uploading {image.name}",
+            context=context,
+            policy=self.settings.retry,
+            safe_to_repeat=True,  # an upload runs nothing and costs nothing
+        )
+        url = (uploaded.get("urls") or {}).get("get")
+        if not isinstance(url, str):
+            raise PermanentBackendError(f"uploading {image.name}: Replicate sent no file URL")
+        return url
+
+    def _upload(self, image: InputImage, context: Context) -> dict[str, Any]:
+        # The SDK's form (replicate.file._create_file_params). The name is the role's, not
+        # the user's own file name, which stays on this machine.
+        name = image.role + _EXTENSIONS.get(image.mime_type, "")
+        with image.open() as handle:  # opened again for each attempt
+            return self._request(
+                "POST",
+                "/v1/files",
+                f"uploading {image.name}",
+                context,
+                files={"content": (name, handle, image.mime_type)},
+            )
+
     # -- predictions ------------------------------------------------------------------------
 
     def _create(self, inputs: dict[str, Any], context: Context) -> dict[str, Any]:
@@ -187,16 +234,17 @@ class ReplicateBackend(Backend):
         method: str,
         path: str,
         what: str,
-        context: Context,
+        context: Context | None = None,
         prediction_id: str | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         # No run id yet while creating: a create cut short by a cancellation may still
-        # start a prediction, which the Cancelled message says.
+        # start a prediction, which the Cancelled message says. No context: a lookup
+        # outside any run (probe, models).
         try:
             response = run_blocking(
                 lambda: self.sdk._client.request(method, path, timeout=self.timeout, **kwargs),
-                context,
+                context or Context(),
                 what=what,
             )
         except httpx.HTTPError as exc:
@@ -355,7 +403,7 @@ class ReplicateBackend(Backend):
             "predict_time_s": predict_time,
             "logs": (first.get("logs") or "")[-_LOG_TAIL:],
             "family": self.settings.family.name,
-            "input": first.get("input"),
+            "input": _recordable(first.get("input")),
         }
         if self.settings.price is not None:
             cost = self.settings.price.cost(images, predict_time)
@@ -408,6 +456,31 @@ class ReplicateBackend(Backend):
             return TransientBackendError(f"cannot reach Replicate at {base}: {type(exc).__name__}")
         # The request was sent: it may have been processed.
         return TransientBackendError(f"{what} failed: {type(exc).__name__} from {base}", sent=True)
+
+
+def _data_url(image: InputImage) -> str:
+    """``image`` as a ``data:`` URL, encoded piece by piece from its file.
+
+    The SDK's ``base64_encode_file`` reads the whole file, then encodes it; this holds the
+    encoded text alone (4/3 of the file), which the JSON body needs anyway.
+    """
+    encoded = bytearray(f"data:{image.mime_type};base64,".encode())
+    with image.open() as handle:
+        while chunk := handle.read(_BASE64_CHUNK):
+            encoded += base64.b64encode(chunk)
+    return encoded.decode("ascii")
+
+
+def _recordable(inputs: Any) -> Any:
+    """The prediction's input for the metadata, with ``data:`` URLs cut to their header."""
+    if not isinstance(inputs, dict):
+        return inputs
+    return {
+        key: f"{value.partition(',')[0]},… ({len(value)} characters)"
+        if isinstance(value, str) and value.startswith("data:")
+        else value
+        for key, value in inputs.items()
+    }
 
 
 def _last_step(logs: str) -> tuple[int, int] | None:
