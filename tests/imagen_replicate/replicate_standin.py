@@ -352,8 +352,10 @@ class ReplicateStandIn(LoopbackServer):
             if "prompt" in inputs and not inputs.get("prompt"):
                 problems.append("- input.prompt: prompt is required")
             strength = inputs.get("prompt_strength")
-            if "prompt_strength" in spec["inputs"] and strength is not None and not (
-                isinstance(strength, int | float) and 0 <= strength <= 1
+            if (
+                "prompt_strength" in spec["inputs"]
+                and strength is not None
+                and not (isinstance(strength, int | float) and 0 <= strength <= 1)
             ):
                 problems.append("- input.prompt_strength: Must be between 0 and 1")
             if problems:
@@ -446,10 +448,10 @@ class ReplicateStandIn(LoopbackServer):
             "name": name,
             "content_type": headers.get("content-type") or "application/octet-stream",
             "size": len(data),
-            "etag": hashlib.md5(data).hexdigest(),  # noqa: S324 (what an ETag is)
+            "etag": hashlib.md5(data).hexdigest(),
             "checksums": {
                 "sha256": hashlib.sha256(data).hexdigest(),
-                "md5": hashlib.md5(data).hexdigest(),  # noqa: S324
+                "md5": hashlib.md5(data).hexdigest(),
             },
             "metadata": metadata,
             "created_at": "2026-11-25T08:00:00.000Z",

@@ -64,9 +64,7 @@ def mask(tmp_path) -> Path:
 @pytest.mark.parametrize(
     "model", ["flux-kontext-pro", "flux-kontext-max", "flux-kontext-dev"], ids=str
 )
-def test_kontext_gets_input_image_and_match_input_image(
-    replicate_api, make_backend, photo, model
-):
+def test_kontext_gets_input_image_and_match_input_image(replicate_api, make_backend, photo, model):
     backend = make_backend(model=f"black-forest-labs/{model}")
     assert backend.input_support().images == 1
     assert not backend.input_support().mask
@@ -95,9 +93,7 @@ def test_kontext_gets_input_image_and_match_input_image(
 
 def test_kontext_with_a_size_sends_the_nearest_ratio(replicate_api, make_backend, photo):
     backend = make_backend(model="black-forest-labs/flux-kontext-pro")
-    backend.generate(
-        Request("x", width=2000, height=1000, inputs=(load_input(photo),)), Context()
-    )
+    backend.generate(Request("x", width=2000, height=1000, inputs=(load_input(photo),)), Context())
     assert replicate_api.received[-1]["input"]["aspect_ratio"] == "2:1"
 
 
@@ -138,9 +134,7 @@ def test_flux_fill_takes_image_and_mask(replicate_api, make_backend, photo, mask
         assert out.size == (96, 64)
 
 
-def test_flux_redux_takes_a_reference_in_place_of_the_prompt(
-    replicate_api, make_backend, photo
-):
+def test_flux_redux_takes_a_reference_in_place_of_the_prompt(replicate_api, make_backend, photo):
     backend = make_backend(model="black-forest-labs/flux-redux-dev")
     assert backend.input_support().references == 1
     assert backend.input_support().images == 0
@@ -272,7 +266,9 @@ def test_an_input_url_that_cannot_be_fetched_fails_the_prediction(sdk, replicate
         model="black-forest-labs/flux-kontext-pro",
         input={"prompt": "x", "input_image": f"{replicate_api.url}/v1/files/nothing"},
     )
-    assert _only_prediction(replicate_api).fail == "Failed to download the file at input.input_image"
+    assert (
+        _only_prediction(replicate_api).fail == "Failed to download the file at input.input_image"
+    )
 
 
 # -- through imagen.yaml and the CLI ----------------------------------------------------------
@@ -284,8 +280,7 @@ def _home(home, replicate_api, slices: str):
     return home.write_config(
         "backends:\n"
         + "\n".join(
-            f"  {line}"
-            for line in slices.replace("{url}", replicate_api.url).strip().splitlines()
+            f"  {line}" for line in slices.replace("{url}", replicate_api.url).strip().splitlines()
         )
         + "\n"
     )
@@ -310,9 +305,7 @@ def test_generate_with_an_image_end_to_end(home, replicate_api):
     assert proc.returncode == 0, proc.stderr
     (saved,) = json.loads(proc.stdout)["images"]
     record = json.loads(Path(saved["sidecar"]).read_text())
-    assert [(item["role"], item["sha256"]) for item in record["inputs"]] == [
-        ("image", _sha(photo))
-    ]
+    assert [(item["role"], item["sha256"]) for item in record["inputs"]] == [("image", _sha(photo))]
     assert "strength" in record["metadata"]["ignored"]
     assert _only_prediction(replicate_api).seen["input_image"]["sha256"] == _sha(photo)
     with Image.open(saved["path"]) as out:

@@ -23,7 +23,8 @@ SLICE: dict[str, Setting] = {
     "family": Setting(
         str,
         None,
-        "input mapping: " + ", ".join(f"`{name}`" for name in FAMILIES)
+        "input mapping: "
+        + ", ".join(f"`{name}`" for name in FAMILIES)
         + " (default: guessed from the model's name)",
     ),
     "inputs": Setting(
