@@ -215,7 +215,7 @@ def test_variations_answer_an_openai_shaped_not_supported(server, conn):
     with (
         _client(server) as client,
         pytest.raises(openai.BadRequestError) as raised,
-        pytest.warns(DeprecationWarning),  # the SDK marks variations deprecated
+        pytest.warns(DeprecationWarning, match="deprecated"),  # the SDK marks variations deprecated
     ):
         client.images.create_variation(image=("a.png", _png(8, 8), "image/png"))
     assert "not supported" in str(raised.value)
