@@ -617,9 +617,12 @@ def test_a_web_user_edits_an_image_uploaded_to_their_own_folder(
         lambda: bob.table("jobs").insert({"prompt": "x", "inputs": [theirs]}).execute()
     )
     assert refused.code == "23514"  # jobs_inputs_limits: not bob's folder
-    job = alice.table("jobs").insert(
-        {"prompt": "keep it", "inputs": [mine], "strength": 0, "backend": None}
-    ).execute().data[0]
+    job = (
+        alice.table("jobs")
+        .insert({"prompt": "keep it", "inputs": [mine], "strength": 0, "backend": None})
+        .execute()
+        .data[0]
+    )
     with (
         psycopg.connect(supabase_project.db_url, autocommit=True) as conn,
         running(config, supabase_project.db_url),

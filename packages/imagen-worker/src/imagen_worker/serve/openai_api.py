@@ -69,13 +69,21 @@ async def generations(
 
 
 async def answer_for(
-    services: Services, request: Request, owner: str, job_id: int, body: ImagesRequest
+    services: Services,
+    request: Request,
+    owner: str,
+    job_id: int,
+    body: ImagesRequest,
+    wait_s: float | None = None,
 ) -> JSONResponse:
     """The OpenAI-shaped answer for a queued job: its images once it ended, or a reference.
 
     Shared by generations and edits (``body`` says how the caller wants the images).
+
+    :param wait_s: how long to wait for the job (default ``serve.wait_s``; less only).
     """
-    row, images = await wait_for_end(services, owner, job_id, services.settings.wait_s)
+    wait = services.settings.wait_s if wait_s is None else min(wait_s, services.settings.wait_s)
+    row, images = await wait_for_end(services, owner, job_id, wait)
     if row["status"] in ("pending", "running"):
         reference = await still_waiting(services, row)
         return JSONResponse({"created": int(time.time()), "data": [], "imagen": reference}, 202)
