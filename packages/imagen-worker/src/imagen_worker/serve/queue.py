@@ -43,7 +43,8 @@ __all__ = [
 ENDED = ("done", "failed", "cancelled")
 JOB_COLUMNS = sql.SQL(
     "id, status, prompt, negative_prompt, backend, style, width, height, steps, seed, count, "
-    "options, attempts, cancel_requested, error, error_kind, image_id, progress, created_at, "
+    "options, inputs, strength, attempts, cancel_requested, error, error_kind, image_id, "
+    "progress, created_at, "
     "started_at, "
     "finished_at"
 )
@@ -95,6 +96,10 @@ def fields_from_job_request(body: JobRequest) -> dict[str, Any]:
         fields["width"], fields["height"] = _size(body.size)
     if body.options:
         fields["options"] = body.options
+    if body.inputs is not None:
+        fields["inputs"] = body.inputs
+    if body.strength is not None:
+        fields["strength"] = body.strength
     return fields
 
 
