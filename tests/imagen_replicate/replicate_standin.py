@@ -128,12 +128,25 @@ VERSIONS = {  # newest first, as the API lists them
 TOKEN = "r8_loopback_test_token_0123456789"
 
 
-def _version(version_id: str, created: str) -> dict[str, Any]:
+def _version(version_id: str, created: str, model: str | None = None) -> dict[str, Any]:
+    schemas: dict[str, Any] = {
+        "Output": {"type": "array", "items": {"type": "string", "format": "uri"}}
+    }
+    if model in MODELS:
+        files = MODELS[model].get("files", set())
+        schemas["Input"] = {
+            "type": "object",
+            "properties": {
+                key: {"type": "string", "format": "uri"} if key in files else {"title": key}
+                for key in sorted(MODELS[model]["inputs"])
+            },
+            "required": sorted(MODELS[model].get("required", {"prompt"})),
+        }
     return {
         "id": version_id,
         "created_at": created,
         "cog_version": "0.8.6",
-        "openapi_schema": {"components": {"schemas": {"Output": {"type": "array"}}}},
+        "openapi_schema": {"components": {"schemas": schemas}},
     }
 
 
@@ -152,7 +165,7 @@ def _model(model: str) -> dict[str, Any]:
         "run_count": 1234,
         "cover_image_url": None,
         "default_example": None,
-        "latest_version": _version(latest, "2024-03-01T00:00:00Z"),
+        "latest_version": _version(latest, "2024-03-01T00:00:00Z", model),
     }
 
 
@@ -665,10 +678,16 @@ class _Handler(LoopbackHandler):
                 detail = "This model is an official model and does not expose a list of versions."
                 self._send(404, {"status": 404, "title": "Not found", "detail": detail})
             else:
-                versions = [_version(VERSIONS[model][0], "2024-03-01T00:00:00Z")]
-                versions += [_version(v, "2023-07-26T00:00:00Z") for v in VERSIONS[model][1:]]
+                versions = [_version(VERSIONS[model][0], "2024-03-01T00:00:00Z", model)]
+                versions += [
+                    _version(v, "2023-07-26T00:00:00Z", model) for v in VERSIONS[model][1:]
+                ]
                 self._send(200, {"next": None, "previous": None, "results": versions})
         elif len(parts) == 6 and parts[:2] == ["v1", "models"] and parts[4] == "versions":
+            model = f"{parts[2]}/{parts[3]}"
+            if parts[5] in VERSIONS.get(model, ()):
+                self._send(200, _version(parts[5], "2024-03-01T00:00:00Z", model))
+                return
             self._send(
                 200,
                 {

@@ -395,3 +395,43 @@ def test_a_bad_mapping_is_one_config_error_naming_file_and_key(
     assert f"backends.kontext.inputs.{key}" in line
     assert "Traceback" not in proc.stderr
     assert replicate_api.requests == []
+
+
+def test_config_check_online_checks_the_mapping_against_the_models_schema(home, replicate_api):
+    """A model imagen has no input list for: its version's schema says what it takes."""
+    config = _home(
+        home,
+        replicate_api,
+        """
+        lora:
+          type: replicate
+          model: acme/flux-schnell-lora
+          family: flux-schnell
+          base_url: {url}
+          inputs: {image: init_image}
+        wrong-family:
+          type: replicate
+          model: acme/flux-schnell-lora
+          family: sdxl
+          base_url: {url}
+        right:
+          type: replicate
+          model: acme/flux-schnell-lora
+          family: flux-schnell
+          base_url: {url}
+          input: {lora_weights: x}
+        """.replace("        ", ""),
+    )
+    proc = home.run("config", "check", "--online")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    (lora,) = [line for line in lines if " lora (replicate)" in line]
+    assert lora.startswith("  FAIL  lora (replicate): acme/flux-schnell-lora has no input ")
+    assert "'init_image' for image" in lora
+    assert f"{config.name}" in lora
+    assert "backends.lora.inputs.image" in lora
+    (family,) = [line for line in lines if "wrong-family (replicate)" in line]
+    assert "has no input 'negative_prompt' for negative_prompt" in family
+    assert "backends.wrong-family.family" in family
+    assert any(line.startswith("  ok    right (replicate)") for line in lines)
+    assert replicate_api.count("POST", "/") == 0  # nothing uploaded, nothing billed

@@ -88,25 +88,57 @@ class ReplicateBackend(Backend):
         self.files.close()
 
     def probe(self) -> str:
-        """The token is accepted (``GET /v1/account``) and the model exists; both are free."""
+        """The token is accepted (``GET /v1/account``), the model exists and has every input
+        the mapping names (its version's schema); all free."""
         context = Context()  # no caller's deadline: the client's timeout bounds each call
         account = self._request("GET", "/v1/account", "reading the account", context)
         model = self._request(
             "GET", f"/v1/models/{self.settings.owner_name}", "looking the model up", context
         )
+        version = model.get("latest_version")
         if self.settings.version:
-            self._request(
+            version = self._request(
                 "GET",
                 f"/v1/models/{self.settings.owner_name}/versions/{self.settings.version}",
                 "looking the version up",
                 context,
             )
+        self._check_mapping(version)
         who = account.get("username") or "an account"
         runs = model.get("run_count")
         return (
             f"the token in {self.settings.token_env} is accepted (signed in as {who}); "
             f"{self.settings.model} is there" + (f" ({runs} runs)" if runs else "")
         )
+
+    def _check_mapping(self, version: Any) -> None:
+        """Every model input the mapping names is in the version's ``Input`` schema.
+
+        Replicate drops an input a model does not have without a word, so a wrong name in
+        ``inputs:`` (or a family that does not fit the model) would quietly do nothing.
+        """
+        try:
+            properties = version["openapi_schema"]["components"]["schemas"]["Input"]["properties"]
+        except (KeyError, TypeError):
+            return  # no schema to check against
+        if not isinstance(properties, dict):
+            return
+        overrides = self.settings.overrides
+        for field_name, name in self.settings.names.items():
+            if name and name not in properties:
+                where = f"inputs.{field_name}" if field_name in overrides else "family"
+                raise self.config.error(
+                    f"{self.settings.owner_name} has no input {name!r} for {field_name} "
+                    f"(its inputs: {', '.join(properties)})",
+                    where,
+                )
+        for name in self.settings.fixed:
+            if name not in properties:
+                raise self.config.error(
+                    f"{self.settings.owner_name} has no input {name!r} "
+                    f"(its inputs: {', '.join(properties)})",
+                    f"input.{name}",
+                )
 
     def models(self) -> list[ModelInfo]:
         """The model's versions, newest first; an official model has none: its latest is shown."""
