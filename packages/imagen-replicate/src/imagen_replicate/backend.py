@@ -88,8 +88,11 @@ class ReplicateBackend(Backend):
         self.files.close()
 
     def probe(self) -> str:
-        """The token is accepted (``GET /v1/account``), the model exists and has every input
-        the mapping names (its version's schema); all free."""
+        """The token is accepted, the model exists and has every input the mapping names.
+
+        ``GET /v1/account``, the model and its version (whose schema lists the inputs): all
+        free.
+        """
         context = Context()  # no caller's deadline: the client's timeout bounds each call
         account = self._request("GET", "/v1/account", "reading the account", context)
         model = self._request(
