@@ -53,7 +53,9 @@ from imagen import (
 )
 from imagen.inputs import InputImage, InputSupport
 from imagen.retry import call_with_retry, is_transient_status, retry_after
-from imagen_replicate.mapping import MODEL_INPUTS, input_support, plan
+from imagen_replicate.files import data_url, form, missing_input, recordable
+from imagen_replicate.mapping import input_support, plan
+from imagen_replicate.model_inputs import MODEL_INPUTS
 from imagen_replicate.settings import read_settings
 
 __all__ = ["ReplicateBackend"]
@@ -62,8 +64,6 @@ _STEP = re.compile(r"(\d+)/(\d+) \[")
 _WAIT_HINT = re.compile(r"(\d+)\s*(?:s\b|sec|second)")
 _LOG_TAIL = 1000
 _CHUNK = 1 << 16
-_BASE64_CHUNK = 3 << 18  # a multiple of 3: the pieces encode without padding between them
-_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 
 
 class ReplicateBackend(Backend):
@@ -115,33 +115,10 @@ class ReplicateBackend(Backend):
         )
 
     def _check_mapping(self, version: Any) -> None:
-        """Every model input the mapping names is in the version's ``Input`` schema.
-
-        Replicate drops an input a model does not have without a word, so a wrong name in
-        ``inputs:`` (or a family that does not fit the model) would quietly do nothing.
-        """
-        try:
-            properties = version["openapi_schema"]["components"]["schemas"]["Input"]["properties"]
-        except (KeyError, TypeError):
-            return  # no schema to check against
-        if not isinstance(properties, dict):
-            return
-        overrides = self.settings.overrides
-        for field_name, name in self.settings.names.items():
-            if name and name not in properties:
-                where = f"inputs.{field_name}" if field_name in overrides else "family"
-                raise self.config.error(
-                    f"{self.settings.owner_name} has no input {name!r} for {field_name} "
-                    f"(its inputs: {', '.join(properties)})",
-                    where,
-                )
-        for name in self.settings.fixed:
-            if name not in properties:
-                raise self.config.error(
-                    f"{self.settings.owner_name} has no input {name!r} "
-                    f"(its inputs: {', '.join(properties)})",
-                    f"input.{name}",
-                )
+        """Every model input the mapping names is in the version's ``Input`` schema."""
+        problem = missing_input(self.settings, version)
+        if problem is not None:
+            raise self.config.error(*problem)
 
     def models(self) -> list[ModelInfo]:
         """The model's versions, newest first; an official model has none: its latest is shown."""
@@ -229,7 +206,7 @@ class ReplicateBackend(Backend):
     def _file(self, image: InputImage, context: Context) -> str:
         """What the model input gets for ``image``: an uploaded file's URL, or a data URL."""
         if self.settings.file_encoding == "base64":
-            return _data_url(image)
+            return data_url(image)
         uploaded = call_with_retry(
             lambda: self._upload(image, context),
             what=f"uploading {image.name}",
@@ -243,16 +220,9 @@ class ReplicateBackend(Backend):
         return url
 
     def _upload(self, image: InputImage, context: Context) -> dict[str, Any]:
-        # The SDK's form (replicate.file._create_file_params). The name is the role's, not
-        # the user's own file name, which stays on this machine.
-        name = image.role + _EXTENSIONS.get(image.mime_type, "")
         with image.open() as handle:  # opened again for each attempt
             return self._request(
-                "POST",
-                "/v1/files",
-                f"uploading {image.name}",
-                context,
-                files={"content": (name, handle, image.mime_type)},
+                "POST", "/v1/files", f"uploading {image.name}", context, files=form(image, handle)
             )
 
     # -- predictions ------------------------------------------------------------------------
@@ -443,7 +413,7 @@ class ReplicateBackend(Backend):
             "predict_time_s": predict_time,
             "logs": (first.get("logs") or "")[-_LOG_TAIL:],
             "family": self.settings.family.name,
-            "input": _recordable(first.get("input")),
+            "input": recordable(first.get("input")),
         }
         if self.settings.price is not None:
             cost = self.settings.price.cost(images, predict_time)
@@ -496,31 +466,6 @@ class ReplicateBackend(Backend):
             return TransientBackendError(f"cannot reach Replicate at {base}: {type(exc).__name__}")
         # The request was sent: it may have been processed.
         return TransientBackendError(f"{what} failed: {type(exc).__name__} from {base}", sent=True)
-
-
-def _data_url(image: InputImage) -> str:
-    """``image`` as a ``data:`` URL, encoded piece by piece from its file.
-
-    The SDK's ``base64_encode_file`` reads the whole file, then encodes it; this holds the
-    encoded text alone (4/3 of the file), which the JSON body needs anyway.
-    """
-    encoded = bytearray(f"data:{image.mime_type};base64,".encode())
-    with image.open() as handle:
-        while chunk := handle.read(_BASE64_CHUNK):
-            encoded += base64.b64encode(chunk)
-    return encoded.decode("ascii")
-
-
-def _recordable(inputs: Any) -> Any:
-    """The prediction's input for the metadata, with ``data:`` URLs cut to their header."""
-    if not isinstance(inputs, dict):
-        return inputs
-    return {
-        key: f"{value.partition(',')[0]},… ({len(value)} characters)"
-        if isinstance(value, str) and value.startswith("data:")
-        else value
-        for key, value in inputs.items()
-    }
 
 
 def _last_step(logs: str) -> tuple[int, int] | None:

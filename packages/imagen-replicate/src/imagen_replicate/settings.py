@@ -9,7 +9,8 @@ from typing import Any
 from imagen import BackendConfig
 from imagen.config import Setting
 from imagen.retry import RETRY_SETTINGS, RetryPolicy, read_policy
-from imagen_replicate.mapping import FAMILIES, FIELDS, MODEL_INPUTS, ROLES, Family, family_for
+from imagen_replicate.mapping import FAMILIES, FIELDS, ROLES, Family, family_for
+from imagen_replicate.model_inputs import MODEL_INPUTS
 from imagen_replicate.pricing import Price, price_for
 
 __all__ = ["SLICE", "ReplicateSettings", "read_settings"]
