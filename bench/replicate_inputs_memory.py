@@ -4,8 +4,8 @@
 
 A PNG of about ``--mb`` MB (noise, so it does not compress) is made in a temporary
 directory. The loopback Replicate of the tests (tests/imagen_replicate/replicate_standin.py)
-runs in this process; every case runs in a fresh child process, which reports its own peak
-resident memory (``ru_maxrss``), so the stand-in's copy of the upload is never counted:
+runs in this process; every case runs in a fresh child process, which reports its own peaks
+(so the stand-in's copy of the upload is never counted; Linux only, for ``VmHWM``):
 
 - `text only`: the reference: imagen's Replicate backend makes one image from a prompt;
 - `imagen, url`: the same with the file as ``--image`` to flux-kontext-pro, uploaded to
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests" / "imagen_replicate"))
 from replicate_standin import TOKEN, ReplicateStandIn
 
 CHILD = r"""
-import json, resource, sys, tracemalloc
+import json, sys, tracemalloc
 tracemalloc.start()
 mode, url, path = sys.argv[1:4]
 if mode.startswith("imagen"):
@@ -69,7 +69,10 @@ else:
             body = json.dumps({"input": {"input_image": base64_encode_file(handle)}}).encode()
         client._client.post("/v1/models/black-forest-labs/flux-kontext-pro/predictions",
                             content=body, headers={"Content-Type": "application/json"})
-print(tracemalloc.get_traced_memory()[1] // 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: this process's own peak. ru_maxrss would also count the parent's resident
+# memory at the fork (Linux carries it over exec), and the parent holds the stand-in.
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(tracemalloc.get_traced_memory()[1] // 1024, hwm.split()[1])
 """.replace("@TOKEN@", repr(TOKEN))
 
 CASES = [
