@@ -435,3 +435,12 @@ def test_config_check_online_checks_the_mapping_against_the_models_schema(home, 
     assert "backends.wrong-family.family" in family
     assert any(line.startswith("  ok    right (replicate)") for line in lines)
     assert replicate_api.count("POST", "/") == 0  # nothing uploaded, nothing billed
+
+
+def test_a_refused_upload_creates_no_prediction(replicate_api, make_backend, photo):
+    replicate_api.max_file_bytes = 64  # smaller than the photo: the API answers 413
+    backend = make_backend(model="black-forest-labs/flux-kontext-pro")
+    with pytest.raises(PermanentBackendError, match=r"Replicate rejected the input \(413\)"):
+        backend.generate(Request("x", inputs=(load_input(photo),)), Context())
+    assert replicate_api.count("POST", "/v1/files") == 1  # a 413 is not retried
+    assert replicate_api.predictions == {}

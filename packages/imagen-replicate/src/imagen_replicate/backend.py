@@ -209,20 +209,26 @@ class ReplicateBackend(Backend):
             return data_url(image)
         uploaded = call_with_retry(
             lambda: self._upload(image, context),
-            what=f"uploading {image.name}",
+            what=f"uploading the {image.role} input",
             context=context,
             policy=self.settings.retry,
             safe_to_repeat=True,  # an upload runs nothing and costs nothing
         )
         url = (uploaded.get("urls") or {}).get("get")
         if not isinstance(url, str):
-            raise PermanentBackendError(f"uploading {image.name}: Replicate sent no file URL")
+            raise PermanentBackendError(
+                f"uploading the {image.role} input: Replicate sent no file URL"
+            )
         return url
 
     def _upload(self, image: InputImage, context: Context) -> dict[str, Any]:
         with image.open() as handle:  # opened again for each attempt
             return self._request(
-                "POST", "/v1/files", f"uploading {image.name}", context, files=form(image, handle)
+                "POST",
+                "/v1/files",
+                f"uploading the {image.role} input",
+                context,
+                files=form(image, handle),
             )
 
     # -- predictions ------------------------------------------------------------------------
