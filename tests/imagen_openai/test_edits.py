@@ -233,7 +233,7 @@ def test_an_edit_without_token_counts_or_prices_has_no_cost(openai_api, make_bac
 def test_an_upstream_refusal_of_an_edit_is_a_clear_error(openai_api, make_backend, tmp_path):
     image = load_input(_png(tmp_path / "a.png"), "image")
     openai_api.fail_with(400, "invalid_request_error", "Invalid image.", code="invalid_image")
-    with pytest.raises(PermanentBackendError, match="OpenAI answered 400: Invalid image."):
+    with pytest.raises(PermanentBackendError, match=r"OpenAI answered 400: Invalid image\."):
         make_backend().generate(_request(image), Context())
 
 
