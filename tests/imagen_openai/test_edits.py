@@ -262,3 +262,18 @@ def test_imagen_generate_with_an_image_end_to_end(home, openai_api, tmp_path):
     assert roles == ["image", "mask"]
     assert "strength" in proc.stderr  # listed as ignored, on the terminal too
     assert KEY not in Path(result["images"][0]["sidecar"]).read_text()
+
+
+def test_a_50_mb_input_is_streamed_not_held(tmp_path):
+    """bench/openai_edit_memory.py's numbers: the adapter's peak stays far below the input."""
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "openai_edit_memory.py"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--json"], capture_output=True, text=True, check=True
+    )
+    numbers = json.loads(proc.stdout)
+    assert numbers["input_bytes"] > 49_000_000
+    assert numbers["bytes"]["peak_bytes"] > numbers["input_bytes"] * 0.95  # the reference
+    assert numbers["adapter"]["peak_bytes"] < 8 * 1024 * 1024
