@@ -210,7 +210,9 @@ def test_an_edit_is_priced_from_its_input_image_tokens(openai_api, make_backend,
         details["text_tokens"] * 2.0 + details["image_tokens"] * 2.5 + usage["output_tokens"] * 8.0
     ) / 1_000_000
     assert result.metadata["cost_usd"] == pytest.approx(expected, abs=1e-6)
-    assert backend.estimate_cost(_request(image)) is None  # no table prices input tokens
+    # the estimate is the outputs' per-image price: input tokens are known only afterwards
+    estimate = backend.estimate_cost(_request(image, width=1024, height=1024))
+    assert estimate == backend.estimate_cost(Request("x", width=1024, height=1024)) == 0.011
 
 
 def test_an_edit_without_token_counts_or_prices_has_no_cost(openai_api, make_backend, tmp_path):

@@ -179,10 +179,10 @@ class OpenAIBackend(Backend):
     def estimate_cost(self, request: Request) -> float | None:
         """The per-image table's price; ``auto`` quality is priced as ``high``, the dearest.
 
-        None for an edit: its input images are billed as tokens, which no table prices.
+        An edit is estimated at its outputs' price alone: its input images are billed as
+        tokens on top, which no table can price before OpenAI counts them (an estimate that
+        leaves them out still holds spending caps, which no estimate at all would not).
         """
-        if request.inputs:
-            return None
         params = self._params(request)
         quality = params.get("quality")
         quality = "high" if quality in (None, "auto") else quality
