@@ -8,11 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai_standin import KEY
 from PIL import Image
 
 from imagen import Context, PermanentBackendError, Request, RequestError
-from imagen.inputs import load_input
+from imagen.inputs import InputImage, load_input
 from imagen.pipeline import check_request
 from imagen_openai.edits import MAX_IMAGE_BYTES
 
@@ -279,3 +281,66 @@ def test_a_50_mb_input_is_streamed_not_held(tmp_path):
     assert numbers["input_bytes"] > 49_000_000
     assert numbers["bytes"]["peak_bytes"] > numbers["input_bytes"] * 0.95  # the reference
     assert numbers["adapter"]["peak_bytes"] < 8 * 1024 * 1024
+
+
+_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
+
+
+@st.composite
+def _masks(draw):
+    """A mask in any mode and format, of the image's size or not, with any alpha."""
+    mode = draw(st.sampled_from(_MODES))
+    size = draw(st.sampled_from([(48, 32), (48, 32), (32, 48), (32, 32)]))
+    fmt = draw(st.sampled_from(["PNG", "PNG", "WEBP", "JPEG"]))
+    if fmt == "JPEG" and mode not in ("L", "RGB"):
+        mode = "L"
+    pixels = draw(st.binary(min_size=size[0] * size[1], max_size=size[0] * size[1]))
+    return mode, size, fmt, pixels
+
+
+def _hostile_names():
+    return st.text(
+        st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40
+    ) | st.sampled_from(['a"\r\nContent-Type: text/html\r\n\r\nx.png', "../../etc/passwd", "-"])
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(mask=_masks(), name=_hostile_names())
+def test_any_mask_is_refused_by_imagen_or_accepted_by_openai(
+    openai_api, make_backend, tmp_path_factory, mask, name
+):
+    """Generated masks and hostile names: never a 400 from upstream, never a name on the wire."""
+    mode, size, fmt, pixels = mask
+    directory = tmp_path_factory.mktemp("mask")
+    image = load_input(_png(directory / "a.png", size=(48, 32)), "image", name=name)
+    gray = Image.frombytes("L", size, pixels)
+    picture = gray.convert(mode) if mode != "LA" else Image.merge("LA", (gray, gray))
+    if mode == "RGBA":
+        picture = Image.merge("RGBA", (gray, gray, gray, gray))
+    path = directory / f"m.{fmt.lower()}"
+    picture.save(path, fmt)
+    loaded = load_input(path, "mask", name=name)
+    backend = make_backend(model="gpt-image-2")
+    before = len(openai_api.edits)
+    try:
+        result = backend.generate(_request(image, loaded, width=1024, height=1024), Context())
+    except RequestError as exc:
+        assert size != (48, 32)  # the only refusal a mask of these sizes earns
+        assert "the mask is" in exc.message
+        assert len(openai_api.edits) == before
+        return
+    assert size == (48, 32)
+    assert len(result.images) == 1
+    sent = openai_api.edits[-1]["files"]
+    assert [part["filename"] for part in sent] == ["image-1.png", "mask.png"]
+    assert sent[1]["mode"] in ("RGBA", "LA", "P", "PA")
+
+
+def test_a_part_name_is_never_the_users(openai_api, make_backend, tmp_path):
+    image = InputImage(**{**load_input(_png(tmp_path / "a.png")).__dict__, "name": "secret.png"})
+    make_backend().generate(_request(image), Context())
+    assert openai_api.edits[-1]["files"][0]["filename"] == "image-1.png"

@@ -146,8 +146,8 @@ def edit_files(request: Request) -> Iterator[tuple[list[Any], Any]]:
     """
     with ExitStack() as stack:
         images = [
-            (_part_name(item), stack.enter_context(item.open()), item.mime_type)
-            for item in _edited(request)
+            (_part_name(number, item), stack.enter_context(item.open()), item.mime_type)
+            for number, item in enumerate(_edited(request), 1)
         ]
         (mask,) = request.inputs_of("mask") or (None,)
         mask_part = None
@@ -165,11 +165,14 @@ def edit_files(request: Request) -> Iterator[tuple[list[Any], Any]]:
         yield images, mask_part
 
 
-def _part_name(item: InputImage) -> str:
-    """A file name with the right extension (standard input is named ``-``)."""
-    extension = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
-    stem = Path(item.name).stem if item.name not in ("", "-") else "input"
-    return f"{stem or 'input'}{extension[item.mime_type]}"
+def _part_name(number: int, item: InputImage) -> str:
+    """The part's file name, ``image-1.png``: never the user's own.
+
+    An upload's name is hostile in a multipart header, and any name may say more about
+    the user than OpenAI needs to know.
+    """
+    extension = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+    return f"image-{number}.{extension[item.mime_type]}"
 
 
 def _alpha_mask(mask: InputImage) -> Path:
