@@ -266,6 +266,16 @@ def test_imagen_generate_with_an_image_end_to_end(home, openai_api, tmp_path):
     assert roles == ["image", "mask"]
     assert "strength" in proc.stderr  # listed as ignored, on the terminal too
     assert KEY not in Path(result["images"][0]["sidecar"]).read_text()
+    with photo.open("rb") as stdin:
+        piped = home.run("edit", "-", "y", "-b", "gpt", "--json", stdin=stdin)
+    assert piped.returncode == 0, piped.stderr
+    assert openai_api.edits[-1]["files"][0]["sha256"] == _sha(photo)
+    refused = home.run("edit", str(photo), "z", "-b", "gpt", "--opt", "input_fidelity=high")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        'imagen: backend "gpt": gpt-image-1-mini takes input_fidelity=low only'
+    )
+    assert len(openai_api.edits) == 2  # refused before anything was sent
 
 
 def test_a_50_mb_input_is_streamed_not_held(tmp_path):
