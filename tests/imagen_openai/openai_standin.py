@@ -7,6 +7,26 @@ size, quality, output_format, background, usage}``; errors are ``{"error": {mess
 param, code}}`` with an ``x-request-id``: 401 for a bad key, 404 for an unknown model, 400
 for a bad size or ``n`` (``invalid_value``) and for a prompt the safety system blocks
 (``moderation_blocked``), 429 and 503 when told to.
+
+``POST /v1/images/edits`` takes what the SDK's ``images.edit`` sends (its source,
+``resources/images.py``: a ``multipart/form-data`` body, one ``image[]`` part per image,
+or ``image`` for a single one, ``mask``, and the other parameters as text parts) and
+refuses as the real endpoint does, with 400 ``invalid_request_error`` bodies naming the
+``param``: a body that is not multipart, a missing prompt or image, an unknown field, a
+retired or non-image model (``invalid_value``; an unknown name is 404
+``model_not_found``), more than 16 images, an image part whose Content-Type is not
+image/png, image/jpeg or image/webp (the real API goes by the part's type:
+``unsupported mimetype ('application/octet-stream')`` is its answer to a part sent
+without one), an image of 50,000,000 bytes or more ("less than 50MB" read strictly), a
+mask that is not a PNG, of 4,000,000 bytes or more, without an alpha channel ("mask image
+missing alpha channel") or of another size than the first image, and an
+``input_fidelity`` the model does not take (gpt-image-1-mini: low only; gpt-image-2: none).
+The messages' wording is reconstructed from the SDK's docs and reports of the real API;
+the statuses, ``type`` and ``param`` are what clients rely on. The answer is a
+generation's, with ``usage.input_tokens_details.image_tokens`` counted from the input
+images by OpenAI's published tiling rule (plus the high-fidelity surcharge). Each edit's
+fields and files (by part name, file name, type, size, SHA-256 and pixel size) are
+recorded in ``edits``; the files are spooled to disk, never held whole.
 """
 
 from __future__ import annotations
