@@ -30,7 +30,12 @@ from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import ImagesRequest, ImagesResponse
 from imagen_worker.serve.errors import ApiError, documented
 from imagen_worker.serve.openai_api import answer_for
-from imagen_worker.serve.queue import check_fields, fields_from_images_request, insert_job
+from imagen_worker.serve.queue import (
+    check_fields,
+    drop_unknown_soft_options,
+    fields_from_images_request,
+    insert_job,
+)
 from imagen_worker.serve.services import ServicesDep
 
 __all__ = ["router"]
@@ -44,6 +49,7 @@ _TEXT_FIELDS = frozenset(
         "strength",
         "stream",
         "partial_images",
+        "wait",
     }
 )
 _MAX_FIELD_BYTES = 64 * 1024  # a text field (the prompt is at most 32,000 characters)
@@ -85,6 +91,11 @@ _FORM = {
                             "from the image",
                             "type": "number",
                         },
+                        "wait": {
+                            "description": "imagen: wait at most this many seconds for the "
+                            "job (0: answer 202 with the job at once; the gallery does)",
+                            "type": "number",
+                        },
                     },
                 }
             }
@@ -123,6 +134,7 @@ async def edits(request: Request, services: ServicesDep, owner: Owner) -> JSONRe
             fields.setdefault("options", {})["input_fidelity"] = extra["input_fidelity"]
         if extra.get("strength") is not None:
             fields["strength"] = extra["strength"]
+        ignored = await drop_unknown_soft_options(services, fields)
         directory = inputs_dir(services.config)
         inputs = await to_thread.run_sync(_check_uploads, uploads, directory / "incoming")
     finally:
@@ -141,7 +153,9 @@ async def edits(request: Request, services: ServicesDep, owner: Owner) -> JSONRe
     finally:
         for image in inputs:
             image.path.unlink(missing_ok=True)
-    return await answer_for(services, request, owner, job["id"], body)
+    return await answer_for(
+        services, request, owner, job["id"], body, extra.get("wait"), ignored=ignored
+    )
 
 
 @router.post(
@@ -176,7 +190,9 @@ def _text_fields(form: FormData) -> tuple[ImagesRequest, dict[str, Any]]:
     if values.pop("stream", "false").lower() not in ("false", "0", ""):
         raise ApiError(400, "Streaming edits are not supported by this server.", param="stream")
     values.pop("partial_images", None)
-    extra = {key: values.pop(key) for key in ("input_fidelity", "strength") if key in values}
+    extra = {
+        key: values.pop(key) for key in ("input_fidelity", "strength", "wait") if key in values
+    }
     if "prompt" not in values:
         raise ApiError(400, "Missing required parameter: 'prompt'.", param="prompt")
     try:
@@ -193,7 +209,19 @@ def _text_fields(form: FormData) -> tuple[ImagesRequest, dict[str, Any]]:
         )  # fmt: skip
     if "strength" in extra:
         extra["strength"] = _strength(extra["strength"])
+    if "wait" in extra:
+        extra["wait"] = _wait(extra["wait"])
     return body, extra
+
+
+def _wait(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:  # NaN too
+        raise ApiError(400, f"Invalid 'wait': seconds, not {text!r:.40}.", param="wait")
+    return value
 
 
 def _strength(text: str) -> float:
