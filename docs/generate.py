@@ -248,6 +248,8 @@ API_OBJECTS = (
     "imagen.Request",
     "imagen.Result",
     "imagen.GeneratedImage",
+    "imagen.inputs.InputImage",
+    "imagen.inputs.InputSupport",
     "imagen.Context",
     "imagen.Progress",
     "imagen.run_blocking",
@@ -256,6 +258,8 @@ API_OBJECTS = (
     "imagen.retry.is_transient_status",
     "imagen.retry.retry_after",
     "imagen.errors",
+    "imagen.testing.Traffic",
+    "imagen.testing.checks_inputs.InputChecks",
 )
 """What an adapter's author touches, in the order the reference shows it."""
 
