@@ -178,13 +178,14 @@ class InputChecks(ConformanceBase):
     ) -> None:
         support = self._support(backend)
         size = self._size(base_request)
-        images = min(support.images, MAX_INPUTS)
-        references = min(support.references, MAX_INPUTS - images - int(support.mask))
+        mask = support.mask and support.images > 0
+        images = min(support.images, MAX_INPUTS - int(mask))  # a request holds 16 in all
+        references = max(0, min(support.references, MAX_INPUTS - images - int(mask)))
         inputs: list[InputImage] = [
             make_input(tmp_path, "image", size, seed=10 + n) for n in range(images)
         ]
         inputs += [make_input(tmp_path, "reference", size, seed=40 + n) for n in range(references)]
-        if support.mask and images:
+        if mask:
             inputs.append(make_input(tmp_path, "mask", size, seed=70, mode="L"))
         declared = f"input_support() says {support}"
         before = self._seen_before(upstream, inputs)
