@@ -80,15 +80,17 @@ class ReplicateBackend(Backend):
 
     def probe(self) -> str:
         """The token is accepted (``GET /v1/account``) and the model exists; both are free."""
-        account = self._request("GET", "/v1/account", "reading the account")
+        context = Context()  # no caller's deadline: the client's timeout bounds each call
+        account = self._request("GET", "/v1/account", "reading the account", context)
         model = self._request(
-            "GET", f"/v1/models/{self.settings.owner_name}", "looking the model up"
+            "GET", f"/v1/models/{self.settings.owner_name}", "looking the model up", context
         )
         if self.settings.version:
             self._request(
                 "GET",
                 f"/v1/models/{self.settings.owner_name}/versions/{self.settings.version}",
                 "looking the version up",
+                context,
             )
         who = account.get("username") or "an account"
         runs = model.get("run_count")
@@ -100,12 +102,15 @@ class ReplicateBackend(Backend):
     def models(self) -> list[ModelInfo]:
         """The model's versions, newest first; an official model has none: its latest is shown."""
         owner_name = self.settings.owner_name
+        context = Context()
         try:
-            page = self._request("GET", f"/v1/models/{owner_name}/versions", "listing versions")
+            path = f"/v1/models/{owner_name}/versions"
+            page = self._request("GET", path, "listing versions", context)
         except PermanentBackendError as exc:
             if "official model" not in str(exc):
                 raise
-            model = self._request("GET", f"/v1/models/{owner_name}", "looking the model up")
+            path = f"/v1/models/{owner_name}"
+            model = self._request("GET", path, "looking the model up", context)
             return [
                 ModelInfo(
                     owner_name,
