@@ -98,8 +98,9 @@ class MeteredInput(InputImage):
     meter: ReadMeter = field(default_factory=ReadMeter, compare=False, repr=False)
 
     def open(self) -> io.BufferedIOBase:  # type: ignore[override]
+        raw = super().open()
         self.meter.opened()
-        return _MeteredReader(self.path.open("rb"), self.meter)
+        return _MeteredReader(raw, self.meter)  # type: ignore[arg-type]
 
 
 def make_input(
