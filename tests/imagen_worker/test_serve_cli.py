@@ -231,3 +231,29 @@ def test_sigterm_ends_event_streams_and_hands_the_worker_jobs_back(home, db_url,
         "SELECT status, attempts FROM imagen.jobs WHERE id = %s", (job["id"],)
     ).fetchone()
     assert row == ("pending", 0)  # released by the --with-worker worker, not left held
+
+
+def test_the_sdks_images_edit_through_imagen_serve_with_worker(home, db_url):
+    """Issue 16: images.edit got a bare 405; now an edit runs through the real command."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    key = _configure(home)
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 24), (12, 200, 90)).save(buffer, "PNG")
+    with (
+        _serving(home, "--database-url", db_url) as served,
+        openai.OpenAI(base_url=f"{served.url}/v1", api_key=key, max_retries=0) as client,
+    ):
+        edited = client.images.edit(
+            model="mock",
+            image=("field.png", buffer.getvalue(), "image/png"),
+            prompt="the same field",
+            extra_body={"strength": "0"},
+        )
+    with Image.open(io.BytesIO(base64.b64decode(edited.data[0].b64_json))) as made:
+        assert made.size == (40, 24)
+        assert made.convert("RGB").getpixel((20, 12)) == (12, 200, 90)
+    assert served.returncode == 0, served.stderr

@@ -299,3 +299,57 @@ def test_the_job_api_queues_an_edit_of_an_earlier_upload_and_checks_references(s
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert conn.execute("SELECT count(*) FROM imagen.jobs").fetchone()[0] == 2
+
+
+def test_an_edit_through_the_openai_backend_reaches_the_upstream_as_sent(
+    db_url, tmp_path, monkeypatch
+):
+    """SDK → imagen serve → queue → worker → imagen-openai's images.edit → a loopback OpenAI."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "imagen_openai"))
+    from openai_standin import KEY, OpenAIStandIn
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    source = _png(64, 64)
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 32, 64))
+    buffer = io.BytesIO()
+    mask.save(buffer, "PNG")
+    with OpenAIStandIn() as upstream:
+        config = parse_config(
+            Located(
+                {
+                    "output": {"directory": str(tmp_path / "out")},
+                    "backends": {
+                        "gpt": {"type": "openai", "model": "gpt-image-1.5",
+                                "base_url": upstream.api},
+                    },
+                    "serve": {"inputs_dir": str(tmp_path / "inputs")},
+                }
+            )
+        )  # fmt: skip
+        settings = ServeSettings(api_keys={hash_key(ALICE_KEY): "alice"})
+        app = create_app(config, db_url, settings, thumbnails=tmp_path / "thumbs")
+        with serving(app) as url, running(config, db_url), _client(url) as client:
+            result = client.images.edit(
+                model="gpt",
+                image=[("a.png", source, "image/png"), ("b.png", _png(64, 64, (0, 0, 255, 255)),
+                                                        "image/png")],
+                mask=("m.png", buffer.getvalue(), "image/png"),
+                prompt="a red door",
+                input_fidelity="high",
+                size="1024x1024",
+                quality="low",
+            )  # fmt: skip
+    assert len(result.data) == 1
+    assert result.usage is not None
+    assert result.usage.input_tokens > 0  # the images, priced as input tokens
+    (edit,) = upstream.edits
+    assert edit["fields"]["input_fidelity"] == "high"
+    sent = {(f["field"], f["sha256"]) for f in edit["files"] if f["field"] != "mask"}
+    assert sent == {
+        ("image[]", hashlib.sha256(source).hexdigest()),
+        ("image[]", hashlib.sha256(_png(64, 64, (0, 0, 255, 255))).hexdigest()),
+    }
+    assert [f["field"] for f in edit["files"]].count("mask") == 1
