@@ -39,14 +39,14 @@ class RecordingComfy(ComfyStandIn):
     def answer_next(self, status: int, body: Any = None, headers: Any = None) -> None:
         self._faults.append(("answer", status, headers or {}))
 
-    async def _start(self) -> None:
+    async def _revive(self) -> None:
         self._stopping = asyncio.Event()
-        await super()._start()
+        await super()._revive()
 
-    async def _stop(self) -> None:
+    async def _kill(self) -> None:
         assert self._stopping is not None
         self._stopping.set()  # release held requests, or the server waits on them
-        await super()._stop()
+        await super()._kill()
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -129,12 +129,3 @@ class TestComfyUIConformance(BackendConformance):
     @pytest.fixture
     def environ(self):
         return {"COMFY_TOKEN": TOKEN}
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="imagen-comfyui waits out http_timeout_s (60 s) on a POST /prompt that hangs, "
-        "past the context's deadline: its HTTP calls are to go through imagen.run_blocking "
-        "(issue 13; the port follows the comfyui rework)",
-    )
-    def test_the_context_deadline_ends_a_hanging_run(self, backend, base_request, upstream):
-        super().test_the_context_deadline_ends_a_hanging_run(backend, base_request, upstream)
