@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from imagen import Cancelled, Context, Request
 from imagen.inputs import load_input
@@ -378,6 +380,8 @@ def test_img2img_through_the_cli(home, comfy):
     assert size == (96, 64)
     record = json.loads(texts["imagen"])
     assert "strength" not in record["metadata"].get("ignored", [])
+    assert record["metadata"]["denoising_strength"] == 0.6
+    assert "Denoising strength: 0.6" in texts["parameters"]
 
 
 def test_inpaint_through_the_cli(home, comfy):
@@ -402,6 +406,14 @@ def test_inpaint_through_the_cli(home, comfy):
     assert graph["12"]["inputs"]["image"] == f"imagen/{_sha(mask)}.png"
     assert graph["3"]["inputs"]["denoise"] == 0.6
     assert [u["sha256"] for u in comfy.uploads][-1] == _sha(mask)
+    # Without --strength, the template's own denoise, on the record.
+    proc = home.run("generate", "x", "--image", "a.png", "--mask", "m.png", "-b", "gpu", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert comfy.received[-1]["prompt"]["3"]["inputs"]["denoise"] == 1.0
+    (saved,) = json.loads(proc.stdout)["images"]
+    with Path(saved["path"]).open("rb") as file:
+        texts, _ = png.read_text(file)
+    assert json.loads(texts["imagen"])["metadata"]["denoising_strength"] == 1.0
 
 
 def test_a_workflow_without_a_loadimage_mapping_refuses_inputs_offline(home, comfy):
@@ -421,3 +433,128 @@ def test_inpaint_without_a_mask_is_refused_offline(home, comfy):
     assert "give --mask" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert comfy.requests == []
+
+
+# -- mapping errors, detached runs, hostile names ----------------------------------------------
+
+
+def _flow(tmp_path: Path) -> str:
+    from imagen_comfyui.templates import template_graph
+
+    graph = template_graph(
+        "img2img",
+        {
+            "model": MODEL,
+            "steps": 4,
+            "sampler": "euler",
+            "scheduler": "normal",
+            "cfg": 7.0,
+            "width": 64,
+            "height": 64,
+            "clip_l": "",
+            "t5xxl": "",
+            "vae": "",
+        },
+    )
+    (tmp_path / "flow.json").write_text(json.dumps(graph))
+    return "flow.json"
+
+
+@pytest.mark.parametrize(
+    ("inputs", "key", "message"),
+    [
+        ({"mask": "Load Image.image"}, "inputs.mask", "map inputs.image too"),
+        ({"image": "KSampler.steps"}, "inputs.image", "not a file name"),
+        ({"strength": "Load Image.image"}, "inputs.strength", "not a number"),
+        ({"images": "Load Image.image"}, "inputs.images", "unknown field 'images'"),
+    ],
+)
+def test_input_mappings_are_checked_when_built(make_backend, tmp_path, inputs, key, message):
+    from imagen import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as raised:
+        make_backend(workflow=_flow(tmp_path), inputs={"prompt": "6.text", **inputs})
+    assert key in str(raised.value)
+
+
+def test_a_workflow_takes_inputs_only_where_mapped(make_backend, tmp_path):
+    unmapped = make_backend(workflow=_flow(tmp_path))  # a LoadImage, but no mapping
+    assert not unmapped.input_support().any
+    mapped = make_backend(
+        workflow=_flow(tmp_path), inputs={"image": "Load Image.image", "strength": "3.denoise"}
+    )
+    assert mapped.input_support().images == 1
+    assert mapped.input_support().strength
+    assert not mapped.input_support().mask
+
+
+def test_detached_while_submitting_leaves_the_run_alone(comfy, make_backend, tmp_path):
+    import threading
+
+    comfy.stall_prompt_s = 3.0  # the POST /prompt hangs
+    context = RecordingContext()
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            make_backend(template="img2img").generate(
+                Request("x", seed=1, inputs=_inputs(tmp_path)), context
+            )
+        except BaseException as exc:  # noqa: BLE001 (handed to the test)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert comfy.wait_until(lambda: comfy.received)
+    context.detach()
+    thread.join(30)
+    assert isinstance(outcome.get("error"), Cancelled)
+    assert "detached" in str(outcome["error"])
+    assert comfy.interrupts == []
+    assert comfy.queue_edits == []
+
+
+def test_cancelled_while_submitting_interrupts(comfy, make_backend, tmp_path):
+    import threading
+
+    comfy.stall_prompt_s = 3.0
+    context = RecordingContext()
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            make_backend(template="img2img").generate(
+                Request("x", seed=1, inputs=_inputs(tmp_path)), context
+            )
+        except BaseException as exc:  # noqa: BLE001 (handed to the test)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert comfy.wait_until(lambda: comfy.received)
+    context.cancel()
+    thread.join(30)
+    assert isinstance(outcome.get("error"), Cancelled)
+    prompt_id = comfy.received[-1]["prompt_id"]
+    assert {"prompt_id": prompt_id} in comfy.interrupts
+    assert {"delete": [prompt_id]} in comfy.queue_edits
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=st.text(min_size=1, max_size=80))
+def test_a_hostile_input_name_never_reaches_comfyui(comfy, make_backend, tmp_path, name):
+    """Whatever an input was called (a web user's upload name), ComfyUI sees its hash."""
+    from dataclasses import replace
+
+    from imagen_comfyui.uploads import Uploader
+
+    backend = make_backend(template="img2img")
+    image = replace(_inputs(tmp_path)[0], name=name)
+    files = Uploader(
+        backend.client, Context(), backend.settings.retry, backend.settings.workflow
+    ).files(Request("x", inputs=(image,)))
+    assert files == {"image": f"imagen/{image.sha256}.png"}
+    assert all(upload["name"] == f"{image.sha256}.png" for upload in comfy.uploads)
+    assert all(upload["subfolder"] == "imagen" for upload in comfy.uploads)

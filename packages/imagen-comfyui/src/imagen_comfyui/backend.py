@@ -290,6 +290,7 @@ class ComfyUIBackend(Backend):
             "inputs": inputs_set,
             "timings": {"queue_s": _round(run.queue_s), "execution_s": _round(run.execution_s)},
             "skipped_outputs": skipped or None,
+            "denoising_strength": self._denoise(request, inputs_set),
         }
         cost = self._cost(run, len(images))
         if cost is not None:
@@ -298,6 +299,17 @@ class ComfyUIBackend(Backend):
         if ignored:
             metadata["ignored"] = ignored
         return Result(images, {key: value for key, value in metadata.items() if value is not None})
+
+    def _denoise(self, request: Request, inputs_set: dict[str, Any]) -> float | None:
+        """The strength an image run went at: the request's, or the workflow's own."""
+        targets = self.settings.workflow.targets.get("strength") or []
+        if not request.inputs_of("image") or not targets:
+            return None
+        target = targets[0]
+        value = inputs_set.get(str(target))
+        if value is None:
+            value = self.settings.workflow.graph[target.node]["inputs"].get(target.input)
+        return value if isinstance(value, int | float) else None
 
     def estimate_cost(self, request: Request) -> float | None:
         """``price_per_image`` times the count; free (0) when no price is set: your own GPU.
