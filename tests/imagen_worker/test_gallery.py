@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from worker_helpers import job, running, serving
 
@@ -59,6 +60,7 @@ def gallery(db_url, tmp_path) -> Iterator[str]:
                 "output": {"directory": str(tmp_path / "out")},
                 "backends": {"mock": {"type": "mock", "price_per_image_usd": 0.02}},
                 "styles": {"noir": {"suffix": ", film noir", "negative_suffix": "colour"}},
+                "serve": {"inputs_dir": str(tmp_path / "inputs")},
             }
         )
     )
@@ -261,3 +263,81 @@ def test_dates_are_in_the_readers_language_and_time_zone(
     expect(page.locator("#details-facts")).to_contain_text(expected)
     assert errors == []
     context.close()
+
+
+def test_an_image_is_edited_from_the_gallery_or_dropped_on_the_form(browser, gallery, conn):
+    _queue_images(gallery, ALICE_KEY, [1])
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(gallery)
+    _sign_in(page, ALICE_KEY, "alice")
+    cards = page.locator("#gallery [data-image]")
+    expect(cards).to_have_count(1)
+    source_id = int(cards.first.get_attribute("data-image"))
+    source = Path(
+        conn.execute("SELECT local_path FROM imagen.images WHERE id = %s", (source_id,)).fetchone()[
+            0
+        ]
+    )
+
+    # "Edit this image": the image becomes the form's input, its prompt the form's prompt.
+    cards.first.click()
+    page.click("#edit-image")
+    expect(page.locator("#details")).to_be_hidden()
+    expect(page.locator("#input-chosen")).to_be_visible()
+    expect(page.locator("#input-name")).to_have_text(f"image-{source_id}.png")
+    expect(page.locator("#generate textarea[name=prompt]")).to_have_value("a batch of 1")
+    expect(page.locator("#generate button[type=submit]")).to_have_text("Edit")
+    _shot(page, "11-edit-chosen")
+    page.fill("#generate input[name=strength]", "0")
+    page.click("#generate button[type=submit]")
+    expect(cards).to_have_count(2)
+    edited_id = int(cards.first.get_attribute("data-image"))
+    inputs, strength = conn.execute(
+        "SELECT j.inputs, j.strength FROM imagen.jobs j JOIN imagen.images i ON i.job_id = j.id "
+        "WHERE i.id = %s",
+        (edited_id,),
+    ).fetchone()
+    assert [ref["role"] for ref in inputs] == ["image"]
+    assert strength == 0
+    edited = Path(
+        conn.execute("SELECT local_path FROM imagen.images WHERE id = %s", (edited_id,)).fetchone()[
+            0
+        ]
+    )
+    with Image.open(source) as before, Image.open(edited) as after:  # strength 0: the input
+        assert after.convert("RGB").tobytes() == before.convert("RGB").tobytes()
+    _shot(page, "12-edited")
+
+    # Dropped on the form: a file from the desktop becomes the input; Remove takes it away.
+    page.click("#input-remove")
+    expect(page.locator("#input-none")).to_be_visible()
+    page.evaluate(
+        """async (bytes) => {
+            const file = new File([new Uint8Array(bytes)], "dropped.png", { type: "image/png" });
+            const data = new DataTransfer();
+            data.items.add(file);
+            document.querySelector("#input-drop").dispatchEvent(
+                new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+        }""",
+        list(source.read_bytes()),
+    )
+    expect(page.locator("#input-name")).to_have_text("dropped.png")
+    page.fill("#generate textarea[name=prompt]", "a dropped edit")
+    page.click("#generate button[type=submit]")
+    expect(cards).to_have_count(3)
+    expect(cards.first.locator(".prompt")).to_have_text("a dropped edit")
+
+    # A file that is not an image, dropped: refused in words, nothing queued.
+    page.evaluate(
+        """() => {
+            const data = new DataTransfer();
+            data.items.add(new File(["hello"], "notes.txt", { type: "text/plain" }));
+            document.querySelector("#input-drop").dispatchEvent(
+                new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+        }"""
+    )
+    expect(page.locator("#generate-error")).to_have_text("Drop a PNG, JPEG or WebP image.")
+    assert errors == []
+    page.close()

@@ -583,3 +583,54 @@ def test_plain_postgres_keeps_working_without_supabases_roles(conn):
             "INSERT INTO imagen.jobs (prompt) VALUES ('x') RETURNING owner"
         ).fetchone()
         assert row == ("alice",)
+
+
+# -- input images in the owner's own folder of the bucket (issue 16) ------------------------
+
+
+def test_a_web_user_edits_an_image_uploaded_to_their_own_folder(
+    supabase_project, tmp_path, monkeypatch
+):
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    config = _cloud_config(tmp_path, supabase_project, monkeypatch)
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 32), (250, 200, 0)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    alice, bob = _web(supabase_project, USER_A), _web(supabase_project, USER_B)
+    folder = f"imagen-inputs/{USER_A}"
+    alice.storage.from_(BUCKET).upload(f"{folder}/sun.png", data, {"content-type": "image/png"})
+    for outsider, path in ((bob, f"{folder}/theirs.png"), (alice, "imagen-inputs/x.png"),
+                           (alice, f"imagen-inputs/{USER_B}/x.png")):  # fmt: skip
+        with pytest.raises(StorageApiError) as refused:
+            outsider.storage.from_(BUCKET).upload(path, data, {"content-type": "image/png"})
+        assert refused.value.message == "new row violates row-level security policy"
+    with pytest.raises(StorageApiError):
+        bob.storage.from_(BUCKET).download(f"{folder}/sun.png")
+    mine = {"role": "image", "object": f"{folder}/sun.png",
+            "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+    theirs = {"role": "image", "object": f"{folder}/sun.png"}
+    refused = _refused(
+        lambda: bob.table("jobs").insert({"prompt": "x", "inputs": [theirs]}).execute()
+    )
+    assert refused.code == "23514"  # jobs_inputs_limits: not bob's folder
+    job = (
+        alice.table("jobs")
+        .insert({"prompt": "keep it", "inputs": [mine], "strength": 0, "backend": None})
+        .execute()
+        .data[0]
+    )
+    with (
+        psycopg.connect(supabase_project.db_url, autocommit=True) as conn,
+        running(config, supabase_project.db_url),
+    ):
+        row = wait_for(conn, job["id"], ("done", "failed"))
+    assert row["status"] == "done", row["error"]
+    (image,) = alice.table("images").select("*").execute().data
+    assert image["metadata"]["inputs"][0]["sha256"] == mine["sha256"]
+    with Image.open(image["local_path"]) as made:
+        assert (made.width, made.height) == (48, 32)
+        assert made.convert("RGB").getpixel((10, 10)) == (250, 200, 0)  # strength 0: kept

@@ -26,6 +26,17 @@ SERVE: dict[str, Setting] = {
     ),
     "max_images": Setting(int, 10, "the largest `n` a request may ask for"),
     "max_body_bytes": Setting(int, 64 * 1024, "the largest request body accepted"),
+    "max_upload_bytes": Setting(
+        int,
+        100 * 1024 * 1024,
+        "the largest body of POST /v1/images/edits (its images together; each is at most 50 MB)",
+    ),
+    "inputs_dir": Setting(
+        str,
+        None,
+        "where images sent to POST /v1/images/edits are kept for the workers (default: "
+        "imagen's data directory, inputs/); a worker on another host needs the same directory",
+    ),
     "pool_size": Setting(int, 16, "the most database connections the server holds at once"),
     "session_days": Setting(
         int,
@@ -52,6 +63,7 @@ _LEAST = {
     "wait_s": 0,
     "max_images": 1,
     "max_body_bytes": 1024,
+    "max_upload_bytes": 1024,
     "pool_size": 1,
     "session_days": 1,
 }

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from imagen_worker.grants import (
     ALL,
+    INPUTS_POLICY,
     POLICIES,
     SERVICE_ROLE_FUNCTIONS,
     SERVICE_ROLE_TABLES,
@@ -39,6 +40,7 @@ __all__ = ["Finding", "audit", "warn_at_start"]
 
 log = logging.getLogger("imagen")
 _COLUMN_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "REFERENCES"})
+_OWN_POLICIES = ("imagen_owner_reads", "imagen_owner_inputs")  # checked by name below
 
 
 @dataclass(frozen=True)
@@ -397,7 +399,7 @@ class _Auditor:
         names = set()
         for name, roles, command, condition in rows:
             names.add(name)
-            if not ({"public", *self.web_facing} & set(roles)) or name == "imagen_owner_reads":
+            if not ({"public", *self.web_facing} & set(roles)) or name in _OWN_POLICIES:
                 continue
             text = condition.strip().strip("()")
             everyone = text == "true" or any(
@@ -418,6 +420,14 @@ class _Auditor:
                 "images (run the statement as the owner of storage.objects, e.g. in the "
                 "Supabase SQL editor)",
                 STORAGE_POLICY.format(role=self._q(self.web_role)),
+            )
+        if "imagen_owner_inputs" not in names:
+            self._add(
+                "missing",
+                "Storage policy imagen_owner_inputs is missing: users cannot upload input "
+                "images to their own folder imagen-inputs/<owner>/ (run the statement as the "
+                "owner of storage.objects, e.g. in the Supabase SQL editor)",
+                INPUTS_POLICY.format(role=self._q(self.web_role)),
             )
 
 

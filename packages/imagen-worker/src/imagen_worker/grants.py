@@ -1,6 +1,6 @@
 """What the schema's design lets each role do: the reference ``imagen db check`` audits against.
 
-Migrations 0001, 0003, 0004 and 0005 grant exactly this; keep the two in step (the Supabase tests run
+Migrations 0001 and 0003 to 0006 grant exactly this; keep the two in step (the Supabase tests run
 the audit on a freshly migrated project and expect no finding).
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ALL",
+    "INPUTS_POLICY",
     "POLICIES",
     "REQUEST_COLUMNS",
     "SERVICE_ROLE_FUNCTIONS",
@@ -23,7 +24,7 @@ TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFEREN
 ALL = "*"  # every column: the table-level privilege is allowed
 REQUEST_COLUMNS = (
     "prompt", "negative_prompt", "width", "height", "steps", "seed", "style", "count",
-    "backend", "options",
+    "backend", "options", "inputs", "strength",
 )  # fmt: skip
 
 # What the web role may do to each table: privilege -> ALL or the columns.
@@ -80,4 +81,12 @@ STORAGE_POLICY = (
     "CREATE POLICY imagen_owner_reads ON storage.objects FOR SELECT TO {role} "
     "USING (EXISTS (SELECT FROM imagen.images AS i WHERE i.storage_bucket = objects.bucket_id "
     "AND i.storage_location = objects.name AND i.owner = imagen.current_owner()));"
+)
+_INPUT_FOLDER = (
+    "strpos(imagen.current_owner(), '/') = 0 "
+    "AND starts_with(name, 'imagen-inputs/' || imagen.current_owner() || '/')"
+)
+INPUTS_POLICY = (
+    "CREATE POLICY imagen_owner_inputs ON storage.objects FOR ALL TO {role} "
+    f"USING ({_INPUT_FOLDER}) WITH CHECK ({_INPUT_FOLDER});"
 )

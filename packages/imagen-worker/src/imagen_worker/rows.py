@@ -43,7 +43,8 @@ def request_from_row(row: dict[str, Any]) -> Request:
         "options": {} if options is None else options,
         "backend": row.get("backend"),
     }
-    check_fields(fields)
+    check_fields({**fields, "inputs": row.get("inputs"), "strength": row.get("strength")},
+                 row.get("owner"))  # fmt: skip
     fields.pop("backend")
     return Request(**fields)
 
@@ -68,9 +69,24 @@ def image_row(image: Any) -> dict[str, Any]:
             "width": _bounded(record.get("width"), 1, _INT),
             "height": _bounded(record.get("height"), 1, _INT),
             "mime_type": image.mime_type,
-            "metadata": record.get("metadata") or {},
+            "metadata": _with_inputs(record),
         }
     )
+
+
+def _with_inputs(record: dict[str, Any]) -> dict[str, Any]:
+    """The backend's metadata, and the inputs the image was made from (role, name, hash)."""
+    metadata = dict(record.get("metadata") or {})
+    if record.get("inputs"):
+        keep = ("role", "name", "size", "sha256", "width", "height")
+        metadata["inputs"] = [
+            {key: item.get(key) for key in keep}
+            for item in record["inputs"]
+            if isinstance(item, dict)
+        ]
+    if record.get("strength") is not None:
+        metadata["strength"] = record["strength"]
+    return metadata
 
 
 def _bounded(value: Any, low: int, high: int) -> int | None:

@@ -8,11 +8,13 @@ recorded or the slot says loudly why it could not be, and the worker stops.
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -25,6 +27,7 @@ from imagen_worker.cloud import check_synced, kept_images, sync_kept
 from imagen_worker.database import KEEPALIVE, configure_json
 from imagen_worker.endings import Ending, failure, success
 from imagen_worker.events import event, first_line, log
+from imagen_worker.job_inputs import fetch_inputs
 from imagen_worker.progress import progress_writer
 from imagen_worker.rows import request_from_row
 
@@ -307,7 +310,12 @@ class JobSlots:
         kept = kept_images(row)
         if kept is not None:  # generated and paid for already: only the upload is left
             return sync_kept(self.config, kept, row["owner"])
-        request = request_from_row(row)
+        with tempfile.TemporaryDirectory(prefix=f"imagen-job-{job_id}-") as scratch:
+            request = fetch_inputs(self.config, row, request_from_row(row), Path(scratch))
+            return self._generate_request(row, request, context)
+
+    def _generate_request(self, row: dict[str, Any], request: Any, context: Context) -> Any:
+        job_id = row["id"]
         labels = {"entry": "worker", "job_id": job_id, "owner": row["owner"]}
         resume = row.get("upstream_run_id")
 

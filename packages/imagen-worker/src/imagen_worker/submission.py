@@ -51,11 +51,19 @@ class JobRejected(RequestError):
         self.code = code
 
 
-def check_fields(fields: Mapping[str, Any]) -> None:
+def check_fields(fields: Mapping[str, Any], owner: str | None = None) -> None:
     """Check a job's fields against the queue's bounds (:mod:`imagen_worker.limits`).
 
     Needs no config and no database: what any row must satisfy to become a request.
+
+    :param owner: whose job it is, when known: input images in the cloud bucket must be
+        in their folder (:mod:`imagen_worker.job_inputs`).
     """
+    from imagen_worker.job_inputs import check_refs, check_strength
+
+    if fields.get("inputs") is not None:
+        check_refs(fields["inputs"], owner)
+    check_strength(fields.get("strength"))
     _text(fields, "prompt", required=True)
     _text(fields, "negative_prompt")
     for name in ("backend", "style"):
@@ -95,6 +103,8 @@ def check_job(
     *,
     pool: BackendPool | None = None,
     max_images: int | None = None,
+    owner: str | None = None,
+    inputs: tuple[Any, ...] = (),
 ) -> None:
     """Check a job before it is queued: bounds, names, and what its backend can make.
 
@@ -103,11 +113,14 @@ def check_job(
         here (its credential lives only on the workers' hosts) is skipped too: the worker
         is the last judge, and fails the job with the backend's own reason.
     :param max_images: the most images one job may ask for here (``serve.max_images``).
+    :param owner: whose job it is (see :func:`check_fields`).
+    :param inputs: the job's input images as checked files (``imagen serve`` has them),
+        for the backend to judge whether it takes them; the worker judges references.
     """
     from imagen.request import Request
     from imagen.styles import apply_style
 
-    check_fields(fields)
+    check_fields(fields, owner)
     count = fields.get("count") or 1
     if max_images is not None and count > max_images:
         raise JobRejected("count", f"at most {max_images} images a job, not {count}")
@@ -131,6 +144,8 @@ def check_job(
         style=style,
         count=count,
         options=fields.get("options") or {},
+        inputs=inputs,
+        strength=fields.get("strength"),
     )
     if pool is None:
         return
@@ -140,6 +155,10 @@ def check_job(
         log.debug("not checking the job against its backend here: %s", exc)
         return
     final = apply_style(request, config.style(style) if style else None)
+    refusal = instance.input_support().refusal(inputs)
+    if refusal:
+        message = f'backend "{instance.name}" {refusal}'
+        raise JobRejected("inputs", message, "unsupported_input", whole=True)
     try:
         check_options(instance, final)
     except RequestError as exc:
@@ -158,7 +177,7 @@ def _field_of(message: str) -> str:
     return "options" if message.startswith("option") else "request"
 
 
-# What each of the database's own checks (migrations 0001 and 0003) is about, for a
+# What each of the database's own checks (migrations 0001, 0003 and 0006) is about, for a
 # refusal the database made that the checks above let through.
 _CONSTRAINTS = {
     "jobs_prompt_check": "prompt",
@@ -175,6 +194,8 @@ _CONSTRAINTS = {
     "jobs_count_check": "count",
     "jobs_options_limits": "options",
     "jobs_max_attempts_check": "max_attempts",
+    "jobs_inputs_limits": "inputs",
+    "jobs_strength_limits": "strength",
     "jobs_attempts_limits": "max_attempts",
 }
 

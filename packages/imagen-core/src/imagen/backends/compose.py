@@ -51,10 +51,15 @@ def compose(
 
 
 def _load(item: InputImage, size: tuple[int, int]) -> Image.Image:
+    # One decoded copy of a large input at most: resized in its own mode (converting or
+    # transposing it first would copy it whole), converted once small.
     with item.open() as stream, Image.open(stream) as picture:
         picture.draft("RGB", size)  # a JPEG decodes at a fraction of its size
-        picture = ImageOps.exif_transpose(picture).convert("RGB")
-        return picture.resize(size, Image.Resampling.LANCZOS)
+        picture.load()
+        ImageOps.exif_transpose(picture, in_place=True)
+        if picture.mode not in ("RGB", "RGBA", "L", "LA"):  # palette, CMYK, 16-bit: small
+            picture = picture.convert("RGBA" if "transparency" in picture.info else "RGB")
+        return picture.resize(size, Image.Resampling.LANCZOS).convert("RGB")
 
 
 def _repaint_area(mask: InputImage, size: tuple[int, int]) -> Image.Image:

@@ -69,6 +69,43 @@ class CloudStore:
             raise self._transport_error(exc, f"uploading {object_path}") from exc
         return CloudRecord(self.settings.bucket, object_path, self._url(object_path)), stored
 
+    def download(self, object_path: str, destination: Path, max_bytes: int | None = None) -> int:
+        """Stream the object at ``object_path`` into the file ``destination``; its size.
+
+        With the project's key, through Storage's authenticated download route. A missing
+        object, or one over ``max_bytes``, is a permanent CloudError (the file is removed).
+        """
+        from urllib.parse import quote
+
+        url = (
+            f"{self.settings.url}/storage/v1/object/authenticated/"
+            f"{quote(self.settings.bucket, safe='')}/{quote(object_path)}"
+        )
+        headers = {"Authorization": f"Bearer {self.settings.key}", "apikey": self.settings.key}
+        where = f"{self.settings.bucket}/{object_path}"
+        written = 0
+        try:
+            with self._http.stream("GET", url, headers=headers) as answer:
+                if answer.status_code != 200:
+                    answer.read()
+                    raise _download_error(answer, where)
+                with destination.open("wb") as out:
+                    for chunk in answer.iter_bytes(1 << 20):
+                        written += len(chunk)
+                        if max_bytes is not None and written > max_bytes:
+                            raise CloudError(
+                                f"{where} is more than the {max_bytes} bytes allowed",
+                                transient=False,
+                            )
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            destination.unlink(missing_ok=True)
+            raise self._transport_error(exc, f"downloading {object_path}") from exc
+        except BaseException:
+            destination.unlink(missing_ok=True)
+            raise
+        return written
+
     def _check_same(self, local: Path, object_path: str) -> None:
         from storage3.exceptions import StorageApiError
 
@@ -164,6 +201,21 @@ def _rest_error(exc: Any, settings: CloudSettings) -> CloudError:
         text += f" ({exc.details})"
     transient = code is not None and (code.startswith(("5", "PGRST0")) or code == "40001")
     return CloudError(text, transient=transient)
+
+
+def _download_error(answer: httpx.Response, where: str) -> CloudError:
+    """Storage's answer to a download it refused, as a CloudError."""
+    try:
+        body = answer.json()
+        said = f"{body.get('statusCode', answer.status_code)} {body.get('error', '')}: "
+        said += str(body.get("message", ""))
+    except (ValueError, AttributeError):
+        said = f"{answer.status_code} {answer.reason_phrase}"
+    status = answer.status_code
+    return CloudError(
+        f"Supabase Storage refused {where} ({said.strip()})",
+        transient=status >= 500 or status == 429,
+    )
 
 
 def _digest_file(path: Path) -> str:

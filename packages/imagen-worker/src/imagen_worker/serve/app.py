@@ -14,7 +14,7 @@ from imagen import __version__
 from imagen.config import Config
 from imagen.dirs import cache_dir
 from imagen_worker.notices import ProgressKey
-from imagen_worker.serve import auth, gallery, images_api, jobs_api, openai_api
+from imagen_worker.serve import auth, edits_api, gallery, images_api, jobs_api, openai_api
 from imagen_worker.serve.errors import BodyLimit, install_error_handlers
 from imagen_worker.serve.services import Services
 from imagen_worker.serve.settings import ServeSettings
@@ -57,8 +57,9 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    for module in (openai_api, jobs_api, images_api, auth, gallery):
+    uploads = {"/v1/images/edits": settings.max_upload_bytes}
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, routes=uploads)
+    for module in (openai_api, edits_api, jobs_api, images_api, auth, gallery):
         app.include_router(module.router)
     app.mount("/static", gallery.static_files(), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -95,18 +95,20 @@ class BodyLimit:
     reads them; going over raises an HTTPException that FastAPI passes on untouched.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, routes: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.routes = routes or {}  # path -> its own limit (uploads take more)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = f"the request body is over {self.limit} bytes"
+        limit = self.routes.get(scope.get("path", ""), self.limit)
+        message = f"the request body is over {limit} bytes"
         headers = dict(scope["headers"])
         length = headers.get(b"content-length", b"").decode("latin-1")
-        if length.isdigit() and int(length) > self.limit:
+        if length.isdigit() and int(length) > limit:
             await ApiError(413, message).response()(scope, receive, send)
             return
         seen = 0
@@ -116,7 +118,7 @@ class BodyLimit:
             received = await receive()
             if received["type"] == "http.request":
                 seen += len(received.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise HTTPException(413, message)
             return received
 

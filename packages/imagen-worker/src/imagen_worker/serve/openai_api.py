@@ -26,7 +26,7 @@ from imagen_worker.serve.queue import (
 )
 from imagen_worker.serve.services import Services, ServicesDep
 
-__all__ = ["router"]
+__all__ = ["answer_for", "router"]
 
 _REFUSED = "refused before calling the backend"  # how a spending cap's refusal reads
 _FORMAT_OF = {mime: name for name, mime in FORMATS.items()}
@@ -65,7 +65,25 @@ async def generations(
     fields = fields_from_images_request(services.config, services.settings, body)
     await check_fields(services, fields)
     job = await insert_job(services, owner, fields)
-    row, images = await wait_for_end(services, owner, job["id"], services.settings.wait_s)
+    return await answer_for(services, request, owner, job["id"], body)
+
+
+async def answer_for(
+    services: Services,
+    request: Request,
+    owner: str,
+    job_id: int,
+    body: ImagesRequest,
+    wait_s: float | None = None,
+) -> JSONResponse:
+    """The OpenAI-shaped answer for a queued job: its images once it ended, or a reference.
+
+    Shared by generations and edits (``body`` says how the caller wants the images).
+
+    :param wait_s: how long to wait for the job (default ``serve.wait_s``; less only).
+    """
+    wait = services.settings.wait_s if wait_s is None else min(wait_s, services.settings.wait_s)
+    row, images = await wait_for_end(services, owner, job_id, wait)
     if row["status"] in ("pending", "running"):
         reference = await still_waiting(services, row)
         return JSONResponse({"created": int(time.time()), "data": [], "imagen": reference}, 202)

@@ -98,13 +98,18 @@ def fields_from_job_request(body: JobRequest) -> dict[str, Any]:
     return fields
 
 
-async def check_fields(services: Services, fields: dict[str, Any]) -> None:
+async def check_fields(
+    services: Services,
+    fields: dict[str, Any],
+    owner: str | None = None,
+    inputs: tuple[Any, ...] = (),
+) -> None:
     """The door: ApiError 400 (404 for a name that doesn't exist), and no job, for a bad one.
 
     See :func:`imagen_worker.submission.check_job`.
     """
     try:
-        await to_thread.run_sync(services.check_job, fields)
+        await to_thread.run_sync(services.check_job, fields, owner, inputs)
     except JobRejected as exc:
         raise _api_error(exc) from None
 
@@ -135,7 +140,7 @@ async def insert_job(services: Services, owner: str, fields: dict[str, Any]) -> 
         sql.SQL(", ").join(sql.Placeholder() * len(columns)),
         JOB_COLUMNS,
     )
-    values = [Jsonb(fields[c]) if c == "options" else fields[c] for c in columns]
+    values = [Jsonb(fields[c]) if c in ("options", "inputs") else fields[c] for c in columns]
     try:
         row = await services.store.fetch_one(owner, query, values)
     except psycopg.errors.CheckViolation as exc:  # the database's own check, past the door's

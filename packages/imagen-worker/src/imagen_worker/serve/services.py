@@ -46,7 +46,9 @@ class Services:
             self._fleet = (now, Fleet.from_row(row))
         return self._fleet[1]
 
-    def check_job(self, fields: dict[str, Any]) -> None:
+    def check_job(
+        self, fields: dict[str, Any], owner: str | None = None, inputs: tuple[Any, ...] = ()
+    ) -> None:
         """The door's check of a job (:func:`~imagen_worker.submission.check_job`).
 
         Blocking (it may build a backend on first use): call it from a worker thread.
@@ -56,7 +58,14 @@ class Services:
         with self._check_lock:  # backends are built once, by one request
             if self._backends is None:
                 self._backends = BackendPool(self.config)
-            check_job(self.config, fields, pool=self._backends, max_images=self.settings.max_images)
+            check_job(
+                self.config,
+                fields,
+                pool=self._backends,
+                max_images=self.settings.max_images,
+                owner=owner,
+                inputs=inputs,
+            )
 
     async def close(self) -> None:
         self.watcher.close()

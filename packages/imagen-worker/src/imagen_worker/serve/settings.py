@@ -20,6 +20,7 @@ _LEAST = {
     "wait_s": 0,
     "max_images": 1,
     "max_body_bytes": 1024,
+    "max_upload_bytes": 1024,
     "pool_size": 1,
     "session_days": 1,
 }
@@ -34,6 +35,7 @@ class ServeSettings:
     wait_s: float = 120.0
     max_images: int = 10
     max_body_bytes: int = 64 * 1024
+    max_upload_bytes: int = 100 * 1024 * 1024
     pool_size: int = 16
     session_days: int = 30
     api_keys: Mapping[str, str] = field(default_factory=dict)  # sha256 hex → owner
@@ -57,6 +59,7 @@ def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> Serve
         wait_s=float(values["wait_s"]),
         max_images=values["max_images"],
         max_body_bytes=values["max_body_bytes"],
+        max_upload_bytes=values["max_upload_bytes"],
         pool_size=values["pool_size"],
         session_days=values["session_days"],
         api_keys=credentials.api_keys,

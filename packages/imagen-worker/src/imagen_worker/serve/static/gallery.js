@@ -167,7 +167,78 @@ async function generate(event) {
     $("#generate-error").textContent = error.message;
     return;
   }
-  await submit(request, $("#generate-error")); // the prompt stays, to try a variation
+  if (form.image.files.length) await submitEdit(form, request, $("#generate-error"));
+  else await submit(request, $("#generate-error")); // the prompt stays, to try a variation
+}
+
+// An edit goes to the OpenAI-compatible edits route as multipart, asking not to wait: the
+// answer names the job, followed live like any other.
+async function submitEdit(form, request, errorTarget) {
+  errorTarget.textContent = "";
+  const body = new FormData();
+  body.append("image", form.image.files[0]);
+  body.append("prompt", request.prompt);
+  body.append("n", String(request.count));
+  body.append("wait", "0");
+  if (request.backend) body.append("model", request.backend);
+  else if (request.style) body.append("model", request.style);
+  if (request.size) body.append("size", request.size);
+  if (form.strength.value !== "") body.append("strength", form.strength.value);
+  const response = await fetch("/v1/images/edits", { method: "POST", credentials: "same-origin", body });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    errorTarget.textContent = data.error?.message || `${response.status} ${response.statusText}`;
+    if (response.status === 401) showSignIn();
+    return false;
+  }
+  follow({ id: data.imagen.job, prompt: request.prompt });
+  return true;
+}
+
+// -- the image to edit: chosen, dropped, or taken from the gallery --------------------------
+
+function setInput(file) {
+  const input = $("#generate").image;
+  const files = new DataTransfer();
+  if (file) files.items.add(file);
+  input.files = files.files;
+  inputChanged();
+}
+
+function inputChanged() {
+  const file = $("#generate").image.files[0];
+  const preview = $("#input-preview");
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  $("#input-none").hidden = Boolean(file);
+  $("#input-chosen").hidden = !file;
+  $("#generate button[type=submit]").textContent = file ? "Edit" : "Generate";
+  if (file) {
+    preview.src = URL.createObjectURL(file);
+    $("#input-name").textContent = file.name;
+  } else {
+    preview.removeAttribute("src");
+  }
+}
+
+function dropped(event) {
+  event.preventDefault();
+  $("#input-drop").classList.remove("over");
+  const file = [...event.dataTransfer.files].find((f) => /^image\/(png|jpeg|webp)$/.test(f.type));
+  if (file) setInput(file);
+  else $("#generate-error").textContent = "Drop a PNG, JPEG or WebP image.";
+}
+
+async function editImage(image) {
+  const response = await fetch(image.file, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+  const blob = await response.blob();
+  const extension = { "image/jpeg": "jpg", "image/webp": "webp" }[blob.type] || "png";
+  setInput(new File([blob], `image-${image.id}.${extension}`, { type: blob.type }));
+  const form = $("#generate");
+  form.prompt.value = image.prompt;
+  if (image.request?.backend) form.backend.value = image.request.backend;
+  form.prompt.focus();
+  form.scrollIntoView({ block: "start" });
 }
 
 function jobCard(job) {
@@ -361,6 +432,15 @@ async function showDetails(id) {
   $("#make-again").onclick = async () => {
     if (await submit(image.request, $("#details-error"))) dialog.close();
   };
+  $("#edit-image").onclick = async () => {
+    try {
+      await editImage(image);
+    } catch (error) {
+      $("#details-error").textContent = error.message;
+      return;
+    }
+    dialog.close();
+  };
   $("#delete-image").onclick = async () => {
     if (!confirm("Delete this image? Its file goes too, and this cannot be undone.")) return;
     try {
@@ -381,6 +461,16 @@ async function showDetails(id) {
 $("#sign-in-form").addEventListener("submit", signIn);
 $("#sign-out").addEventListener("click", signOut);
 $("#generate").addEventListener("submit", generate);
+$("#generate").image.addEventListener("change", inputChanged);
+$("#input-remove").addEventListener("click", () => setInput(null));
+for (const target of [$("#generate"), $("#input-drop")]) {
+  target.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    $("#input-drop").classList.add("over");
+  });
+  target.addEventListener("dragleave", () => $("#input-drop").classList.remove("over"));
+  target.addEventListener("drop", dropped);
+}
 $("#search input").addEventListener("input", searchChanged);
 new IntersectionObserver((entries) => {
   if (entries.some((entry) => entry.isIntersecting)) loadImages();
