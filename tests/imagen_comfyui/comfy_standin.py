@@ -542,8 +542,7 @@ class ComfyStandIn:
             merged.save(out, "PNG", compress_level=4, pnginfo=info)
             self.files[key] = out.getvalue()
 
-        if post.get("image") is not None and post.get("original_ref") is None:
-            return web.Response(status=500, text="500 Internal Server Error")
+        # Without original_ref, json.loads(None) raises in merge: aiohttp answers 500.
         return self._image_upload(post, merge)
 
     def _image_upload(self, post: Any, save: Any = None) -> web.Response:

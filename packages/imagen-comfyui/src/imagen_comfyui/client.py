@@ -172,9 +172,14 @@ class ComfyClient:
         response = self._request(
             "POST", path, data=data, files={"image": (name, stream, mime_type)}
         )
+        if response.status_code == 413:
+            raise PermanentBackendError(
+                f"ComfyUI refused an input as too large ({path} answered 413): raise the "
+                "server's --max-upload-size (100 MB by default) or send a smaller image"
+            )
         if response.status_code != 200:
             raise PermanentBackendError(
-                f"ComfyUI refused the upload of {name} ({path} answered {response.status_code})"
+                f"ComfyUI refused the upload of an input ({path} answered {response.status_code})"
             )
         try:
             answer = response.json()

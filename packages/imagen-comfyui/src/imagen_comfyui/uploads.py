@@ -40,6 +40,7 @@ SUBFOLDER = "imagen"
 """The folder under ComfyUI's ``input/`` that imagen's uploads go to."""
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 T = TypeVar("T")
+_ROLE_WORDS = {"image": "input image", "mask": "mask", "reference": "reference image"}
 
 
 def upload_name(item: InputImage) -> str:
@@ -128,7 +129,8 @@ class Uploader:
         original: dict[str, str] | None = None,
     ) -> dict[str, str]:
         size = self._blocking(
-            lambda: self.client.input_size(name, SUBFOLDER), f"looking for {name} on ComfyUI"
+            lambda: self.client.input_size(name, SUBFOLDER),
+            f"looking for the {_ROLE_WORDS[item.role]} on ComfyUI",
         )
         if size is not None and (original is not None or size == item.size):
             return {"name": name, "subfolder": SUBFOLDER, "type": "input"}
@@ -137,7 +139,8 @@ class Uploader:
             with opener() as stream:  # opened anew for each attempt
                 return self.client.upload(stream, name, mime_type, SUBFOLDER, original=original)
 
-        stored = self._blocking(send, f"uploading {item.name}")
+        # The role, not the name: a web user's upload may be called anything.
+        stored = self._blocking(send, f"uploading the {_ROLE_WORDS[item.role]}")
         self.sent.append(stored["name"])
         return stored
 
@@ -163,7 +166,7 @@ def _channel(mask: InputImage) -> str:
         with mask.open() as stream, Image.open(stream) as picture:
             return "alpha" if _has_transparency(picture) else "red"
     except OSError as exc:
-        raise PermanentBackendError(f"cannot read the mask {mask.name}: {exc}") from exc
+        raise PermanentBackendError(f"cannot read the mask: {exc}") from exc
 
 
 @contextmanager
@@ -179,7 +182,7 @@ def _as_alpha(mask: InputImage) -> Iterator[Callable[[], BinaryIO]]:
         with mask.open() as stream, Image.open(stream) as picture:
             luminance = None if _has_transparency(picture) else picture.convert("L")
     except OSError as exc:
-        raise PermanentBackendError(f"cannot read the mask {mask.name}: {exc}") from exc
+        raise PermanentBackendError(f"cannot read the mask: {exc}") from exc
     if luminance is None:
         yield mask.open
         return
