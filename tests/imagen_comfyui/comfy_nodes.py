@@ -322,9 +322,10 @@ def path_exists(name: str, files: Any) -> bool:
     if (kind, folder, base) in files:
         return True
     as_folder = posixpath.join(folder, base) if base else folder
+    if as_folder == "":
+        return True  # the folder itself ("" or "."): it always exists
     return any(
-        k == kind and (as_folder == "" or f == as_folder or f.startswith(as_folder + "/"))
-        for (k, f, _) in files
+        k == kind and (f == as_folder or f.startswith(as_folder + "/")) for (k, f, _) in files
     )
 
 

@@ -343,6 +343,16 @@ def test_standin_validates_loadimage_like_comfyui(comfy, make_backend, tmp_path)
     graph["10"]["inputs"]["image"] = "imagen"
     queued = httpx.post(comfy.url + "/prompt", json={"prompt": graph})
     assert queued.status_code == 200
+    prompt_id = queued.json()["prompt_id"]
+    assert comfy.wait_until(lambda: prompt_id in comfy.history)
+    status = comfy.history[prompt_id]["status"]
+    assert status["status_str"] == "error"
+    (failure,) = [data for kind, data in status["messages"] if kind == "execution_error"]
+    assert failure["node_type"] == "LoadImage"
+    assert failure["exception_type"] == "IsADirectoryError"
+    # An empty name is the input folder itself: it passes too, as on a real server.
+    graph["10"]["inputs"]["image"] = ""
+    assert httpx.post(comfy.url + "/prompt", json={"prompt": graph}).status_code == 200
     info = httpx.get(comfy.url + "/object_info/LoadImage").json()["LoadImage"]
     assert "z.png" not in info["input"]["required"]["image"][0]  # top level only, as real
 
