@@ -92,8 +92,6 @@ class Uploader:
         self.context = context
         self.policy = policy
         self.workflow = workflow
-        self.sent: list[str] = []
-        """The names whose bytes were sent (not found already there), for the record."""
 
     def files(self, request: Request) -> dict[str, str]:
         """Upload what ``request`` carries; the ``files`` for :meth:`Workflow.apply`."""
@@ -140,9 +138,7 @@ class Uploader:
                 return self.client.upload(stream, name, mime_type, SUBFOLDER, original=original)
 
         # The role, not the name: a web user's upload may be called anything.
-        stored = self._blocking(send, f"uploading the {_ROLE_WORDS[item.role]}")
-        self.sent.append(stored["name"])
-        return stored
+        return self._blocking(send, f"uploading the {_ROLE_WORDS[item.role]}")
 
     def _blocking(self, call: Callable[[], T], what: str) -> T:
         return call_with_retry(
