@@ -74,7 +74,14 @@ def job_endings() -> str:
     return f"| the job | exit |\n|---|---|\n{rows}\n"
 
 
-KINDS = {str: "string", bool: "boolean", int: "integer", float: "number", dict: "mapping"}
+KINDS = {
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    dict: "mapping",
+    list: "list",
+}
 
 
 def table(settings: dict[str, Any]) -> str:
@@ -174,6 +181,12 @@ def _schema_type(schema: dict[str, Any]) -> str:
         kind = option.get("type", "any")
         if kind == "object":
             kind = "object of scalars"
+        if "$ref" in option:  # the one object the tools define: an input image
+            kind = "input image (`path`, `data` or `uri`; `role`, `name`)"
+        if kind == "array" and "$ref" in option.get("items", {}):
+            kind = "list of input images"
+        if "maxItems" in option:
+            option = {**option, "maxLength": option["maxItems"]}
         bounds = [
             f"{word} {option[key]}"
             for key, word in (
@@ -248,6 +261,8 @@ API_OBJECTS = (
     "imagen.Request",
     "imagen.Result",
     "imagen.GeneratedImage",
+    "imagen.inputs.InputImage",
+    "imagen.inputs.InputSupport",
     "imagen.Context",
     "imagen.Progress",
     "imagen.run_blocking",
@@ -256,6 +271,8 @@ API_OBJECTS = (
     "imagen.retry.is_transient_status",
     "imagen.retry.retry_after",
     "imagen.errors",
+    "imagen.testing.Traffic",
+    "imagen.testing.checks_inputs.InputChecks",
 )
 """What an adapter's author touches, in the order the reference shows it."""
 

@@ -1,7 +1,8 @@
 """An AUTOMATIC1111 / Forge WebUI adapter and its loopback stand-in, for the suite's own tests.
 
-The upstream has no run id: ``POST /sdapi/v1/txt2img`` blocks until the images exist and
-answers them as base64, with the seeds it used in ``info``; ``POST /sdapi/v1/interrupt``
+The upstream has no run id: ``POST /sdapi/v1/txt2img`` (or ``/sdapi/v1/img2img``, with
+``init_images``, ``mask`` and ``denoising_strength``, all base64 in the JSON body) blocks
+until the images exist and answers them as base64, with the seeds it used in ``info``; ``POST /sdapi/v1/interrupt``
 stops whatever is running, and the blocked call then returns early. ``--api-auth
 user:password`` puts the API behind HTTP Basic auth. It is the shape the issue's author
 wrote from the docs alone, done right; ``test_conformance_suite.py`` breaks it one defect
@@ -30,6 +31,7 @@ from imagen import (
     TransientBackendError,
     run_blocking,
 )
+from imagen.inputs import InputImage, InputSupport
 from imagen.retry import RETRY_SETTINGS, call_with_retry, is_transient_status, read_policy
 from imagen.testing import LoopbackHandler, LoopbackServer
 
@@ -69,6 +71,9 @@ class SdWebUIBackend(Backend):
     def close(self) -> None:
         self.client.close()
 
+    def input_support(self) -> InputSupport:
+        return InputSupport(images=1, mask=True, strength=True)
+
     def generate(self, request: Request, context: Context) -> Result:
         context.check()
         payload = self.payload(request)
@@ -92,6 +97,18 @@ class SdWebUIBackend(Backend):
         return Result(images, self.metadata(request, info))
 
     def payload(self, request: Request) -> dict[str, Any]:
+        payload = self.text_payload(request)
+        images, masks = request.inputs_of("image"), request.inputs_of("mask")
+        if images:
+            # The API takes images inline only: each file is read whole, once.
+            payload["init_images"] = [_base64(item) for item in images]
+            if request.strength is not None:
+                payload["denoising_strength"] = request.strength
+        if masks:
+            payload["mask"] = _base64(masks[0])
+        return payload
+
+    def text_payload(self, request: Request) -> dict[str, Any]:
         return {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
@@ -104,8 +121,9 @@ class SdWebUIBackend(Backend):
         }
 
     def txt2img(self, payload: dict[str, Any], context: Context) -> dict[str, Any]:
+        route = "/sdapi/v1/img2img" if "init_images" in payload else "/sdapi/v1/txt2img"
         return run_blocking(
-            lambda: self.call("POST", "/sdapi/v1/txt2img", json=payload),
+            lambda: self.call("POST", route, json=payload),
             context,
             interrupt=self.interrupt,
             timeout_s=self.timeout_s,
@@ -155,6 +173,11 @@ class SdWebUIBackend(Backend):
 # -- the stand-in ---------------------------------------------------------------------------
 
 
+def _base64(item: InputImage) -> str:
+    with item.open() as stream:
+        return base64.b64encode(stream.read()).decode("ascii")
+
+
 def png(seed: int, width: int, height: int) -> bytes:
     from PIL import Image
 
@@ -167,7 +190,7 @@ def png(seed: int, width: int, height: int) -> bytes:
 class SdWebUIStandIn(LoopbackServer):
     """A loopback WebUI started with ``--api --api-auth user:password``."""
 
-    submission_routes = ("POST /sdapi/v1/txt2img",)
+    submission_routes = ("POST /sdapi/v1/txt2img", "POST /sdapi/v1/img2img")
     cancel_routes = ("POST /sdapi/v1/interrupt",)
 
     def __init__(self, auth: str | None = AUTH) -> None:
@@ -215,6 +238,24 @@ class _Handler(LoopbackHandler):
             return False
         return True
 
+    def _images_decode(self, body: dict[str, Any]) -> bool:
+        """img2img's init_images (and mask) decode as images, as the WebUI decodes them."""
+        from PIL import Image
+
+        pictures = body.get("init_images") or []
+        if body.get("mask"):
+            pictures = [*pictures, body["mask"]]
+        try:
+            if not body.get("init_images"):
+                raise ValueError("init_images is required")
+            for data in pictures:
+                with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as picture:
+                    picture.verify()
+        except Exception as exc:  # noqa: BLE001 (the WebUI answers 500 for any of them)
+            self.send(500, {"error": type(exc).__name__, "detail": "", "errors": str(exc)})
+            return False
+        return True
+
     def do_POST(self) -> None:
         body = self.read_json()
         if not self._authorized():
@@ -223,8 +264,10 @@ class _Handler(LoopbackHandler):
             self.server.interrupted.set()
             self.send(200, {})
             return
-        if self.path != "/sdapi/v1/txt2img":
+        if self.path not in ("/sdapi/v1/txt2img", "/sdapi/v1/img2img"):
             self.send(404, {"detail": "Not Found"})
+            return
+        if self.path == "/sdapi/v1/img2img" and not self._images_decode(body):
             return
         failure, slow = self.server.take()
         if failure == "transient":

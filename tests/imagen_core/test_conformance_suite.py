@@ -28,6 +28,7 @@ BROKEN = textwrap.dedent(
     from imagen import Backend, Progress, run_blocking
     from imagen.backends.mock import MockBackend
     from imagen.errors import ConfigError, TransientBackendError
+    from imagen.inputs import InputSupport
 
     from sdwebui import SdWebUIBackend
 
@@ -152,6 +153,24 @@ BROKEN = textwrap.dedent(
             self.price = 0.0
 
 
+    class IgnoresInputs(MockBackend):  # declares inputs, draws from the prompt alone
+        def generate(self, request, context):
+            return super().generate(request.replace(inputs=(), strength=None), context)
+
+
+    class ReadsInputsWhole(MockBackend):  # holds each input file in memory at once
+        def generate(self, request, context):
+            for item in request.inputs:
+                with item.open() as stream:
+                    stream.read()
+            return super().generate(request, context)
+
+
+    class OverDeclaresInputs(MockBackend):  # says two images, handles one
+        def input_support(self):
+            return InputSupport(images=2, references=4, mask=True, strength=True)
+
+
     # -- the AUTOMATIC1111 adapter, broken in how it treats its upstream --------------------
 
 
@@ -192,6 +211,11 @@ BROKEN = textwrap.dedent(
                 context,
                 interrupt=self.interrupt,
             )
+
+
+    class DropsInitImages(SdWebUIBackend):  # declares img2img, sends txt2img
+        def payload(self, request):
+            return self.text_payload(request)
 
 
     class NetworkInConstructor(SdWebUIBackend):  # 13: checks the model at construction
@@ -304,6 +328,8 @@ TESTS = textwrap.dedent(
 
         def seen_seed(self, upstream):
             return upstream.last_seed
+
+        reads_inputs_whole = True  # img2img takes base64 in JSON alone
     """
 )
 
@@ -312,9 +338,10 @@ MOCK_CLASSES = [
     *("UnnamedConfigError", "ProgressAfterFinished", "FalseReproducible", "UnlistedIgnore"),
     *("IgnoresSize", "LeaksHalfASecret", "WrongBatchSeeds", "DropsUnknownOptions"),
     *("TruncatedPng", "NotJsonReady"),
+    *("IgnoresInputs", "ReadsInputsWhole", "OverDeclaresInputs"),
 ]
 SDWEBUI_CLASSES = ["LeaksBasicAuth", "NoUpstreamCancel", "BlindRetry", "NoTimeout"]
-SDWEBUI_CLASSES += ["NetworkInConstructor"]
+SDWEBUI_CLASSES += ["NetworkInConstructor", "DropsInitImages"]
 
 # Checks that read and decode images: an image that isn't one fails them all.
 DECODING = {
@@ -327,6 +354,11 @@ DECODING = {
     "test_metadata_is_json_ready",
     "test_progress_is_well_formed_and_ordered",
     "test_no_secret_reaches_metadata_or_errors",
+    "test_an_input_image_arrives",
+    "test_the_declared_inputs_are_all_accepted",
+    "test_a_mask_of_another_size_is_refused",
+    "test_strength_is_honoured_or_listed_as_ignored",
+    "test_a_large_input_is_streamed",
 }
 LEAKING_STATUSES = {
     f"test_upstream_statuses_map_to_error_types[{s}]" for s in (400, 401, 403, 404, 422)
@@ -362,6 +394,15 @@ EXPECTED_FAILURES = {
     "TestNotJsonReady": {"test_metadata_is_json_ready"},
     "TestLaxConfig": {"test_an_unknown_key_is_refused", "test_each_key_is_type_checked"},
     "TestHeavyPlugin": {"test_plugin_import_is_light"},
+    # Input images (issue 16):
+    "TestIgnoresInputs": {
+        "test_an_input_image_arrives",
+        "test_a_mask_of_another_size_is_refused",
+        "test_strength_is_honoured_or_listed_as_ignored",
+        "test_a_large_input_is_streamed",
+    },
+    "TestReadsInputsWhole": {"test_a_large_input_is_streamed"},
+    "TestOverDeclaresInputs": {"test_the_declared_inputs_are_all_accepted"},
     "TestHealthySdWebUI": set(),
     "TestLeaksBasicAuth": {
         "test_upstream_errors_arrive_typed[transient-TransientBackendError]",
@@ -372,6 +413,12 @@ EXPECTED_FAILURES = {
     "TestBlindRetry": {"test_a_dropped_submission_is_not_repeated"},
     "TestNoTimeout": {"test_a_hanging_upstream_times_out"},
     "TestNetworkInConstructor": {"test_constructor_makes_no_network_call"},
+    "TestDropsInitImages": {
+        "test_an_input_image_arrives",
+        "test_the_declared_inputs_are_all_accepted",
+        "test_strength_is_honoured_or_listed_as_ignored",
+        "test_a_large_input_is_streamed",
+    },
 }
 # What each of the 13 kinds must tell its author (a piece of the failure's message).
 ADVICE = {
@@ -388,6 +435,19 @@ ADVICE = {
     "TestTruncatedPng": "the PNG has no IEND chunk",
     "TestNotJsonReady": "metadata['tags'] is a set",
     "TestLaxConfig": "call config.check_keys(KNOWN_KEYS)",
+    "TestIgnoresInputs": "two different image inputs gave the same image",
+    "TestReadsInputsWhole": "stream the file",
+    "TestOverDeclaresInputs": "declare only what the upstream takes",
+    "TestDropsInitImages": "the upstream never received image",
+}
+# The checks of input images, skipped for a backend that takes none (sdwebui here).
+INPUT_CHECKS = {
+    "test_an_input_image_arrives",
+    "test_the_declared_inputs_are_all_accepted",
+    "test_more_inputs_than_declared_are_refused_before_any_call",
+    "test_a_mask_of_another_size_is_refused",
+    "test_strength_is_honoured_or_listed_as_ignored",
+    "test_a_large_input_is_streamed",
 }
 
 
@@ -447,10 +507,13 @@ def test_each_defect_fails_its_matching_check(broken_suite):
         assert failed == expected, f"{cls}: failed {sorted(failed)}, expected {sorted(expected)}"
     for cls, advice in ADVICE.items():
         assert advice in messages[cls], f"{cls} is not told: {advice!r}"
-    # Every check ran to its end on the adapter with an upstream; none was skipped there.
+    # Every check ran to its end on the adapter with an upstream (img2img for the input
+    # checks); none was skipped there, and the mock skipped no input check either.
     skipped = {n for n, outcome in results["TestHealthySdWebUI"].items() if outcome == "skipped"}
     assert not skipped
-    assert checks["TestHealthySdWebUI"] == checks["TestLeaksBasicAuth"] == 34
+    healthy = {n for n, outcome in results["TestHealthy"].items() if outcome == "passed"}
+    assert healthy >= INPUT_CHECKS
+    assert checks["TestHealthySdWebUI"] == checks["TestLeaksBasicAuth"] == 40
 
 
 def test_a_failing_secret_check_never_prints_the_secret(broken_suite):

@@ -172,3 +172,19 @@ def test_any_bytes_are_either_an_input_or_one_clear_refusal(tmp_path_factory, da
         return
     assert "\n" not in refusal
     assert refusal.startswith(str(path))
+
+
+def test_an_input_whose_file_is_gone_says_so_when_opened(tmp_path):
+    from PIL import Image
+
+    from imagen.errors import RequestError
+    from imagen.inputs import load_input
+
+    path = tmp_path / "gone.png"
+    Image.new("RGB", (8, 8)).save(path)
+    image = load_input(path)
+    path.unlink()
+    with pytest.raises(
+        RequestError, match=r"input image gone.png: cannot read .*gone.png any more"
+    ):
+        image.open()

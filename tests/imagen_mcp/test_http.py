@@ -95,7 +95,7 @@ def test_tools_progress_and_a_decoded_image_over_http(keyed_home, mode):
                 return tools, result, seen
 
         tools, result, seen = anyio.run(scenario)
-    assert tools == {"generate_image", "list_backends", "list_styles", "image_info"}
+    assert tools == {"generate_image", "edit_image", "list_backends", "list_styles", "image_info"}
     assert result.is_error is False
     image = next(block for block in result.content if block.type == "image")
     assert decoded(image).size == (48, 40)

@@ -90,3 +90,67 @@ def test_a_scoped_shelf_keeps_callers_apart(tmp_path: Path):
     assert shelf.recent("bob") == []
     with pytest.raises(NotAnImage, match="no image at"):
         shelf.read(uri, "bob")
+
+
+def _reader(tmp_path: Path, max_bytes: int = 100_000):
+    from imagen_mcp.inputs import InputReader
+
+    pictures = tmp_path / "pictures"
+    pictures.mkdir(exist_ok=True)
+    return InputReader(ImageShelf(pictures, 5), [], max_bytes, "local")
+
+
+@given(
+    st.one_of(
+        st.text(min_size=1, max_size=400),
+        st.binary(min_size=1, max_size=4096).map(
+            lambda data: __import__("base64").b64encode(data).decode()
+        ),
+        st.binary(max_size=600).map(
+            lambda data: __import__("base64").b64encode(b"\x89PNG\r\n\x1a\n" + data).decode()
+        ),
+    )
+)
+def test_the_reader_refuses_garbage_data_and_leaves_no_file(tmp_path_factory, garbage):
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from imagen_mcp.inputs import ImageInput
+
+    tmp_path = tmp_path_factory.mktemp("reader")
+    reader = _reader(tmp_path)
+    with reader, pytest.raises(ToolError, match=r"^inputs\[0\]: [^\n]+$"):
+        reader.read([ImageInput(data=garbage)])
+    assert reader._scratch is None  # the scratch directory went with the reader
+
+
+def test_the_reader_bounds_data_before_decoding_it(tmp_path: Path, monkeypatch):
+    import base64
+
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from imagen_mcp import inputs
+
+    decoded = []
+    monkeypatch.setattr(inputs.base64, "b64decode", lambda *a, **k: decoded.append(a) or b"")
+    with (
+        _reader(tmp_path, max_bytes=3000) as reader,
+        pytest.raises(ToolError, match="4,004 characters"),
+    ):
+        reader.read([inputs.ImageInput(data=base64.b64encode(bytes(3001)).decode())])
+    assert decoded == []  # refused by its length alone
+
+
+def test_input_roots_must_be_absolute(home):
+    from imagen.config import load_config
+    from imagen.errors import ConfigError
+    from imagen_mcp.settings import read_mcp
+
+    path = home.write_config("mcp:\n  input_roots: [relative/dir]\n")
+    with pytest.raises(ConfigError, match=r"absolute") as raised:
+        read_mcp(load_config(path))
+    assert "input_roots[0]" in str(raised.value)
+    path = home.write_config("mcp:\n  input_max_bytes: 60000000\n")
+    with pytest.raises(ConfigError, match="input_max_bytes"):
+        read_mcp(load_config(path))
+    path = home.write_config("mcp:\n  input_roots: [/srv/images]\n")
+    assert read_mcp(load_config(path)).input_roots == (Path("/srv/images"),)

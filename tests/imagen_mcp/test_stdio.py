@@ -12,7 +12,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_helpers import decoded, pictures, stderr_of, stdio, usage_statuses
 
 MODES = ["legacy", "auto"]
-BASE_TOOLS = {"generate_image", "list_backends", "list_styles", "image_info"}
+BASE_TOOLS = {"generate_image", "edit_image", "list_backends", "list_styles", "image_info"}
 
 
 def run(scenario, *args):

@@ -303,7 +303,7 @@ def test_a_misspelt_option_never_reaches_openai(home, openai_api):
     assert proc.returncode == 2
     assert proc.stderr.startswith(
         'imagen: backend "gpt" has no option "qualty" (did you mean "quality"? known: '
-        "background, moderation, output_compression, output_format, quality)"
+        "background, input_fidelity, moderation, output_compression, output_format, quality)"
     )
     assert openai_api.received == []  # refused before anything was billed
     home.run("generate", "a koi pond", "-b", "gpt", "--opt", "quality=low", check=True)

@@ -101,7 +101,12 @@ def test_sdxl_by_version_with_negative_prompt_and_sizes(replicate_api, make_back
 
 
 def test_input_names_can_be_overridden_and_options_pass_through(replicate_api, make_backend):
-    backend = make_backend(family="sdxl", inputs={"steps": "steps", "negative_prompt": None})
+    # A model imagen has no input list for: any name is taken (a known model's are checked).
+    backend = make_backend(
+        model="acme/flux-schnell-lora",
+        family="sdxl",
+        inputs={"steps": "steps", "negative_prompt": None},
+    )
     result = backend.generate(
         Request("x", negative_prompt="n", steps=9, options={"guidance": 3.5}), Context()
     )

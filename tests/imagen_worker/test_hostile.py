@@ -146,7 +146,7 @@ def _as_web(url: str, owner: str) -> psycopg.Connection:
 def _insert(url: str, owner: str, fields: dict, raw_options: str | None = None) -> int | None:
     """Insert a job as ``owner``; its id, or None when the database refused it."""
     columns = list(fields)
-    values = [Jsonb(v) if c == "options" else v for c, v in fields.items()]
+    values = [Jsonb(v) if c in ("options", "inputs") else v for c, v in fields.items()]
     placeholders = ["%s"] * len(values)
     if raw_options is not None:
         columns.append("options")
@@ -258,6 +258,17 @@ _PROMPTS = (
 )
 _INT = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 _SIDE = st.none() | st.integers(16, 96) | _INT
+_REF = st.fixed_dictionaries(
+    {"role": st.sampled_from(["image", "reference", "mask"]) | _SCALARS},
+    optional={
+        "upload": st.text(alphabet="0123456789abcdef", min_size=64, max_size=64) | _SCALARS,
+        "object": st.sampled_from(
+            ["imagen-inputs/mallory/x.png", "imagen-inputs/bob/x.png", "../x", "imagen-inputs/"]
+        )
+        | _SCALARS,
+        "name": _SCALARS,
+    },
+)
 _ROWS = st.fixed_dictionaries(
     {"prompt": _PROMPTS},
     optional={
@@ -273,6 +284,8 @@ _ROWS = st.fixed_dictionaries(
         "style": st.none() | st.text(max_size=20),
         "backend": st.none() | st.just("mock") | st.text(max_size=20),
         "options": _OPTIONS,
+        "inputs": st.lists(_REF, max_size=3) | _JSON,
+        "strength": st.floats(allow_nan=True) | _SCALARS,
     },
 )
 _DEEP = st.integers(10, 6000).map(lambda n: '{"a": ' + "[" * n + "]" * n + "}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import string
+import time
 
 import psycopg
 import pytest
@@ -17,7 +19,7 @@ from worker_helpers import running, wait_for
 
 from imagen.config import parse_config
 from imagen.yamlfile import Located
-from imagen_worker.job_inputs import check_refs, upload_path
+from imagen_worker.job_inputs import check_refs, prune_uploads, upload_path
 from imagen_worker.submission import JobRejected
 
 # -- the door and migration 0006 agree on every value -------------------------------------------
@@ -198,3 +200,22 @@ def test_the_database_refuses_another_owners_folder_and_a_second_mask(conn):
     with pytest.raises(psycopg.errors.CheckViolation, match="jobs_strength_limits"):
         _queue(conn, "alice", [{"role": "image", "upload": "b" * 64}], strength=float("nan"))
     assert json.dumps(conn.execute("SELECT count(*) FROM imagen.jobs").fetchone()[0]) == "0"
+
+
+def test_prune_removes_only_old_uploads_no_job_names(tmp_path):
+    directory = tmp_path / "inputs"
+    named = upload_path(directory, "alice", "a" * 64)
+    orphan = upload_path(directory, "alice", "b" * 64)
+    fresh = upload_path(directory, "bob", "c" * 64)
+    leftover = directory / "incoming" / "imagen-input-x"
+    for path in (named, orphan, fresh, leftover):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    old = time.time() - 3 * 86400
+    for path in (named, orphan, leftover):
+        os.utime(path, (old, old))
+    assert prune_uploads(directory, {("alice", "a" * 64)}, 86400) == 2
+    assert [path.exists() for path in (named, fresh, orphan, leftover)] == [
+        True, True, False, False
+    ]  # fmt: skip
+    assert prune_uploads(tmp_path / "nothing-here", set(), 0) == 0

@@ -138,7 +138,7 @@ def test_serve_without_a_worker_says_so_at_start_and_to_each_caller(home, db_url
 def test_with_worker_a_leftover_slow_job_does_not_hold_up_a_new_sdk_call(home, db_url, conn):
     """Issue 15: at -c 1 a new user's first call waited 39.5 s behind a leftover 60 s job."""
     key = _configure(home)
-    assert "[default: 4; x>=1]" in home.run("serve", "--help", check=True).stdout
+    assert "[default: 4; x>=1]" in " ".join(home.run("serve", "--help", check=True).stdout.split())
     with _serving(home, "--database-url", db_url, worker=("--with-worker",)) as served:
         headers = {"Authorization": f"Bearer {key}"}
         body = {"prompt": "leftover", "options": {"delay": 60}}

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,3 +267,35 @@ def test_hostile_uploads_get_a_4xx_and_leave_nothing(server, conn, inputs, data,
     assert "\n" not in error["message"]
     assert _jobs(conn) == 0
     assert _files(inputs) == []
+
+
+def test_the_job_api_queues_an_edit_of_an_earlier_upload_and_checks_references(server, conn):
+    source = _png(24, 24)
+    with _client(server) as client:
+        client.images.edit(model="mock", image=("a.png", source, "image/png"), prompt="x")
+    digest = hashlib.sha256(source).hexdigest()
+    headers = {"Authorization": f"Bearer {ALICE_KEY}"}
+    again = httpx.post(
+        f"{server}/v1/jobs",
+        json={"prompt": "again", "inputs": [{"role": "image", "upload": digest}], "strength": 0},
+        headers=headers,
+    )
+    assert again.status_code == 201, again.text
+    assert again.json()["inputs"] == [{"role": "image", "upload": digest}]
+    for refs, param in (
+        ([{"role": "image", "object": "imagen-inputs/bob/x.png"}], "inputs[0].object"),
+        ([{"role": "painting", "upload": digest}], "inputs[0].role"),
+        ([{"role": "image", "upload": digest, "object": "imagen-inputs/alice/x"}], "inputs[0]"),
+        ([], "inputs"),
+    ):
+        refused = httpx.post(
+            f"{server}/v1/jobs", json={"prompt": "x", "inputs": refs}, headers=headers
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["param"] == param
+    deadline = time.monotonic() + 30
+    while conn.execute("SELECT status FROM imagen.jobs WHERE id = %s",
+                       (again.json()["id"],)).fetchone()[0] != "done":  # fmt: skip
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert conn.execute("SELECT count(*) FROM imagen.jobs").fetchone()[0] == 2

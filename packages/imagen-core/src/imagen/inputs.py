@@ -104,8 +104,17 @@ class InputImage:
         return cls(role=role, path=Path(origin or "-"), origin=origin, **fields)
 
     def open(self) -> BinaryIO:
-        """The file, for reading (the caller closes it): stream it, don't hold it."""
-        return self.path.open("rb")
+        """The file, for reading (the caller closes it): stream it, don't hold it.
+
+        :raises RequestError: when the file is gone or unreadable (a resumed run whose
+            input was moved since), naming it.
+        """
+        try:
+            return self.path.open("rb")
+        except OSError as exc:
+            raise RequestError(
+                f"input image {self.name}: cannot read {self.path} any more ({exc.strerror or exc})"
+            ) from None
 
     def record(self) -> dict[str, Any]:
         """What the sidecar and imagen's chunk record of this input."""

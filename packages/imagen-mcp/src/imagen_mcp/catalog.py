@@ -26,6 +26,15 @@ __all__ = [
 ]
 
 
+class InputsTaken(BaseModel):
+    """The input images a backend takes; all zero or false: none."""
+
+    images: int = Field(description="how many inputs of role image (to edit, or start from)")
+    references: int = Field(description="how many inputs of role reference")
+    mask: bool = Field(description="whether it takes a mask")
+    strength: bool = Field(description="whether it honours strength")
+
+
 class BackendInfo(BaseModel):
     """One configured backend instance."""
 
@@ -38,6 +47,9 @@ class BackendInfo(BaseModel):
     reproducible: bool | None = Field(None, description="the same seed gives the same pixels again")
     usd_per_image: float | None = Field(
         None, description="the estimated price of one image, when the backend knows it"
+    )
+    inputs: InputsTaken | None = Field(
+        None, description="the input images it takes (edit_image, generate_image's inputs)"
     )
 
 
@@ -97,7 +109,18 @@ def describe_backends(config: Config, pool: SharedPool) -> Backends:
             info.update(ready=False, problem=secrets.redact(exc.message))
         else:
             price = backend.estimate_cost(Request(prompt="price"))
-            info.update(ready=True, reproducible=backend.reproducible, usd_per_image=price)
+            taken = backend.input_support()
+            info.update(
+                ready=True,
+                reproducible=backend.reproducible,
+                usd_per_image=price,
+                inputs=InputsTaken(
+                    images=taken.images,
+                    references=taken.references,
+                    mask=taken.mask,
+                    strength=taken.strength,
+                ),
+            )
         infos.append(BackendInfo(**info))
     return Backends(backends=infos)
 

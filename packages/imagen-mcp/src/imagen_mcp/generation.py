@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from imagen import Context
 from imagen.config import Config
+from imagen.inputs import InputImage
 from imagen.pipeline import Outcome
 from imagen.pipeline import generate as run_pipeline
 from imagen.request import Request
@@ -31,6 +32,7 @@ from imagen.styles import parse_size
 from imagen_mcp.catalog import SharedPool
 from imagen_mcp.errors import refusals
 from imagen_mcp.images import ImageShelf, image_blocks
+from imagen_mcp.inputs import ImageInput, InputReader
 from imagen_mcp.limits import ImageLimit, LimitReached
 from imagen_mcp.progress import ProgressRelay
 from imagen_mcp.settings import McpSettings
@@ -44,10 +46,11 @@ CANCEL_GRACE_S = 60.0  # how long a cancelled backend gets to stop before it is 
 
 @dataclass(frozen=True)
 class Ask:
-    """What ``generate_image`` was asked for, already checked against the tool's schema.
+    """What ``generate_image`` or ``edit_image`` was asked for, checked against the schema.
 
-    Input images (the image-inputs work) join here as one more field, turned into the
-    request's inputs by :meth:`request`, so every entry point shares one shape.
+    ``inputs`` name the input images (:class:`~imagen_mcp.inputs.ImageInput`); the
+    generator reads and checks them (:class:`~imagen_mcp.inputs.InputReader`) and hands
+    them to :meth:`request` with ``strength``.
     """
 
     prompt: str
@@ -59,9 +62,14 @@ class Ask:
     style: str | None = None
     steps: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[ImageInput, ...] = ()
+    strength: float | None = None
 
-    def request(self, config: Config) -> Request:
-        """The pipeline request; ImagenError (a RequestError) when it is impossible."""
+    def request(self, config: Config, inputs: tuple[InputImage, ...] = ()) -> Request:
+        """The pipeline request with ``inputs`` (the checked :attr:`inputs`).
+
+        :raises ImagenError: a RequestError when it is impossible (a mask of another size).
+        """
         width = height = None
         if self.size is not None:
             try:
@@ -80,6 +88,8 @@ class Ask:
             style=self.style,
             count=self.count,
             options=self.options,
+            inputs=inputs,
+            strength=self.strength,
         )
 
 
@@ -141,8 +151,20 @@ class Generator:
         self.limit = limit
 
     async def __call__(self, ask: Ask, ctx: ToolContext[Any, Any], owner: str) -> CallToolResult:
-        with refusals():
-            request = ask.request(self.config)
+        settings = self.settings
+        reader = InputReader(self.shelf, settings.input_roots, settings.input_max_bytes, owner)
+        try:
+            inputs = await anyio.to_thread.run_sync(reader.read, ask.inputs)
+            with refusals():
+                request = ask.request(self.config, inputs)
+            return await self._generate(request, ask, ctx, owner)
+        finally:
+            with anyio.CancelScope(shield=True):  # the decoded inputs go, however it ends
+                await anyio.to_thread.run_sync(reader.__exit__, None, None, None)
+
+    async def _generate(
+        self, request: Request, ask: Ask, ctx: ToolContext[Any, Any], owner: str
+    ) -> CallToolResult:
         session = session_key(ctx, owner)
         try:
             self.limit.reserve(session, request.count)

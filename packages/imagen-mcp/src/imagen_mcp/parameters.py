@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from imagen.config import Config
+from imagen.inputs import MAX_INPUTS
 from imagen.pipeline import SEED_LIMIT
+from imagen_mcp.inputs import ImageInput
 from imagen_mcp.settings import McpSettings
 
 __all__ = ["MAX_OPTIONS", "MAX_PROMPT", "request_parameters"]
@@ -27,7 +29,7 @@ def _names(values: list[str], what: str) -> Any:
 
 
 def request_parameters(config: Config, settings: McpSettings) -> SimpleNamespace:
-    """The annotated parameters ``generate_image`` and ``submit_job`` share."""
+    """The annotated parameters ``generate_image``, ``edit_image`` and ``submit_job`` share."""
     backends = _names(list(config.backends), "backends")
     styles = _names(list(config.styles), "styles")
     return SimpleNamespace(
@@ -99,6 +101,43 @@ def request_parameters(config: Config, settings: McpSettings) -> SimpleNamespace
                 max_length=MAX_OPTIONS,
                 description="Backend-specific options, only those the backend documents "
                 "(the built-in mock backend takes delay, fail and format).",
+            ),
+        ],
+        inputs=Annotated[
+            list[ImageInput] | None,
+            Field(
+                max_length=MAX_INPUTS,
+                description="Input images, for backends that take them (list_backends shows "
+                "which, and how many of each role): an image to edit or start from, "
+                "references, a mask. Each is a path on the server, base64 data, or an "
+                "imagen://images/ URI. Omit for an image from the prompt alone.",
+            ),
+        ],
+        image=Annotated[
+            ImageInput,
+            Field(
+                description="The image to edit: exactly one of path (on the server), data "
+                "(base64) or uri (imagen://images/, an image made earlier). Its role is "
+                "image whatever it says."
+            ),
+        ],
+        mask=Annotated[
+            ImageInput | None,
+            Field(
+                description="Where the image may change: white (or transparent) to repaint, "
+                "black to keep; the same size as the image. Omit to let the whole image "
+                "change."
+            ),
+        ],
+        strength=Annotated[
+            float | None,
+            Field(
+                ge=0,
+                le=1,
+                allow_inf_nan=False,
+                description="How far the result may move from the input image: 0 keeps it, "
+                "1 ignores it; omit for the backend's default. Backends that take none list "
+                "it as ignored.",
             ),
         ],
     )

@@ -6,8 +6,10 @@ import getpass
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from imagen.config import Config, Setting
+from imagen.inputs import MAX_INPUT_BYTES
 from imagen.sections import Section, SectionData
 
 __all__ = ["MCP", "MCP_SECTION", "McpSettings", "read_mcp"]
@@ -33,6 +35,20 @@ MCP: dict[str, Setting] = {
         "send a smaller JPEG preview of an image too large to send whole, beside its link",
     ),
     "recent_images": Setting(int, 20, "how many recent images `resources/list` offers"),
+    "input_roots": Setting(
+        list,
+        None,
+        "absolute directories whose image files stdio callers may give `generate_image` "
+        "and `edit_image` by path, besides the output directory (symlinks are resolved "
+        "first); HTTP callers give only images made for them",
+    ),
+    "input_max_bytes": Setting(
+        int,
+        20 * 1024 * 1024,
+        f"the largest input image a tool call may carry or name, in bytes (at most "
+        f"{MAX_INPUT_BYTES:,}); base64 `data` longer than this takes is refused before "
+        "decoding",
+    ),
     "owner": Setting(
         str,
         None,
@@ -51,6 +67,7 @@ _LEAST = {
     "inline_max_bytes": 0,
     "recent_images": 0,
     "port": 0,
+    "input_max_bytes": 1,
 }
 
 
@@ -63,6 +80,8 @@ class McpSettings:
     inline_max_bytes: int = 700_000
     previews: bool = True
     recent_images: int = 20
+    input_roots: tuple[Path, ...] = ()
+    input_max_bytes: int = 20 * 1024 * 1024
     owner: str = "local"
     host: str = "127.0.0.1"
     port: int = 8788
@@ -82,7 +101,26 @@ def read_mcp(config: Config, environ: Mapping[str, str] = os.environ) -> McpSett
         raise config.section_error("mcp", f"must start with /, not {values['path']!r}", "path")
     if values["owner"] is not None and not values["owner"].strip():
         raise config.section_error("mcp", "must name an owner", "owner")
-    return McpSettings(**{**values, "owner": values["owner"] or _login(environ)})
+    problem = _input_problem(values)
+    if problem is not None:
+        raise config.section_error("mcp", *problem)
+    roots = tuple(Path(root).expanduser() for root in values["input_roots"] or ())
+    return McpSettings(
+        **{**values, "input_roots": roots, "owner": values["owner"] or _login(environ)}
+    )
+
+
+def _input_problem(values: dict) -> tuple[str, str] | None:
+    """What is wrong with the input keys, as (message, key), or None."""
+    if values["input_max_bytes"] > MAX_INPUT_BYTES:
+        message = f"must be at most {MAX_INPUT_BYTES:,}, not {values['input_max_bytes']:,}"
+        return message, "input_max_bytes"
+    for index, root in enumerate(values["input_roots"] or ()):
+        if not isinstance(root, str) or not root.strip():
+            return f"must be a directory's path, not {root!r}", f"input_roots[{index}]"
+        if not Path(root).expanduser().is_absolute():
+            return f"must be an absolute path, not {root!r}", f"input_roots[{index}]"
+    return None
 
 
 def _login(environ: Mapping[str, str]) -> str:
@@ -108,6 +146,9 @@ def _parse(data: SectionData) -> dict:
         raise data.error(f"must start with /, not {values['path']!r}", "path")
     if values["owner"] is not None and not values["owner"].strip():
         raise data.error("must name an owner", "owner")
+    problem = _input_problem(values)
+    if problem is not None:
+        raise data.error(*problem)
     return values
 
 

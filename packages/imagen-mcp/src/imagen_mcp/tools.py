@@ -58,8 +58,22 @@ def add_tools(
         style: p.style = None,
         steps: p.steps = None,
         options: p.options = None,
+        inputs: p.inputs = None,
+        strength: p.strength = None,
     ) -> Annotated[CallToolResult, Generated]:
-        ask = Ask(prompt, negative_prompt, size, count, seed, backend, style, steps, options or {})
+        ask = Ask(
+            prompt,
+            negative_prompt,
+            size,
+            count,
+            seed,
+            backend,
+            style,
+            steps,
+            options or {},
+            inputs=tuple(inputs or ()),
+            strength=strength,
+        )
         return await generator(ask, ctx, caller(settings.owner))
 
     server.add_tool(
@@ -68,11 +82,58 @@ def add_tools(
         description="Make images from a text prompt with one of the image backends "
         "configured on this machine, save them, and return them: each image as image "
         "content (a preview and a link when it is large) with its saved path, seed and the "
-        "run's cost. Takes seconds to minutes; progress is reported and the call can be "
-        "cancelled. Spending caps and a per-session image limit apply: a refused call says "
-        "why. Use list_backends and list_styles to choose `backend` and `style`.",
+        "run's cost. Input images (to edit, to start from, references, a mask) go in "
+        "`inputs`, for backends that take them. Takes seconds to minutes; progress is "
+        "reported and the call can be cancelled. Spending caps and a per-session image limit "
+        "apply: a refused call says why. Use list_backends and list_styles to choose "
+        "`backend` and `style`.",
         annotations=ToolAnnotations(
             title="Generate images",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=True,
+        ),
+    )
+
+    async def edit_image(
+        ctx: Context[Any, Any],
+        image: p.image,
+        prompt: p.prompt,
+        mask: p.mask = None,
+        strength: p.strength = None,
+        size: p.size = None,
+        count: p.count = 1,
+        seed: p.seed = None,
+        backend: p.backend = None,
+        style: p.style = None,
+    ) -> Annotated[CallToolResult, Generated]:
+        inputs = [image.model_copy(update={"role": "image"})]
+        if mask is not None:
+            inputs.append(mask.model_copy(update={"role": "mask"}))
+        ask = Ask(
+            prompt,
+            size=size,
+            count=count,
+            seed=seed,
+            backend=backend,
+            style=style,
+            inputs=tuple(inputs),
+            strength=strength,
+        )
+        return await generator(ask, ctx, caller(settings.owner))
+
+    server.add_tool(
+        edit_image,
+        title="Edit an image",
+        description='Change an existing image as the prompt says ("make the sky stormy", '
+        '"replace the cup with a lamp"), with a backend that takes input images '
+        "(list_backends shows which). Name the image by its path on the server, as base64 "
+        "data, or by the imagen://images/ URI of an image made earlier; a mask limits the "
+        "change to its white (or transparent) part. Returns the edited images as "
+        "generate_image does, saved beside the others.",
+        annotations=ToolAnnotations(
+            title="Edit an image",
             read_only_hint=False,
             destructive_hint=False,
             idempotent_hint=False,

@@ -1,4 +1,4 @@
-"""The ``openai`` backend: ``images.generate`` through the official SDK.
+"""The ``openai`` backend: ``images.generate``, and ``images.edit`` for input images.
 
 - The SDK retries POSTs twice by default: its ``max_retries`` is 0 here, so imagen's shared
   policy is the only one. A generation is paid: one that may have reached OpenAI (a timeout
@@ -10,6 +10,8 @@
   run, and nothing can re-attach to it.
 - Images arrive as base64 in the JSON; each is decoded a slice at a time while imagen
   writes it, so it is never held twice.
+- A request with input images is an edit (:mod:`imagen_openai.edits`): checked before
+  anything is sent, its files streamed from disk by the SDK, never read whole here.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from imagen import (
     TransientBackendError,
     run_blocking,
 )
+from imagen.inputs import InputSupport
 from imagen.retry import call_with_retry, is_transient_status, retry_after
+from imagen_openai import edits
 from imagen_openai.models import (
     MAX_IMAGES,
     RETIRED,
@@ -54,7 +58,12 @@ from imagen_openai.settings import CHOICES, SLICE, read_settings
 __all__ = ["OpenAIBackend"]
 
 _MIME = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
-_OPTIONS = (*CHOICES, "output_compression")
+_OPTIONS = (*CHOICES, "output_compression")  # sent to generations and edits alike
+_EDIT_OPTIONS = {
+    "input_fidelity": "how closely an edit keeps its input images' features (faces): high "
+    "or low (gpt-image-1.5; gpt-image-1-mini takes low only; not gpt-image-2)",
+}
+_EDIT_TAKES = (*(key for key in _OPTIONS if key != "moderation"), *_EDIT_OPTIONS)
 _B64_SLICE = 4 * 16384  # base64 characters decoded at a time (a multiple of 4)
 
 
@@ -148,7 +157,16 @@ class OpenAIBackend(Backend):
 
     def options(self) -> dict[str, str]:
         """The Images API parameters a request may set (``--opt quality=low``)."""
-        return {key: SLICE[key].doc for key in _OPTIONS}
+        return {**{key: SLICE[key].doc for key in _OPTIONS}, **_EDIT_OPTIONS}
+
+    def input_support(self) -> InputSupport:
+        """Edits: up to 16 images (images and references together) and a mask; no strength."""
+        return edits.input_support(self.settings.model)
+
+    def check(self, request: Request) -> None:
+        """An edit's inputs and ``input_fidelity``, as the edits endpoint would judge them."""
+        if request.inputs:
+            edits.check_edit(self.settings.model, request)
 
     def _params(self, request: Request) -> dict[str, Any]:
         params = dict(self.settings.defaults)
@@ -159,7 +177,12 @@ class OpenAIBackend(Backend):
         return params
 
     def estimate_cost(self, request: Request) -> float | None:
-        """The per-image table's price; ``auto`` quality is priced as ``high``, the dearest."""
+        """The per-image table's price; ``auto`` quality is priced as ``high``, the dearest.
+
+        An edit is estimated at its outputs' price alone: its input images are billed as
+        tokens on top, which no table can price before OpenAI counts them (an estimate that
+        leaves them out still holds spending caps, which no estimate at all would not).
+        """
         params = self._params(request)
         quality = params.get("quality")
         quality = "high" if quality in (None, "auto") else quality
@@ -170,6 +193,12 @@ class OpenAIBackend(Backend):
         context.check()
         settings = self.settings
         params = self._params(request)
+        if request.inputs:
+            edits.check_edit(settings.model, request)  # again: the request may be a job's
+            params.pop("moderation", None)  # the edits endpoint has none
+            if "input_fidelity" in request.options:
+                params["input_fidelity"] = request.options["input_fidelity"]
+        what = "editing the images" if request.inputs else "generating the images"
         images: list[GeneratedImage] = []
         usages: list[dict[str, Any]] = []
         context.progress(Progress("started"))
@@ -178,12 +207,12 @@ class OpenAIBackend(Backend):
             n = min(MAX_IMAGES, remaining)
             response = call_with_retry(
                 lambda n=n: run_blocking(
-                    lambda: self._generate(request.prompt, n, params),
+                    lambda: self._call(request, n, params),
                     context,
                     timeout_s=settings.timeout_s,
-                    what="generating the images",
+                    what=what,
                 ),
-                what="generating the images",
+                what=what,
                 context=context,
                 policy=settings.retry,
                 where_to_check="the usage page of your OpenAI project",
@@ -204,11 +233,32 @@ class OpenAIBackend(Backend):
 
     # -- the call --------------------------------------------------------------------------
 
-    def _generate(self, prompt: str, n: int, params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            raw = self.client.images.with_raw_response.generate(
-                model=self.settings.model, prompt=prompt, n=n, **params
+    def _call(self, request: Request, n: int, params: dict[str, Any]) -> dict[str, Any]:
+        """One ``images.generate``, or ``images.edit`` when the request has inputs."""
+        if not request.inputs:
+            return self._send(
+                self.client.images.with_raw_response.generate,
+                model=self.settings.model,
+                prompt=request.prompt,
+                n=n,
+                **params,
             )
+        # Opened for each attempt (a retry sends them again from the start), closed after.
+        with edits.edit_files(request) as (images, mask):
+            extra = {"mask": mask} if mask is not None else {}
+            return self._send(
+                self.client.images.with_raw_response.edit,
+                model=self.settings.model,
+                prompt=request.prompt,
+                image=images,
+                n=n,
+                **extra,
+                **params,
+            )
+
+    def _send(self, call: Any, **arguments: Any) -> dict[str, Any]:
+        try:
+            raw = call(**arguments)
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from exc
         except openai.APITimeoutError as exc:
@@ -255,15 +305,28 @@ class OpenAIBackend(Backend):
     ) -> dict[str, Any]:
         settings = self.settings
         ignored = [name for name in ("negative_prompt", "steps", "seed") if getattr(request, name)]
-        ignored += [f"options.{key}" for key in request.options if key not in _OPTIONS]
+        taken = _EDIT_TAKES if request.inputs else _OPTIONS
+        ignored += [f"options.{key}" for key in request.options if key not in taken]
         quality = last.get("quality") or params.get("quality")
         size = last.get("size") or params.get("size")
         costs = [cost_from_usage(settings.model, usage) for usage in usages]
         cost: float | None
+        cost_note = None
         if settings.price_per_image is not None:
             cost = round(settings.price_per_image * images, 6)
+        elif request.inputs and not all(usage.get("input_tokens_details") for usage in usages):
+            # An edit's input images are billed as input tokens: without their count no
+            # price is known, and the per-image table would understate it.
+            cost = None
+            cost_note = "OpenAI reported no input image tokens for this edit: cost unknown"
         elif all(value is not None for value in costs):
             cost = round(sum(costs), 6)  # type: ignore[arg-type]
+        elif request.inputs:
+            cost = None
+            cost_note = (
+                f"no token prices are known for {settings.model}: an edit's cost is unknown "
+                "(set price_per_image to record one)"
+            )
         else:
             cost = cost_from_table(settings.model, quality, size, images)
         metadata: dict[str, Any] = {
@@ -274,6 +337,8 @@ class OpenAIBackend(Backend):
             "output_format": last.get("output_format") or params.get("output_format"),
             "usage": usages[0] if len(usages) == 1 else usages,
             "cost_usd": cost,
+            "cost_note": cost_note,
+            "input_fidelity": params.get("input_fidelity"),
             "seed_note": "the Images API takes no seed: the same request gives different pixels",
         }
         if ignored:

@@ -12,6 +12,12 @@ Facts from the SDK (``shared/protocols.md``) that shape this module:
   policy (``imagen.retry``) is the only one and the two never multiply.
 - ``FileOutput`` downloads send the API token to the file host; outputs are fetched here
   with a client that has no credentials.
+- Input images go as the SDK's ``encode_json`` sends a file in ``input``: uploaded with
+  ``files.create`` (``POST /v1/files``, multipart field ``content``: file name, the open
+  file, its content type), the file's ``urls.get`` in its place; or, with
+  ``file_encoding: base64`` (the SDK's ``file_encoding_strategy="base64"``), a ``data:``
+  URL. ``files.create`` also sends with no timeout, so the same multipart form goes
+  through the SDK's client here, with ours; httpx streams it from the file.
 """
 
 from __future__ import annotations
@@ -45,8 +51,11 @@ from imagen import (
     TransientBackendError,
     run_blocking,
 )
+from imagen.inputs import InputImage, InputSupport
 from imagen.retry import call_with_retry, is_transient_status, retry_after
-from imagen_replicate.mapping import MODEL_INPUTS, plan
+from imagen_replicate.files import data_url, form, missing_input, recordable
+from imagen_replicate.mapping import input_support, plan
+from imagen_replicate.model_inputs import MODEL_INPUTS
 from imagen_replicate.settings import read_settings
 
 __all__ = ["ReplicateBackend"]
@@ -79,17 +88,25 @@ class ReplicateBackend(Backend):
         self.files.close()
 
     def probe(self) -> str:
-        """The token is accepted (``GET /v1/account``) and the model exists; both are free."""
-        account = self._request("GET", "/v1/account", "reading the account")
+        """The token is accepted, the model exists and has every input the mapping names.
+
+        ``GET /v1/account``, the model and its version (whose schema lists the inputs): all
+        free.
+        """
+        context = Context()  # no caller's deadline: the client's timeout bounds each call
+        account = self._request("GET", "/v1/account", "reading the account", context)
         model = self._request(
-            "GET", f"/v1/models/{self.settings.owner_name}", "looking the model up"
+            "GET", f"/v1/models/{self.settings.owner_name}", "looking the model up", context
         )
+        version = model.get("latest_version")
         if self.settings.version:
-            self._request(
+            version = self._request(
                 "GET",
                 f"/v1/models/{self.settings.owner_name}/versions/{self.settings.version}",
                 "looking the version up",
+                context,
             )
+        self._check_mapping(version)
         who = account.get("username") or "an account"
         runs = model.get("run_count")
         return (
@@ -97,15 +114,24 @@ class ReplicateBackend(Backend):
             f"{self.settings.model} is there" + (f" ({runs} runs)" if runs else "")
         )
 
+    def _check_mapping(self, version: Any) -> None:
+        """Every model input the mapping names is in the version's ``Input`` schema."""
+        problem = missing_input(self.settings, version)
+        if problem is not None:
+            raise self.config.error(*problem)
+
     def models(self) -> list[ModelInfo]:
         """The model's versions, newest first; an official model has none: its latest is shown."""
         owner_name = self.settings.owner_name
+        context = Context()
         try:
-            page = self._request("GET", f"/v1/models/{owner_name}/versions", "listing versions")
+            path = f"/v1/models/{owner_name}/versions"
+            page = self._request("GET", path, "listing versions", context)
         except PermanentBackendError as exc:
             if "official model" not in str(exc):
                 raise
-            model = self._request("GET", f"/v1/models/{owner_name}", "looking the model up")
+            path = f"/v1/models/{owner_name}"
+            model = self._request("GET", path, "looking the model up", context)
             return [
                 ModelInfo(
                     owner_name,
@@ -129,15 +155,22 @@ class ReplicateBackend(Backend):
         """The model's inputs (sent as they are), when imagen knows the model; else any."""
         return MODEL_INPUTS.get(self.settings.owner_name)
 
+    def input_support(self) -> InputSupport:
+        """One file per role the mapping (the family's, or ``inputs:``) has an input for."""
+        return input_support(self.settings.names)
+
     # -- the contract ---------------------------------------------------------------------
 
     def generate(self, request: Request, context: Context) -> Result:
         context.check()
         prepared = plan(request, self.settings.family, self.settings.overrides, self.settings.fixed)
+        # Each file is sent once, before the first prediction, and named in every batch.
+        files = {key: self._file(image, context) for key, image in prepared.files.items()}
         ids: list[str] = []
         seen: set[str] = set()  # progress kinds reported so far
         try:
             for batch in prepared.batches:
+                batch.update(files)
                 prediction = call_with_retry(
                     lambda batch=batch: self._create(batch, context),
                     what="creating the prediction",
@@ -168,6 +201,36 @@ class ReplicateBackend(Backend):
             run_id.split(","), request, context, prepared.ignored, prepared.size_note
         )
 
+    # -- input images -----------------------------------------------------------------------
+
+    def _file(self, image: InputImage, context: Context) -> str:
+        """What the model input gets for ``image``: an uploaded file's URL, or a data URL."""
+        if self.settings.file_encoding == "base64":
+            return data_url(image)
+        uploaded = call_with_retry(
+            lambda: self._upload(image, context),
+            what=f"uploading the {image.role} input",
+            context=context,
+            policy=self.settings.retry,
+            safe_to_repeat=True,  # an upload runs nothing and costs nothing
+        )
+        url = (uploaded.get("urls") or {}).get("get")
+        if not isinstance(url, str):
+            raise PermanentBackendError(
+                f"uploading the {image.role} input: Replicate sent no file URL"
+            )
+        return url
+
+    def _upload(self, image: InputImage, context: Context) -> dict[str, Any]:
+        with image.open() as handle:  # opened again for each attempt
+            return self._request(
+                "POST",
+                "/v1/files",
+                f"uploading the {image.role} input",
+                context,
+                files=form(image, handle),
+            )
+
     # -- predictions ------------------------------------------------------------------------
 
     def _create(self, inputs: dict[str, Any], context: Context) -> dict[str, Any]:
@@ -187,16 +250,17 @@ class ReplicateBackend(Backend):
         method: str,
         path: str,
         what: str,
-        context: Context,
+        context: Context | None = None,
         prediction_id: str | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         # No run id yet while creating: a create cut short by a cancellation may still
-        # start a prediction, which the Cancelled message says.
+        # start a prediction, which the Cancelled message says. No context: a lookup
+        # outside any run (probe, models).
         try:
             response = run_blocking(
                 lambda: self.sdk._client.request(method, path, timeout=self.timeout, **kwargs),
-                context,
+                context or Context(),
                 what=what,
             )
         except httpx.HTTPError as exc:
@@ -355,7 +419,7 @@ class ReplicateBackend(Backend):
             "predict_time_s": predict_time,
             "logs": (first.get("logs") or "")[-_LOG_TAIL:],
             "family": self.settings.family.name,
-            "input": first.get("input"),
+            "input": recordable(first.get("input")),
         }
         if self.settings.price is not None:
             cost = self.settings.price.cost(images, predict_time)

@@ -4,6 +4,12 @@ Each family names the model inputs that receive the request's fields and how the
 expressed (an aspect ratio, a custom width and height, or plain width and height). A field
 the family has no input for is listed as ignored. The slice's ``inputs:`` overrides any
 name (or drops a field with ``null``); its ``input:`` adds fixed inputs.
+
+Input images go the same way: the mapping names the model input that takes the request's
+``image``, ``reference`` and ``mask`` (one file each) and its ``strength``. A role with no
+input is one the model does not take: imagen refuses it before anything is sent
+(:func:`input_support`). The files themselves are uploaded by the backend; :func:`plan`
+says which input each goes to.
 """
 
 from __future__ import annotations
@@ -14,11 +20,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagen import PermanentBackendError, Request
+from imagen.inputs import InputImage, InputSupport
 
-__all__ = ["FAMILIES", "MODEL_INPUTS", "Family", "Plan", "family_for", "plan"]
+__all__ = [
+    "FAMILIES",
+    "FIELDS",
+    "ROLES",
+    "Family",
+    "Plan",
+    "family_for",
+    "input_support",
+    "plan",
+]
+
+ROLES = ("image", "reference", "mask")
+"""The input-image roles a mapping may send (one file each)."""
+FIELDS = ("prompt", "negative_prompt", "seed", "steps", "count", "width", "height")
+"""The request fields a mapping may send, besides the roles and ``strength``."""
 
 FLUX_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
 PRO_RATIOS = ("1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3")
+KONTEXT_RATIOS = (
+    *("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "4:5", "5:4", "21:9", "9:21"),
+    *("2:1", "1:2"),
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,8 @@ class Family:
         custom`` with width and height in steps of ``step`` within ``bounds``), ``width_height``
         or ``none``.
     :param max_outputs: images one prediction can make; more means several predictions.
+    :param match_ratio: the aspect ratio that keeps the input image's shape
+        (``match_input_image``), sent when a request with an image asks no size.
     """
 
     name: str
@@ -39,6 +66,7 @@ class Family:
     bounds: tuple[int, int] = (64, 2048)
     step: int = 8
     max_outputs: int = 4
+    match_ratio: str | None = None
     doc: str = ""
 
 
@@ -60,7 +88,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "flux-dev": Family(
         "flux-dev",
-        _FLUX_INPUTS,
+        {**_FLUX_INPUTS, "image": "image", "strength": "prompt_strength"},
         size="aspect_ratio",
         ratios=FLUX_RATIOS,
         max_outputs=4,
@@ -68,7 +96,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "flux-pro": Family(
         "flux-pro",
-        {"prompt": "prompt", "seed": "seed"},
+        {"prompt": "prompt", "seed": "seed", "reference": "image_prompt"},
         size="custom",
         ratios=PRO_RATIOS,
         bounds=(256, 1440),
@@ -87,78 +115,84 @@ FAMILIES: dict[str, Family] = {
             "steps": "num_inference_steps",
             "width": "width",
             "height": "height",
+            "image": "image",
+            "mask": "mask",
+            "strength": "prompt_strength",
         },
         size="width_height",
         max_outputs=4,
-        doc="stability-ai/sdxl and models with the same inputs: width, height, num_outputs ≤ 4",
+        doc="stability-ai/sdxl and models with the same inputs: width, height, num_outputs ≤ 4; "
+        "img2img and inpainting",
+    ),
+    "flux-kontext": Family(
+        "flux-kontext",
+        {"prompt": "prompt", "seed": "seed", "image": "input_image"},
+        size="aspect_ratio",
+        ratios=KONTEXT_RATIOS,
+        max_outputs=1,
+        match_ratio="match_input_image",
+        doc="black-forest-labs/flux-kontext-pro and -max: edits one input image; one image per "
+        "prediction, no strength",
+    ),
+    "flux-kontext-dev": Family(
+        "flux-kontext-dev",
+        {
+            "prompt": "prompt",
+            "seed": "seed",
+            "steps": "num_inference_steps",
+            "image": "input_image",
+        },
+        size="aspect_ratio",
+        ratios=KONTEXT_RATIOS,
+        max_outputs=1,
+        match_ratio="match_input_image",
+        doc="black-forest-labs/flux-kontext-dev: edits one input image (required); one image "
+        "per prediction, steps ≤ 50",
+    ),
+    "flux-fill": Family(
+        "flux-fill",
+        {"prompt": "prompt", "seed": "seed", "steps": "steps", "image": "image", "mask": "mask"},
+        size="none",
+        max_outputs=1,
+        doc="black-forest-labs/flux-fill-pro: inpaints an image (required) where the mask is "
+        "white; the output keeps the image's size",
+    ),
+    "flux-fill-dev": Family(
+        "flux-fill-dev",
+        {
+            **_FLUX_INPUTS,
+            "image": "image",
+            "mask": "mask",
+        },
+        size="none",
+        max_outputs=4,
+        doc="black-forest-labs/flux-fill-dev: inpaints an image (required); num_outputs ≤ 4",
+    ),
+    "flux-redux": Family(
+        "flux-redux",
+        {
+            "seed": "seed",
+            "count": "num_outputs",
+            "steps": "num_inference_steps",
+            "reference": "redux_image",
+        },
+        size="aspect_ratio",
+        ratios=FLUX_RATIOS,
+        max_outputs=4,
+        doc="black-forest-labs/flux-redux-dev and -schnell: variations of a reference image "
+        "(required; --reference), which takes the place of the prompt",
     ),
 }
-
-
-_FLUX_COMMON = {
-    "prompt": "the prompt (imagen sends the request's)",
-    "aspect_ratio": "aspect ratio (imagen picks the nearest to --size)",
-    "num_outputs": "images per prediction, 1-4 (imagen sends -n)",
-    "seed": "seed (imagen sends the request's)",
-    "output_format": "webp, jpg or png",
-    "output_quality": "0-100, for webp and jpg",
-    "go_fast": "faster fp8 inference (true by default)",
-    "megapixels": '"1" or "0.25"',
-    "disable_safety_checker": "turn the safety checker off",
-}
-MODEL_INPUTS: dict[str, dict[str, str]] = {
-    "black-forest-labs/flux-schnell": {
-        **_FLUX_COMMON,
-        "num_inference_steps": "steps, 1-4 (imagen sends --steps)",
-    },
-    "black-forest-labs/flux-dev": {
-        **_FLUX_COMMON,
-        "num_inference_steps": "steps, 1-50 (imagen sends --steps)",
-        "guidance": "guidance, 0-10 (3 by default)",
-        "image": "an input image URL, for image-to-image",
-        "prompt_strength": "how far to move from the input image, 0-1",
-    },
-    "black-forest-labs/flux-1.1-pro": {
-        "prompt": "the prompt (imagen sends the request's)",
-        "aspect_ratio": "aspect ratio, or custom with width and height",
-        "width": "256-1440, with aspect_ratio custom",
-        "height": "256-1440, with aspect_ratio custom",
-        "seed": "seed (imagen sends the request's)",
-        "safety_tolerance": "1 (strictest) to 6",
-        "prompt_upsampling": "let the model rewrite the prompt",
-        "output_format": "webp, jpg or png",
-        "output_quality": "0-100, for webp and jpg",
-        "image_prompt": "an image URL to guide the composition",
-    },
-    "stability-ai/sdxl": {
-        "prompt": "the prompt (imagen sends the request's)",
-        "negative_prompt": "what to keep out (imagen sends --negative)",
-        "width": "width (imagen sends --size)",
-        "height": "height (imagen sends --size)",
-        "num_outputs": "images per prediction, 1-4 (imagen sends -n)",
-        "num_inference_steps": "steps, 1-500 (imagen sends --steps)",
-        "guidance_scale": "classifier-free guidance, 1-50 (7.5 by default)",
-        "scheduler": "DDIM, DPMSolverMultistep, HeunDiscrete, KarrasDPM, K_EULER_ANCESTRAL, "
-        "K_EULER or PNDM",
-        "seed": "seed (imagen sends the request's)",
-        "refine": "no_refiner, expert_ensemble_refiner or base_image_refiner",
-        "high_noise_frac": "the share of steps the expert refiner takes",
-        "refine_steps": "steps of the base image refiner",
-        "apply_watermark": "watermark the image (true by default)",
-        "lora_scale": "LoRA strength, for fine-tuned versions",
-        "prompt_strength": "how far to move from the input image, 0-1",
-        "image": "an input image URL, for image-to-image",
-        "mask": "a mask image URL, for inpainting",
-        "disable_safety_checker": "turn the safety checker off",
-    },
-}
-"""The inputs of the models imagen knows by name (from their Replicate API pages): the
-options a request may set for them. Any other model takes options free-form."""
 
 
 def family_for(model: str) -> str:
     """The family a model reference most likely belongs to (``sdxl`` when unknown)."""
     name = model.split(":")[0].split("/")[-1].lower()
+    for word, family in (("kontext", "flux-kontext"), ("fill", "flux-fill")):
+        if "flux" in name and word in name:
+            return f"{family}-dev" if "dev" in name else family
+    if "flux" in name and "redux" in name:
+        return "flux-redux"
     if "schnell" in name:
         return "flux-schnell"
     if "flux" in name and "pro" in name:
@@ -168,13 +202,28 @@ def family_for(model: str) -> str:
     return "sdxl"
 
 
+def input_support(names: Mapping[str, str | None]) -> InputSupport:
+    """What input images a mapping can send: one per role that has a model input."""
+    return InputSupport(
+        images=1 if names.get("image") else 0,
+        references=1 if names.get("reference") else 0,
+        mask=bool(names.get("mask")),
+        strength=bool(names.get("strength")),
+    )
+
+
 @dataclass
 class Plan:
-    """The inputs of the predictions that make one request."""
+    """The inputs of the predictions that make one request.
+
+    ``files`` maps a model input to the input image it takes: the backend uploads each
+    once and puts its URL in every batch.
+    """
 
     batches: list[dict[str, Any]]
     ignored: list[str] = field(default_factory=list)
     size_note: str | None = None
+    files: dict[str, InputImage] = field(default_factory=dict)
 
 
 def _nearest_ratio(width: int, height: int, ratios: tuple[str, ...]) -> str:
@@ -244,11 +293,30 @@ def plan(
             base[names[field_name]] = value  # type: ignore[index]
         else:
             ignored.append(field_name)
+    files: dict[str, InputImage] = {}
+    for role in ROLES:
+        given = request.inputs_of(role)
+        if not given:
+            continue
+        name = names.get(role)
+        if not name or len(given) > 1:  # the pipeline refuses these before calling us
+            raise PermanentBackendError(
+                f"{family.name} takes {'no' if not name else 'one'} {role} input "
+                f"({len(given)} given); see `inputs:` in the slice"
+            )
+        files[name] = given[0]
+    if request.strength is not None:
+        if names.get("strength"):
+            base[names["strength"]] = request.strength  # type: ignore[index]
+        else:
+            ignored.append("strength")
     size, note = ({}, None)
     if family.size in ("aspect_ratio", "custom") or names.get("width") or names.get("height"):
         size, note = _size(request, family, names)
     elif request.width or request.height:
         ignored += [name for name in ("width", "height") if getattr(request, name)]
+    if not size and family.match_ratio and request.inputs_of("image"):
+        size = {"aspect_ratio": family.match_ratio}
     base.update(size)
     base.update(request.options)  # --opt KEY=VALUE: passed through as model inputs
     per_call = family.max_outputs if names.get("count") else 1
@@ -265,4 +333,4 @@ def plan(
         batches.append(batch)
         remaining -= count
         offset += count
-    return Plan(batches, ignored, note)
+    return Plan(batches, ignored, note, files)

@@ -9,7 +9,8 @@ from typing import Any
 from imagen import BackendConfig
 from imagen.config import Setting
 from imagen.retry import RETRY_SETTINGS, RetryPolicy, read_policy
-from imagen_replicate.mapping import FAMILIES, Family, family_for
+from imagen_replicate.mapping import FAMILIES, FIELDS, ROLES, Family, family_for
+from imagen_replicate.model_inputs import MODEL_INPUTS
 from imagen_replicate.pricing import Price, price_for
 
 __all__ = ["SLICE", "ReplicateSettings", "read_settings"]
@@ -23,14 +24,15 @@ SLICE: dict[str, Setting] = {
     "family": Setting(
         str,
         None,
-        "input mapping: `flux-schnell`, `flux-dev`, `flux-pro`, "
-        "`sdxl` (default: guessed from the model's name)",
+        "input mapping: "
+        + ", ".join(f"`{name}`" for name in FAMILIES)
+        + " (default: guessed from the model's name)",
     ),
     "inputs": Setting(
         dict,
         None,
-        "override input names: request field (prompt, "
-        "negative_prompt, seed, steps, count, width, height) → model input "
+        "override input names: request field (prompt, negative_prompt, seed, steps, count, "
+        "width, height), input image role (image, reference, mask) or strength → model input "
         "name, or null to leave it out",
     ),
     "input": Setting(
@@ -38,6 +40,12 @@ SLICE: dict[str, Setting] = {
         None,
         "fixed model inputs sent with every prediction, such as "
         "`output_format: png` or `go_fast: false`",
+    ),
+    "file_encoding": Setting(
+        str,
+        "url",
+        "how input images are sent: `url` (uploaded to `/v1/files`, streamed) or `base64` "
+        "(inline `data:` URLs, held in memory: for small files)",
     ),
     "poll_interval_s": Setting(float, 1.0, "seconds between status checks"),
     "timeout_s": Setting(
@@ -51,7 +59,7 @@ SLICE: dict[str, Setting] = {
     **RETRY_SETTINGS,
 }
 _MODEL = re.compile(r"^[\w.-]+/[\w.-]+(:[0-9a-zA-Z]+)?$")
-_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "count", "width", "height")
+_MAPPED = (*FIELDS, *ROLES, "strength")
 
 
 @dataclass(frozen=True)
@@ -64,12 +72,18 @@ class ReplicateSettings:
     base_url: str | None
     family: Family
     overrides: dict[str, str | None]
+    file_encoding: str
     fixed: dict[str, Any]
     poll_interval_s: float
     timeout_s: float
     http_timeout_s: float
     price: Price | None
     retry: RetryPolicy
+
+    @property
+    def names(self) -> dict[str, str | None]:
+        """Request field or input role → model input: the family's, overridden by ``inputs:``."""
+        return {**self.family.inputs, **self.overrides}
 
 
 def _positive(config: BackendConfig, key: str) -> float:
@@ -95,13 +109,20 @@ def read_settings(config: BackendConfig) -> ReplicateSettings:
         raise config.error(f"must be an http:// or https:// URL, not {base_url!r}", "base_url")
     family_name = config.choice("family", FAMILIES, family_for(model))
     overrides = config.get("inputs", dict) or {}
+    known = MODEL_INPUTS.get(owner_name)
     for key, value in overrides.items():
-        if key not in _FIELDS:
+        if key not in _MAPPED:
             raise config.error(
-                f"unknown field {key!r} (fields: {', '.join(_FIELDS)})", f"inputs.{key}"
+                f"unknown field {key!r} (fields: {', '.join(_MAPPED)})", f"inputs.{key}"
             )
         if value is not None and not isinstance(value, str):
             raise config.error("must be a model input name or null", f"inputs.{key}")
+        if value is not None and known is not None and value not in known:
+            # Replicate drops an input a model does not have without a word: say it here.
+            raise config.error(
+                f"{owner_name} has no input {value!r} (its inputs: {', '.join(known)})",
+                f"inputs.{key}",
+            )
     per_image = config.get("price_per_image", float)
     per_second = config.get("price_per_second", float)
     return ReplicateSettings(
@@ -113,6 +134,7 @@ def read_settings(config: BackendConfig) -> ReplicateSettings:
         base_url=base_url,
         family=FAMILIES[family_name or "sdxl"],
         overrides=dict(overrides),
+        file_encoding=config.choice("file_encoding", ("url", "base64"), "url") or "url",
         fixed=dict(config.get("input", dict) or {}),
         poll_interval_s=_positive(config, "poll_interval_s"),
         timeout_s=_positive(config, "timeout_s"),

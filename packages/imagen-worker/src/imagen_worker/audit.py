@@ -40,6 +40,7 @@ __all__ = ["Finding", "audit", "warn_at_start"]
 
 log = logging.getLogger("imagen")
 _COLUMN_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "REFERENCES"})
+_EVERYONES = ("current_owner", "inputs_ok")  # imagen functions anyone may run
 _OWN_POLICIES = ("imagen_owner_reads", "imagen_owner_inputs")  # checked by name below
 
 
@@ -287,9 +288,10 @@ class _Auditor:
             (self.web_facing,),
         ).fetchall()
         for signature, name, role in rows:
-            # current_owner() is everyone's (it only reads the caller's own claims); the
-            # other web functions are the web role's.
-            if name == "current_owner" or (name in WEB_FUNCTIONS and role == self.web_role):
+            # current_owner() is everyone's (it only reads the caller's own claims), and so is
+            # inputs_ok() (it only reads its arguments, for whoever inserts a job); the other
+            # web functions are the web role's.
+            if name in _EVERYONES or (name in WEB_FUNCTIONS and role == self.web_role):
                 continue
             whose = "the web role's" if name in WEB_FUNCTIONS else "the worker's and cloud sync's"
             self._add(

@@ -366,15 +366,29 @@ def retry(state: State, job_id: int, as_json: bool, database_url: str | None) ->
 @database_option
 @click.pass_obj
 def prune(state: State, as_json: bool, days: float, database_url: str | None) -> None:
-    """Delete old finished jobs, keeping the queue table small (their images stay)."""
+    """Delete old finished jobs, keeping the queue table small (their images stay).
+
+    Input images sent through imagen serve that no remaining job names, and untouched as
+    long, are removed from serve.inputs_dir too.
+    """
+    from imagen_worker.job_inputs import inputs_dir, prune_uploads
+
     with _connect(state, database_url) as conn:
         deleted = conn.execute(
             "DELETE FROM imagen.jobs WHERE status IN ('done', 'failed', 'cancelled') "
             "AND finished_at < now() - make_interval(secs => %s)",
             (days * 86400,),
         ).rowcount
-    click.echo(
-        json.dumps({"deleted": deleted})
-        if as_json
-        else f"deleted {deleted} finished job(s) older than {days:g} days"
-    )
+        named = conn.execute(
+            "SELECT DISTINCT j.owner, ref ->> 'upload' FROM imagen.jobs AS j, "
+            "jsonb_array_elements(CASE jsonb_typeof(j.inputs) WHEN 'array' THEN j.inputs "
+            "ELSE '[]' END) AS ref WHERE ref ? 'upload'"
+        ).fetchall()
+    removed = prune_uploads(inputs_dir(state.config()), set(named), days * 86400)
+    if as_json:
+        click.echo(json.dumps({"deleted": deleted, "inputs_removed": removed}))
+        return
+    message = f"deleted {deleted} finished job(s) older than {days:g} days"
+    if removed:
+        message += f"; removed {removed} input image(s) no job names"
+    click.echo(message)

@@ -42,6 +42,7 @@ __all__ = [
     "fetch_inputs",
     "inputs_dir",
     "keep_upload",
+    "prune_uploads",
     "upload_path",
 ]
 
@@ -136,6 +137,29 @@ def keep_upload(directory: Path, owner: str, image: InputImage) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.replace(image.path, target)
     return target
+
+
+def prune_uploads(directory: Path, named: set[tuple[str, str]], older_than_s: float) -> int:
+    """Remove uploads no job names any more, and leftovers of cut-short uploads; how many.
+
+    :param named: ``(owner, digest)`` of every upload a job row still names.
+    :param older_than_s: only files untouched for this long go: an upload being queued
+        right now is on disk a moment before its job is.
+    """
+    import time
+
+    keep = {upload_path(directory, owner, digest) for owner, digest in named}
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in directory.glob("*/*") if directory.is_dir() else ():
+        try:
+            if path in keep or not path.is_file() or path.stat().st_mtime > cutoff:
+                continue
+            path.unlink()
+        except OSError:  # gone meanwhile, or not ours to remove: left for the next prune
+            continue
+        removed += 1
+    return removed
 
 
 def fetch_inputs(

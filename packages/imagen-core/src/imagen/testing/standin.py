@@ -9,6 +9,7 @@ two controls that need its protocol, ``fail_next`` and ``slow_next``. Any other 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Traffic:
         self._requests: list[Exchange] = []
         self._submissions: list[Exchange] = []
         self._cancels: list[Exchange] = []
+        self._inputs: list[str] = []
 
     def record(self, exchange: Exchange, *, submission: bool = False, cancel: bool = False) -> None:
         """Record ``exchange``, as a submission or a cancel when it is one."""
@@ -58,6 +60,24 @@ class Traffic:
                 self._submissions.append(exchange)
             if cancel:
                 self._cancels.append(exchange)
+
+    def record_input(self, data: bytes) -> None:
+        """Record an input image the stand-in received, by the SHA-256 of its bytes.
+
+        Call it where your protocol takes input images (an upload route, a multipart part,
+        a data URL), with the file's bytes as the upstream would store them: the suite's
+        input checks look for each input's SHA-256 here. Input files sent as they are in
+        a request's body (raw or base64) are found without it.
+        """
+        digest = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            self._inputs.append(digest)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The SHA-256 (hex) of each input image recorded with :meth:`record_input`."""
+        with self._lock:
+            return list(self._inputs)
 
     @property
     def requests(self) -> list[Exchange]:
@@ -87,7 +107,7 @@ class StandIn(Protocol):
     """
 
     traffic: Traffic
-    """What reached the stand-in."""
+    """What reached the stand-in (input images in ``traffic.record_input``, if any)."""
 
     def fail_next(self, kind: FailureKind) -> None:
         """Make the next run fail the way the real upstream fails ``kind``-ly (a 503, a 422).

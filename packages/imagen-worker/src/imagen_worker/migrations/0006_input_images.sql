@@ -13,6 +13,8 @@ ALTER TABLE imagen.jobs
     ADD COLUMN inputs jsonb,
     ADD COLUMN strength double precision;
 
+-- Run by the jobs_inputs_limits check for whoever inserts, so PUBLIC keeps EXECUTE: it reads
+-- nothing but its arguments.
 CREATE FUNCTION imagen.inputs_ok(inputs jsonb, owner text) RETURNS boolean
 LANGUAGE sql
 IMMUTABLE

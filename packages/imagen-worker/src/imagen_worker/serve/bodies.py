@@ -93,6 +93,13 @@ class JobRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**53 - 1)
     count: int = Field(1, ge=1, description="how many images (at most serve.max_images)")
     options: dict[str, Any] = Field(default_factory=dict, description="backend options")
+    inputs: list[Any] | None = Field(
+        None,
+        description="input image references: {role, upload} (an image sent to "
+        "/v1/images/edits before) or {role, object} (in the caller's folder imagen-inputs/"
+        "OWNER/ of the cloud bucket); see worker.md",
+    )
+    strength: float | None = Field(None, ge=0, le=1, description="0-1, for image-to-image")
 
 
 class JobView(BaseModel):
@@ -110,6 +117,8 @@ class JobView(BaseModel):
     seed: int | None
     count: int
     options: dict[str, Any]
+    inputs: list[Any] | None = None
+    strength: float | None = None
     attempts: int
     cancel_requested: bool
     error: str | None

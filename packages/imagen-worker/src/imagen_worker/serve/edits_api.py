@@ -30,7 +30,12 @@ from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import ImagesRequest, ImagesResponse
 from imagen_worker.serve.errors import ApiError, documented
 from imagen_worker.serve.openai_api import answer_for
-from imagen_worker.serve.queue import check_fields, fields_from_images_request, insert_job
+from imagen_worker.serve.queue import (
+    check_fields,
+    drop_unknown_soft_options,
+    fields_from_images_request,
+    insert_job,
+)
 from imagen_worker.serve.services import ServicesDep
 
 __all__ = ["router"]
@@ -129,6 +134,7 @@ async def edits(request: Request, services: ServicesDep, owner: Owner) -> JSONRe
             fields.setdefault("options", {})["input_fidelity"] = extra["input_fidelity"]
         if extra.get("strength") is not None:
             fields["strength"] = extra["strength"]
+        ignored = await drop_unknown_soft_options(services, fields)
         directory = inputs_dir(services.config)
         inputs = await to_thread.run_sync(_check_uploads, uploads, directory / "incoming")
     finally:
@@ -147,7 +153,9 @@ async def edits(request: Request, services: ServicesDep, owner: Owner) -> JSONRe
     finally:
         for image in inputs:
             image.path.unlink(missing_ok=True)
-    return await answer_for(services, request, owner, job["id"], body, extra.get("wait"))
+    return await answer_for(
+        services, request, owner, job["id"], body, extra.get("wait"), ignored=ignored
+    )
 
 
 @router.post(

@@ -38,7 +38,7 @@ router = APIRouter(tags=["jobs"])
 )
 async def submit(body: JobRequest, services: ServicesDep, owner: Owner) -> JobView:
     fields = fields_from_job_request(body)
-    await check_fields(services, fields)
+    await check_fields(services, fields, owner)
     return JobView.model_validate(await insert_job(services, owner, fields))
 
 

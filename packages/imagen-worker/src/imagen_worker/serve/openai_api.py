@@ -19,6 +19,7 @@ from imagen_worker.serve.errors import ApiError, documented
 from imagen_worker.serve.formats import FORMATS, OutputFormat, in_format
 from imagen_worker.serve.queue import (
     check_fields,
+    drop_unknown_soft_options,
     fields_from_images_request,
     insert_job,
     still_waiting,
@@ -63,9 +64,10 @@ async def generations(
     note when no worker is running to take it.
     """
     fields = fields_from_images_request(services.config, services.settings, body)
+    ignored = await drop_unknown_soft_options(services, fields)
     await check_fields(services, fields)
     job = await insert_job(services, owner, fields)
-    return await answer_for(services, request, owner, job["id"], body)
+    return await answer_for(services, request, owner, job["id"], body, ignored=ignored)
 
 
 async def answer_for(
@@ -75,12 +77,15 @@ async def answer_for(
     job_id: int,
     body: ImagesRequest,
     wait_s: float | None = None,
+    *,
+    ignored: list[str] | None = None,
 ) -> JSONResponse:
     """The OpenAI-shaped answer for a queued job: its images once it ended, or a reference.
 
     Shared by generations and edits (``body`` says how the caller wants the images).
 
     :param wait_s: how long to wait for the job (default ``serve.wait_s``; less only).
+    :param ignored: request fields not passed to the backend, which does not take them.
     """
     wait = services.settings.wait_s if wait_s is None else min(wait_s, services.settings.wait_s)
     row, images = await wait_for_end(services, owner, job_id, wait)
@@ -100,9 +105,9 @@ async def answer_for(
         "images": [image["id"] for image in images],
         "cost_usd": cost,
     }
-    ignored = _ignored(images)
+    ignored = [*(ignored or []), *_ignored(images)]
     if ignored:
-        extra["ignored"] = ignored
+        extra["ignored"] = list(dict.fromkeys(ignored))
     answer: dict[str, Any] = {"created": int(time.time()), "data": data}
     answer.update(_facts(images, mime_types, body))
     usage = _usage(images)

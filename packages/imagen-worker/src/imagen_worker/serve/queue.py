@@ -29,6 +29,7 @@ __all__ = [
     "ENDED",
     "JOB_COLUMNS",
     "check_fields",
+    "drop_unknown_soft_options",
     "fields_from_images_request",
     "fields_from_job_request",
     "follow",
@@ -43,7 +44,8 @@ __all__ = [
 ENDED = ("done", "failed", "cancelled")
 JOB_COLUMNS = sql.SQL(
     "id, status, prompt, negative_prompt, backend, style, width, height, steps, seed, count, "
-    "options, attempts, cancel_requested, error, error_kind, image_id, progress, created_at, "
+    "options, inputs, strength, attempts, cancel_requested, error, error_kind, image_id, "
+    "progress, created_at, "
     "started_at, "
     "finished_at"
 )
@@ -85,6 +87,28 @@ def fields_from_images_request(
     return job
 
 
+# The request fields OpenAI's API has that imagen passes to the backend as options. A backend
+# that does not declare one gets the request without it, and the answer lists it ignored.
+SOFT_OPTIONS = ("quality", "background", "moderation", "input_fidelity")
+
+
+async def drop_unknown_soft_options(services: Services, fields: dict[str, Any]) -> list[str]:
+    """Remove from ``fields`` the OpenAI fields its backend does not take; their names."""
+    options = fields.get("options") or {}
+    soft = [name for name in SOFT_OPTIONS if name in options]
+    if not soft:
+        return []
+    known = await to_thread.run_sync(services.backend_options, fields.get("backend"))
+    if known is None:
+        return []
+    ignored = [name for name in soft if name not in known]
+    for name in ignored:
+        del options[name]
+    if not options:
+        fields.pop("options", None)
+    return [f"options.{name}" for name in ignored]
+
+
 def fields_from_job_request(body: JobRequest) -> dict[str, Any]:
     """The job row ``POST /v1/jobs`` asks for (checked by :func:`check_fields` next)."""
     fields: dict[str, Any] = {"prompt": body.prompt, "count": body.count}
@@ -95,6 +119,10 @@ def fields_from_job_request(body: JobRequest) -> dict[str, Any]:
         fields["width"], fields["height"] = _size(body.size)
     if body.options:
         fields["options"] = body.options
+    if body.inputs is not None:
+        fields["inputs"] = body.inputs
+    if body.strength is not None:
+        fields["strength"] = body.strength
     return fields
 
 

@@ -67,6 +67,21 @@ class Services:
                 inputs=inputs,
             )
 
+    def backend_options(self, backend: str | None) -> dict[str, str] | None:
+        """The options backend instance ``backend`` declares.
+
+        None when it takes any, or cannot be built here. Blocking, as :meth:`check_job` is.
+        """
+        from imagen.errors import ConfigError
+
+        with self._check_lock:
+            if self._backends is None:
+                self._backends = BackendPool(self.config)
+            try:
+                return self._backends.get(backend).options()
+            except ConfigError:
+                return None
+
     async def close(self) -> None:
         self.watcher.close()
         await self.store.close()
