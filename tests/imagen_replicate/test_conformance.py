@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from replicate_standin import FLUX_SIZES, ReplicateStandIn
+from replicate_standin import FLUX_SIZES, SDXL_VERSION, ReplicateStandIn
 
 from imagen import Request
 from imagen.testing import BackendConformance, InvalidSlice
@@ -64,3 +64,25 @@ class TestReplicateConformance(BackendConformance):
         # flux-schnell takes an aspect ratio, not pixels: the adapter sends the nearest one.
         ratio = _nearest_ratio(request.width, request.height, tuple(FLUX_SIZES))
         return FLUX_SIZES[ratio]
+
+
+class TestReplicateSDXLConformance(TestReplicateConformance):
+    """SDXL through a pinned version: the suite's input checks too (image, mask, strength)."""
+
+    ignores = frozenset()  # SDXL takes a negative prompt
+
+    @pytest.fixture
+    def valid_slice(self, upstream):
+        return {
+            "model": f"stability-ai/sdxl:{SDXL_VERSION}",
+            "base_url": upstream.url,
+            "poll_interval_s": 0.02,
+            "retry_attempts": 2,
+        }
+
+    @pytest.fixture
+    def base_request(self) -> Request:
+        return Request("a lighthouse at dusk, conformance check", width=64, height=64, seed=1234)
+
+    def expected_size(self, request: Request) -> tuple[int, int] | None:
+        return None  # SDXL takes pixels; the stand-in's output keeps an edit's input size
