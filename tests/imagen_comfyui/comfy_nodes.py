@@ -34,6 +34,9 @@ BATCH = ["INT", {"default": 1, "min": 1, "max": 4096}]
 FLOAT = ["FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0}]
 STEPS = ["INT", {"default": 20, "min": 1, "max": 10000}]
 OUTPUT_DIR = "/srv/ComfyUI/output"  # where this "server" keeps its outputs
+INPUT_DIR = "/srv/ComfyUI/input"
+INPUT_FILES = "<the files in input/>"  # a combo whose choices are the input folder's files
+MASK_CHANNELS = ["alpha", "red", "green", "blue"]
 
 NODES: dict[str, dict[str, Any]] = {
     "CheckpointLoaderSimple": {
@@ -139,6 +142,43 @@ NODES: dict[str, dict[str, Any]] = {
         "output": ["LATENT", "LATENT"],
     },
     "VAEDecode": {"required": {"samples": ["LATENT"], "vae": ["VAE"]}, "output": ["IMAGE"]},
+    # nodes.py LoadImage / LoadImageMask: the combo lists input/'s files, but their
+    # VALIDATE_INPUTS replaces the list check for `image`: any existing path passes
+    # ("Invalid image file: X" otherwise), a file in a subfolder included.
+    "LoadImage": {
+        "required": {"image": [INPUT_FILES, {"image_upload": True}]},
+        "output": ["IMAGE", "MASK"],
+        "validate_inputs": ("image",),
+    },
+    "LoadImageMask": {
+        "required": {
+            "image": [INPUT_FILES, {"image_upload": True}],
+            "channel": [MASK_CHANNELS],
+        },
+        "output": ["MASK"],
+        "validate_inputs": ("image",),
+    },
+    "VAEEncode": {"required": {"pixels": ["IMAGE"], "vae": ["VAE"]}, "output": ["LATENT"]},
+    "VAEEncodeForInpaint": {
+        "required": {
+            "pixels": ["IMAGE"],
+            "vae": ["VAE"],
+            "mask": ["MASK"],
+            "grow_mask_by": ["INT", {"default": 6, "min": 0, "max": 64, "step": 1}],
+        },
+        "output": ["LATENT"],
+    },
+    "SetLatentNoiseMask": {
+        "required": {"samples": ["LATENT"], "mask": ["MASK"]},
+        "output": ["LATENT"],
+    },
+    "RepeatLatentBatch": {
+        "required": {
+            "samples": ["LATENT"],
+            "amount": ["INT", {"default": 1, "min": 1, "max": 64}],
+        },
+        "output": ["LATENT"],
+    },
     # An API node (comfy_api_nodes/nodes_openai.py): an image with no sampler in the graph.
     "OpenAIDalle3": {
         "required": {"prompt": ["STRING", {"multiline": True, "default": ""}]},
@@ -168,12 +208,23 @@ NODES: dict[str, dict[str, Any]] = {
 SAMPLER_NODES = ("KSampler", "SamplerCustomAdvanced")
 GENERATOR_NODES = ("OpenAIDalle3",)  # make an image without a sampler
 LATENT_NODES = ("EmptyLatentImage", "EmptySD3LatentImage")
+IMAGE_LOADERS = ("LoadImage",)
 
 
-def object_info(name: str) -> dict[str, Any]:
+def _with_files(config: list[Any], input_files: Any) -> list[Any]:
+    """An input's definition, the input folder's top-level files as its choices."""
+    if config and config[0] == INPUT_FILES:
+        top = sorted(name for (_, folder, name) in input_files if folder == "")
+        return [top, *config[1:]]
+    return config
+
+
+def object_info(name: str, input_files: Any = ()) -> dict[str, Any]:
+    """``/object_info`` of class ``name``; ``input_files`` are (type, subfolder, name) keys."""
     spec = NODES[name]
+    required = {key: _with_files(c, input_files) for key, c in spec["required"].items()}
     return {
-        "input": {"required": spec["required"], "optional": spec.get("optional", {})},
+        "input": {"required": required, "optional": spec.get("optional", {})},
         "input_order": {
             "required": list(spec["required"]),
             "optional": list(spec.get("optional", {})),
@@ -241,14 +292,68 @@ def _error(kind: str, message: str, details: str = "", **extra: Any) -> dict[str
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
 
 
-def _input_errors(graph: dict[str, Any], node: str) -> list[dict[str, Any]]:
+def input_path(name: str) -> tuple[str, str, str] | None:
+    """Where folder_paths.get_annotated_filepath puts LoadImage's ``name``.
+
+    ``(type, subfolder, file name)``: ``"x.png [output]"`` is in output/, anything else in
+    input/. None for a path that leaves the folder (ComfyUI would look outside it; this
+    server has nothing there).
+    """
+    kind = "input"
+    for annotation in ("input", "output", "temp"):
+        if name.endswith(f" [{annotation}]"):
+            name, kind = name[: -len(annotation) - 3], annotation
+    root = f"/srv/ComfyUI/{kind}"
+    full = posixpath.normpath(posixpath.join(root, name))
+    if posixpath.commonpath((root, full)) != root:
+        return None
+    relative = posixpath.relpath(full, root)
+    if relative == ".":
+        return kind, "", ""
+    return kind, posixpath.dirname(relative), posixpath.basename(relative)
+
+
+def path_exists(name: str, files: Any) -> bool:
+    """folder_paths.exists_annotated_filepath: ``os.path.exists``, so a folder counts too."""
+    place = input_path(name)
+    if place is None:
+        return False
+    kind, folder, base = place
+    if (kind, folder, base) in files:
+        return True
+    as_folder = posixpath.join(folder, base) if base else folder
+    if as_folder == "":
+        return True  # the folder itself ("" or "."): it always exists
+    return any(
+        k == kind and (f == as_folder or f.startswith(as_folder + "/")) for (k, f, _) in files
+    )
+
+
+def _input_errors(graph: dict[str, Any], node: str, input_files: Any = ()) -> list[dict[str, Any]]:
     """What is wrong with ``node``'s own inputs (not its upstream nodes')."""
     errors = []
     inputs = graph[node].get("inputs", {})
     spec = NODES[graph[node]["class_type"]]
     present = {name: c for name, c in spec.get("optional", {}).items() if name in inputs}
+    custom = spec.get("validate_inputs", ())
     for name, config in {**spec["required"], **present}.items():
+        config = _with_files(config, input_files)
         value = inputs.get(name)
+        if name in custom and value is not None and not is_link(value):
+            # execution.py: an input the class validates itself skips the type and list
+            # checks; VALIDATE_INPUTS's string becomes the error's details.
+            if not isinstance(value, str) or not path_exists(value, input_files):
+                errors.append(
+                    _error(
+                        "custom_validation_failed",
+                        "Custom validation failed for node",
+                        f"{name} - Invalid image file: {value}",
+                        input_name=name,
+                        input_config=config,
+                        received_value=value,
+                    )
+                )
+            continue
         if value is None:
             errors.append(
                 _error("required_input_missing", "Required input is missing", name, input_name=name)
@@ -327,8 +432,10 @@ def _input_errors(graph: dict[str, Any], node: str) -> list[dict[str, Any]]:
     return errors
 
 
-def validate(graph: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any], list[str]]:
-    """Check ``graph`` as ComfyUI does before queueing it.
+def validate(
+    graph: dict[str, Any], input_files: Any = ()
+) -> tuple[dict[str, Any] | None, dict[str, Any], list[str]]:
+    """Check ``graph`` as ComfyUI does before queueing it (``input_files``: what is on disk).
 
     :returns: the 400 answer (or None when something can run), the ``node_errors`` of the
         outputs left out, and the outputs that will run.
@@ -359,7 +466,7 @@ def validate(graph: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, An
         failing = []
         for node in ancestors(graph, output):
             if node not in own_errors:
-                own_errors[node] = _input_errors(graph, node)
+                own_errors[node] = _input_errors(graph, node, input_files)
             if own_errors[node]:
                 failing.append(node)
         if not failing:
@@ -391,8 +498,12 @@ def run_order(graph: dict[str, Any], outputs: list[str]) -> list[str]:
     return order
 
 
-def signatures(graph: dict[str, Any], nodes: list[str]) -> dict[str, str]:
-    """Each node's cache key: its class, its literal inputs and its upstream nodes' keys."""
+def signatures(graph: dict[str, Any], nodes: list[str], changed: Any = None) -> dict[str, str]:
+    """Each node's cache key: its class, its literal inputs and its upstream nodes' keys.
+
+    ``changed(node)``, when given, adds what a class's IS_CHANGED says (LoadImage: the
+    SHA-256 of its file), so a file replaced under the same name is loaded again.
+    """
     keys: dict[str, str] = {}
 
     def key(node: str) -> str:
@@ -403,7 +514,10 @@ def signatures(graph: dict[str, Any], nodes: list[str]) -> dict[str, str]:
                 name: ([key(value[0]), value[1]] if is_link(value) else value)
                 for name, value in sorted(inputs.items())
             }
-            text = json.dumps([graph[node]["class_type"], parts], sort_keys=True, default=str)
+            extra = changed(node) if changed is not None else None
+            text = json.dumps(
+                [graph[node]["class_type"], parts, extra], sort_keys=True, default=str
+            )
             keys[node] = hashlib.sha256(text.encode()).hexdigest()
         return keys[node]
 

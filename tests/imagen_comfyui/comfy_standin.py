@@ -23,14 +23,33 @@ rules (validation, what runs, cache keys) are in :mod:`comfy_nodes`.
 - ``/interrupt`` is checked between sampler steps and between nodes (a long node finishes
   first) and gives ``execution_interrupted``. Status broadcasts go to every socket.
 - ``/history/{id}`` (``{}`` when unknown), ``/queue`` (pending unsorted), ``/view``
-  (404 missing, 400 for a path escape), ``/object_info[/{class}]``, ``/system_stats``.
+  (404 missing, 400 for a path escape; HEAD answers its headers only, as aiohttp's
+  FileResponse does), ``/object_info[/{class}]``, ``/system_stats``.
+- ``POST /upload/image`` and ``POST /upload/mask`` as server.py's ``image_upload``
+  answers them: multipart ``image`` (400 without one, or without a file name), ``type``
+  (input by default; output, temp; any other value is the real server's unbound-variable
+  500), ``subfolder`` (400 when it leaves the folder), ``overwrite`` (only ``true`` or
+  ``1`` overwrite; otherwise a file of the same name and the same bytes is kept and named
+  in the answer, one with other bytes makes ``name (1).png``); answer
+  ``{"name", "subfolder", "type"}`` (the subfolder as sent). ``/upload/mask`` also needs
+  ``original_ref`` (JSON ``{filename, subfolder, type}``; missing: 500): it stores that
+  file with the upload's alpha channel as its alpha, its PNG text kept; when the original
+  is missing or its reference leaves the folder it stores nothing and still answers 200
+  with the name, as the real one does.
+- LoadImage and LoadImageMask validate ``image`` as nodes.py's VALIDATE_INPUTS does
+  (``custom_validation_failed``, details ``image - Invalid image file: X`` unless the path
+  exists, a folder included, as ``os.path.exists`` has it); at run time a path that is
+  not an image file fails the node. An image run's output has its input's size; its cache
+  key includes the file's SHA-256 (IS_CHANGED).
 - Queue, history and cache live in memory: a restart (:meth:`restart`, :meth:`kill`) loses
   them, and while the process is down its port refuses connections.
 
 Controls for tests: :meth:`fail_next`, :meth:`slow_next`, :meth:`restart`, :meth:`kill`,
 :meth:`outage`, :meth:`drop_sockets`, :attr:`silent` (sockets stay open, no frames),
 :attr:`big_image`, :attr:`stall_prompt_s`, :attr:`late_answer_s`; what arrived is in
-:attr:`received` (``/prompt`` bodies), :attr:`interrupts` and :attr:`queue_edits`.
+:attr:`received` (``/prompt`` bodies), :attr:`interrupts`, :attr:`queue_edits`,
+:attr:`uploads` (each upload's form fields and its bytes' SHA-256) and :attr:`requests`
+(every ``METHOD /path``).
 """
 
 from __future__ import annotations
@@ -40,6 +59,7 @@ import copy
 import hashlib
 import io
 import json
+import posixpath
 import random
 import string
 import struct
@@ -52,9 +72,11 @@ from typing import Any, Self
 from aiohttp import WSMsgType, web
 from comfy_nodes import (
     GENERATOR_NODES,
+    IMAGE_LOADERS,
     LATENT_NODES,
     NODES,
     SAMPLER_NODES,
+    input_path,
     is_link,
     is_output,
     object_info,
@@ -149,6 +171,8 @@ class ComfyStandIn:
         self.interrupts: list[dict[str, Any]] = []
         self.queue_edits: list[dict[str, Any]] = []
         self.view_requests = 0
+        self.uploads: list[dict[str, Any]] = []
+        self.requests: list[str] = []
         self.up = False
         self._fail_next: str | None = None
         self._fail_times = 0
@@ -182,7 +206,7 @@ class ComfyStandIn:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
 
     async def _start_front(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._auth])
+        app = web.Application(client_max_size=100 * 1024 * 1024, middlewares=[self._auth])
         app.add_routes(
             [
                 web.get("/system_stats", self._system_stats),
@@ -195,6 +219,8 @@ class ComfyStandIn:
                 web.get("/history", self._history_all),
                 web.get("/history/{prompt_id}", self._history),
                 web.get("/view", self._view),
+                web.post("/upload/image", self._upload_image),
+                web.post("/upload/mask", self._upload_mask),
                 web.get("/ws", self._ws),
             ]
         )
@@ -235,6 +261,7 @@ class ComfyStandIn:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests.append(f"{request.method} {request.path}")
         if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.Response(status=401, text="401 Unauthorized")
         return await handler(request)
@@ -371,11 +398,11 @@ class ComfyStandIn:
         )
 
     async def _object_info(self, request: web.Request) -> web.Response:
-        return web.json_response({name: object_info(name) for name in NODES})
+        return web.json_response({name: object_info(name, self.files) for name in NODES})
 
     async def _object_info_one(self, request: web.Request) -> web.Response:
         name = request.match_info["node_class"]
-        return web.json_response({name: object_info(name)} if name in NODES else {})
+        return web.json_response({name: object_info(name, self.files)} if name in NODES else {})
 
     async def _prompt(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -402,7 +429,7 @@ class ComfyStandIn:
                 status=400,
             )
         graph = body["prompt"]
-        problem, node_errors, outputs = validate(graph)
+        problem, node_errors, outputs = validate(graph, self.files)
         if problem is not None:
             return web.json_response(problem, status=400)
         prompt_id = body.get("prompt_id") or str(uuid.uuid4())
@@ -468,6 +495,10 @@ class ComfyStandIn:
         data = self.files.get((kind, subfolder, filename))
         if data is None:
             return web.Response(status=404)
+        if request.method == "HEAD":  # FileResponse: the headers, and not one byte more
+            return web.Response(
+                headers={"Content-Type": "image/png", "Content-Length": str(len(data))}
+            )
         self.view_requests += 1
         response = web.StreamResponse(headers={"Content-Type": "image/png"})
         response.content_length = len(data)
@@ -477,6 +508,108 @@ class ComfyStandIn:
             await response.write(view[start : start + (1 << 16)])
         await response.write_eof()
         return response
+
+    async def _upload_image(self, request: web.Request) -> web.Response:
+        return self._image_upload(await request.post())
+
+    async def _upload_mask(self, request: web.Request) -> web.Response:
+        post = await request.post()
+
+        def merge(image: web.FileField, key: tuple[str, str, str]) -> None:
+            original = json.loads(post.get("original_ref"))  # type: ignore[arg-type]
+            name = original["filename"]
+            if name.startswith("/") or ".." in name:
+                return  # the real handler returns a 400 here that nobody sends
+            place = input_path(
+                f"{name} [{original.get('type', 'output')}]" if not name.endswith("]") else name
+            )
+            subfolder = original.get("subfolder", "")
+            if place is None or ".." in posixpath.normpath(subfolder).split("/"):
+                return
+            kind, _, base = place
+            folder = posixpath.normpath(subfolder) if subfolder else ""
+            data = self.files.get((kind, "" if folder == "." else folder, base))
+            if data is None:
+                return  # no original: nothing is stored, and the answer still names it
+            with Image.open(io.BytesIO(data)) as picture:
+                info = PngImagePlugin.PngInfo()
+                for text_key, value in getattr(picture, "text", {}).items():
+                    info.add_text(text_key, value)
+                merged = picture.convert("RGBA")
+            with Image.open(image.file) as mask:
+                merged.putalpha(mask.convert("RGBA").getchannel("A"))
+            out = io.BytesIO()
+            merged.save(out, "PNG", compress_level=4, pnginfo=info)
+            self.files[key] = out.getvalue()
+
+        # Without original_ref, json.loads(None) raises in merge: aiohttp answers 500.
+        return self._image_upload(post, merge)
+
+    def _image_upload(self, post: Any, save: Any = None) -> web.Response:
+        """server.py's image_upload, on this server's in-memory folders."""
+        image = post.get("image")
+        overwrite = post.get("overwrite")
+        kind = post.get("type") or "input"
+        if kind not in ("input", "temp", "output"):
+            return web.Response(status=500, text="500 Internal Server Error")
+        if not image:
+            return web.Response(status=400)
+        if not isinstance(image, web.FileField):  # a part without a file name: no .file
+            return web.Response(status=500, text="500 Internal Server Error")
+        filename = image.filename
+        if not filename:
+            return web.Response(status=400)
+        subfolder = post.get("subfolder", "")
+        root = f"/srv/ComfyUI/{kind}"
+        folder = posixpath.join(root, posixpath.normpath(subfolder))
+        path = posixpath.abspath(posixpath.join(folder, filename))
+        if posixpath.commonpath((root, path)) != root:
+            return web.Response(status=400)
+        relative = posixpath.relpath(posixpath.dirname(path), root)
+        place = "" if relative == "." else relative
+        data = image.file.read()
+        stem, extension = posixpath.splitext(filename)
+        duplicate = False
+        if overwrite not in ("true", "1"):
+            number = 1
+            while (kind, place, posixpath.basename(path)) in self.files:
+                if self.files[(kind, place, posixpath.basename(path))] == data:
+                    duplicate = True  # the same bytes under the same name: kept, not copied
+                    break
+                filename = f"{stem} ({number}){extension}"
+                path = posixpath.join(posixpath.dirname(path), filename)
+                number += 1
+        key = (kind, place, posixpath.basename(path))
+        self.uploads.append(
+            {
+                "endpoint": "mask" if save is not None else "image",
+                "name": filename,
+                "subfolder": subfolder,
+                "type": kind,
+                "overwrite": overwrite,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+                "duplicate": duplicate,
+            }
+        )
+        if not duplicate:
+            if save is not None:
+                image.file.seek(0)
+                save(image, key)
+            else:
+                self.files[key] = data
+        return web.json_response({"name": filename, "subfolder": subfolder, "type": kind})
+
+    def _is_changed(self, graph: dict[str, Any], node: str) -> str | None:
+        """LoadImage's IS_CHANGED: the SHA-256 of the file it loads."""
+        if graph[node]["class_type"] not in ("LoadImage", "LoadImageMask"):
+            return None
+        data = self._loaded(graph[node]["inputs"].get("image"))
+        return hashlib.sha256(data).hexdigest() if data is not None else None
+
+    def _loaded(self, name: Any) -> bytes | None:
+        place = input_path(name) if isinstance(name, str) else None
+        return self.files.get(place) if place is not None else None
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse()
@@ -527,7 +660,7 @@ class ComfyStandIn:
             await self._send(run.client_id, kind, data)
 
         order = run_order(graph, run.outputs)
-        keys = signatures(graph, order)
+        keys = signatures(graph, order, lambda node: self._is_changed(graph, node))
         # Classic caching: what the previous prompt computed, where this one is unchanged.
         self.cache = {key: value for key, value in self.cache.items() if key in keys.values()}
         cached = [node for node in order if keys[node] in self.cache]
@@ -619,6 +752,8 @@ class ComfyStandIn:
         kind = graph[node]["class_type"]
         if run.slow_node is not None and run.slow_node[0] == kind:
             await asyncio.sleep(run.slow_node[1])  # no frames, no interrupt check inside
+        if kind in ("LoadImage", "LoadImageMask"):
+            self._load(graph[node]["inputs"]["image"])
         if kind in SAMPLER_NODES:
             await self._sample(run, node, send)
         if run.failure is not None and run.failure.hits(kind):
@@ -632,6 +767,21 @@ class ComfyStandIn:
         if is_output(graph, node):
             return {"images": self._save_images(graph, node)}
         return {}
+
+    def _load(self, name: str) -> None:
+        """LoadImage's load_image: the path must be an image file (a folder passed validation)."""
+        place = input_path(name)
+        path = posixpath.join("/srv/ComfyUI", *(p for p in place or ("input", name) if p))
+        data = self._loaded(name)
+        if data is None:
+            raise NodeError("IsADirectoryError", f"[Errno 21] Is a directory: '{path}'")
+        try:
+            with Image.open(io.BytesIO(data)) as picture:
+                picture.load()
+        except (OSError, SyntaxError) as exc:
+            raise NodeError(
+                "PIL.UnidentifiedImageError", f"cannot identify image file '{path}'"
+            ) from exc
 
     def _place(self, prefix: str) -> tuple[str, str]:
         place = save_path(prefix)
@@ -655,6 +805,9 @@ class ComfyStandIn:
         latent = upstream(graph, node, LATENT_NODES)
         if latent is not None:
             batch = graph[latent]["inputs"]["batch_size"]
+        repeat = upstream(graph, node, ("RepeatLatentBatch",))
+        if repeat is not None:
+            batch *= graph[repeat]["inputs"]["amount"]
         images = []
         for index in range(batch):
             name = f"{stem}_{self._count(subfolder, stem):05}_.png"
@@ -677,10 +830,18 @@ class ComfyStandIn:
             if is_link(inputs.get("noise")):
                 seed = graph[inputs["noise"][0]]["inputs"].get("noise_seed", 0)
         latent = upstream(graph, save_node, LATENT_NODES)
+        loader = upstream(graph, save_node, IMAGE_LOADERS)
+        start = b""
         if latent is not None:
             width = graph[latent]["inputs"]["width"]
             height = graph[latent]["inputs"]["height"]
-        digest = hashlib.sha256(f"{seed}/{index}".encode()).digest()
+        elif loader is not None:  # image to image: the input's size
+            start = self._loaded(graph[loader]["inputs"]["image"]) or b""
+            with Image.open(io.BytesIO(start)) as picture:
+                width, height = picture.size
+        digest = hashlib.sha256(
+            f"{seed}/{index}".encode() + hashlib.sha256(start).digest()
+        ).digest()
         image = Image.new("RGB", (width, height), tuple(digest[:3]))
         info = PngImagePlugin.PngInfo()
         info.add_text("prompt", json.dumps(graph))  # as ComfyUI's SaveImage writes it

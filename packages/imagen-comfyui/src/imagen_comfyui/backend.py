@@ -21,13 +21,18 @@ from imagen import (
     ModelInfo,
     PermanentBackendError,
     Request,
+    RequestError,
     Result,
     TransientBackendError,
+    run_blocking,
 )
+from imagen.inputs import InputSupport
 from imagen.retry import call_with_retry
 from imagen_comfyui.client import ComfyClient, node_name
 from imagen_comfyui.run import RunFollower, RunResult
 from imagen_comfyui.settings import read_settings
+from imagen_comfyui.templates import NEEDS_IMAGE
+from imagen_comfyui.uploads import Uploader, expected_files
 
 __all__ = ["SEED_MAX", "ComfyUIBackend"]
 
@@ -78,6 +83,29 @@ class ComfyUIBackend(Backend):
         """None: a workflow's inputs are set through its mapping (``inputs:``), not ``--opt``."""
         return {}
 
+    def input_support(self) -> InputSupport:
+        """What the workflow maps: an image, a mask, a strength (a sampler's denoise).
+
+        ``inputs.image`` takes one image, ``inputs.mask`` a mask and ``inputs.strength``
+        the strength; a workflow that maps none of them takes no input images.
+        """
+        targets = self.settings.workflow.targets
+        return InputSupport(
+            images=1 if targets.get("image") else 0,
+            mask=bool(targets.get("mask")),
+            strength=bool(targets.get("strength")),
+        )
+
+    def check(self, request: Request) -> None:
+        """The img2img and inpaint templates start from an image (and a mask)."""
+        template = self.settings.template
+        if template not in NEEDS_IMAGE:
+            return
+        if not request.inputs_of("image"):
+            raise RequestError(f"template {template} starts from an input image: give --image")
+        if template == "inpaint" and not request.inputs_of("mask"):
+            raise RequestError("template inpaint repaints where a mask says: give --mask")
+
     # -- the contract ---------------------------------------------------------------------
 
     def generate(self, request: Request, context: Context) -> Result:
@@ -86,7 +114,9 @@ class ComfyUIBackend(Backend):
         if not 0 <= seed <= SEED_MAX:
             raise PermanentBackendError(f"seed {seed} is outside ComfyUI's 0 … 2^64-1")
         workflow = self.settings.workflow
-        graph, inputs_set, ignored = workflow.apply(request, seed, self._seed_max(seed))
+        uploader = Uploader(self.client, context, self.settings.retry, workflow)
+        files = uploader.files(request) if request.inputs else {}
+        graph, inputs_set, ignored = workflow.apply(request, seed, self._seed_max(seed), files)
         if "count" in ignored:
             raise PermanentBackendError(
                 f"this workflow has no batch size input to make {request.count} images; "
@@ -100,7 +130,7 @@ class ComfyUIBackend(Backend):
             try:
                 # Safe to repeat: a failed submission is looked up by its id before another.
                 answer = call_with_retry(
-                    lambda: self._submit(graph, prompt_id),
+                    lambda: self._submit(graph, prompt_id, context, follower),
                     what="submitting the workflow",
                     context=context,
                     policy=self.settings.retry,
@@ -110,8 +140,7 @@ class ComfyUIBackend(Backend):
                 self.client.cancel(prompt_id)  # it may have been queued all the same
                 raise
             except Cancelled:
-                if not context.detached:
-                    self.client.cancel(prompt_id)
+                follower.stop_upstream()  # not when detached: the run goes on for another
                 raise
             skipped = self.client.skipped_outputs(answer.get("node_errors"), graph)
             self._warn_skipped(skipped)
@@ -122,8 +151,13 @@ class ComfyUIBackend(Backend):
 
     def resume(self, run_id: str, request: Request, context: Context) -> Result:
         context.report_run_id(run_id)
-        graph, inputs_set, ignored = self.settings.workflow.apply(
-            request, request.seed, self._seed_max(request.seed)
+        workflow = self.settings.workflow
+        # The inputs went up when the run started: name them, send nothing.
+        graph, inputs_set, ignored = workflow.apply(
+            request,
+            request.seed,
+            self._seed_max(request.seed),
+            expected_files(request, workflow),
         )
         follower = RunFollower(self.client, self.settings, run_id, context, graph)
         run = follower.follow()  # starts by looking the run up: history, queue, or lost
@@ -141,13 +175,21 @@ class ComfyUIBackend(Backend):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _submit(self, graph: dict[str, Any], prompt_id: str) -> dict[str, Any]:
+    def _submit(
+        self, graph: dict[str, Any], prompt_id: str, context: Context, follower: RunFollower
+    ) -> dict[str, Any]:
         try:
-            return self.client.submit(graph, prompt_id, client_id=prompt_id)
+            # A POST that hangs must not outlive a cancel or the deadline.
+            return run_blocking(
+                lambda: self.client.submit(graph, prompt_id, client_id=prompt_id),
+                context,
+                interrupt=follower.stop_upstream,
+                what="submitting the workflow",
+            )
         except TransientBackendError:
             # The request may have reached ComfyUI before the connection failed: we chose the
             # id, so look for it before reporting a failure (and before anyone resubmits).
-            if not self._known(prompt_id):
+            if not self._known(prompt_id, context):
                 raise
             return {}
 
@@ -207,12 +249,12 @@ class ComfyUIBackend(Backend):
                 return top
         return None
 
-    def _known(self, prompt_id: str) -> bool:
+    def _known(self, prompt_id: str, context: Context) -> bool:
         """Whether ComfyUI has run ``prompt_id`` queued, running or finished."""
         try:
-            if self.client.history(prompt_id) is not None:
+            if run_blocking(lambda: self.client.history(prompt_id), context) is not None:
                 return True
-            queue = self.client.queue()
+            queue = run_blocking(self.client.queue, context)
         except TransientBackendError:
             return False
         entries = queue.get("queue_running", []) + queue.get("queue_pending", [])
@@ -248,6 +290,7 @@ class ComfyUIBackend(Backend):
             "inputs": inputs_set,
             "timings": {"queue_s": _round(run.queue_s), "execution_s": _round(run.execution_s)},
             "skipped_outputs": skipped or None,
+            "denoising_strength": self._denoise(request, inputs_set),
         }
         cost = self._cost(run, len(images))
         if cost is not None:
@@ -256,6 +299,17 @@ class ComfyUIBackend(Backend):
         if ignored:
             metadata["ignored"] = ignored
         return Result(images, {key: value for key, value in metadata.items() if value is not None})
+
+    def _denoise(self, request: Request, inputs_set: dict[str, Any]) -> float | None:
+        """The strength an image run went at: the request's, or the workflow's own."""
+        targets = self.settings.workflow.targets.get("strength") or []
+        if not request.inputs_of("image") or not targets:
+            return None
+        target = targets[0]
+        value = inputs_set.get(str(target))
+        if value is None:
+            value = self.settings.workflow.graph[target.node]["inputs"].get(target.input)
+        return value if isinstance(value, int | float) else None
 
     def estimate_cost(self, request: Request) -> float | None:
         """``price_per_image`` times the count; free (0) when no price is set: your own GPU.

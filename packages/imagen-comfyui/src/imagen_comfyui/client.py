@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import ssl
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -130,6 +131,64 @@ class ComfyClient:
         except ValueError:
             return {}  # queued all the same: the run is followed by its id
         return answer if isinstance(answer, dict) else {}
+
+    def input_size(self, name: str, subfolder: str) -> int | None:
+        """The size of file ``name`` in ComfyUI's input folder, or None when it isn't there.
+
+        A ``HEAD /view``: nothing is downloaded.
+        """
+        params = {"filename": name, "subfolder": subfolder, "type": "input"}
+        response = self._request("HEAD", "/view", params=params)
+        if response.status_code != 200:
+            return None
+        try:
+            return int(response.headers["Content-Length"])
+        except (KeyError, ValueError):
+            return None
+
+    def upload(
+        self,
+        stream: BinaryIO,
+        name: str,
+        mime_type: str,
+        subfolder: str,
+        *,
+        original: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Send ``stream`` to ComfyUI's input folder as ``subfolder/name``; where it landed.
+
+        ``POST /upload/image``, or with ``original`` (the ``{filename, subfolder, type}`` of
+        an uploaded image) ``POST /upload/mask``, which stores that image with the upload's
+        alpha channel as its own. The file is streamed from ``stream``, never read whole.
+        ``overwrite`` is off: ComfyUI keeps a file of the same name and bytes and answers
+        with its name, and gives a different file of the same name a new one
+        (``name (1).png``), so the answer's ``name`` is what a LoadImage must be given.
+        """
+        data = {"type": "input", "subfolder": subfolder, "overwrite": "false"}
+        path = "/upload/image"
+        if original is not None:
+            path = "/upload/mask"
+            data["original_ref"] = json.dumps(original)
+        response = self._request(
+            "POST", path, data=data, files={"image": (name, stream, mime_type)}
+        )
+        if response.status_code == 413:
+            raise PermanentBackendError(
+                f"ComfyUI refused an input as too large ({path} answered 413): raise the "
+                "server's --max-upload-size (100 MB by default) or send a smaller image"
+            )
+        if response.status_code != 200:
+            raise PermanentBackendError(
+                f"ComfyUI refused the upload of an input ({path} answered {response.status_code})"
+            )
+        try:
+            answer = response.json()
+            stored = {key: str(answer[key]) for key in ("name", "subfolder", "type")}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TransientBackendError(
+                f"ComfyUI's answer to {path} is not the stored file's name"
+            ) from exc
+        return stored
 
     def queue(self) -> dict[str, list[Any]]:
         return self._json("GET", "/queue")

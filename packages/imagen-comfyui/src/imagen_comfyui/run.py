@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import websocket
 
@@ -26,6 +27,7 @@ from imagen import (
     Progress,
     RunLostError,
     TransientBackendError,
+    run_blocking,
 )
 from imagen_comfyui.client import ComfyClient
 from imagen_comfyui.settings import ComfyUISettings
@@ -35,6 +37,7 @@ __all__ = ["RunFollower", "RunResult"]
 _TICK = 0.5  # seconds between cancellation checks while waiting on the socket
 _LOST_GRACE_S = 3.0  # how long a run may be missing from /queue before it counts as lost
 _UNREACHABLE_POLL_S = 1.0  # between attempts to reach a server that stopped answering
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,6 +79,19 @@ class RunFollower:
         self._unreachable_since: float | None = None
         self.executed_outputs: list[str] | None = None
         """The output nodes ComfyUI queued for the run (from its queue or history entry)."""
+        self._stopped = False
+
+    def stop_upstream(self) -> None:
+        """Take the run off ComfyUI's queue, or interrupt it (once; never when detached)."""
+        if self._stopped or self.context.detached:  # detached: another follower takes it on
+            return
+        self._stopped = True
+        self.cancelling = True
+        self.client.cancel(self.prompt_id)
+
+    def _call(self, call: Callable[[], T]) -> T:
+        """An HTTP call that a cancel or the deadline ends at once, stopping the run."""
+        return run_blocking(call, self.context, interrupt=self.stop_upstream, what="following")
 
     # -- the socket ---------------------------------------------------------------------
 
@@ -127,18 +143,15 @@ class RunFollower:
         """
         try:
             while True:
-                try:
-                    self.context.check()
-                except Cancelled:
-                    self.cancelling = True
-                    if not self.context.detached:  # detached: another follower takes it on
-                        self.client.cancel(self.prompt_id)
-                    raise
+                self.context.check()
                 done = self._next_frame() if self.socket is not None else self._check_server()
                 if done is not None:
                     return done
                 if self._unreachable_since is None:
                     self._check_idle()
+        except Cancelled:
+            self.stop_upstream()
+            raise
         except KeyboardInterrupt:
             # The caller stops at once, but the run must not go on, paid for, on the server.
             self.client.cancel(self.prompt_id)
@@ -209,7 +222,7 @@ class RunFollower:
 
     def _report_queue(self) -> None:
         try:
-            queue = self.client.queue()
+            queue = self._call(self.client.queue)
         except TransientBackendError:
             return
         entries = sorted(
@@ -229,10 +242,10 @@ class RunFollower:
     def _check_server(self) -> RunResult | None:
         """Look the run up in /history and /queue; reconnect the socket if it dropped."""
         try:
-            entry = self.client.history(self.prompt_id)
+            entry = self._call(lambda: self.client.history(self.prompt_id))
             if entry is not None:
                 return self._from_history(entry)
-            queue = self.client.queue()
+            queue = self._call(self.client.queue)
         except TransientBackendError as exc:
             self._unreachable(exc)
             return None
@@ -243,7 +256,7 @@ class RunFollower:
         pending = [e for e in queue.get("queue_pending", []) if e[1] == self.prompt_id]
         if not running and not pending:
             # The socket may have missed the end: ask history once more before calling it lost.
-            entry = self.client.history(self.prompt_id)
+            entry = self._call(lambda: self.client.history(self.prompt_id))
             if entry is not None:
                 return self._from_history(entry)
             if time.monotonic() - self.created < _LOST_GRACE_S:
@@ -292,7 +305,7 @@ class RunFollower:
         """The end event arrived: history has the authoritative outputs."""
         for _ in range(10):
             try:
-                entry = self.client.history(self.prompt_id)
+                entry = self._call(lambda: self.client.history(self.prompt_id))
             except TransientBackendError:
                 self.close()  # gone right at the end: look it up as for a dropped socket
                 return None

@@ -22,8 +22,9 @@ SLICE: dict[str, Setting] = {
     "template": Setting(
         str,
         "checkpoint",
-        "built-in graph: `checkpoint` (SD 1.5/SDXL "
-        "checkpoint) or `flux-schnell`; not with `workflow`",
+        "built-in graph: `checkpoint` (SD 1.5/SDXL checkpoint), `flux-schnell`, "
+        "`img2img` (a checkpoint starting from `--image`, `--strength` its denoise) or "
+        "`inpaint` (a checkpoint repainting where `--mask` says); not with `workflow`",
     ),
     "model": Setting(
         str,
@@ -37,8 +38,8 @@ SLICE: dict[str, Setting] = {
     "sampler": Setting(str, None, "sampler name (template: `euler`)"),
     "scheduler": Setting(str, None, "scheduler (checkpoint: `normal`; flux-schnell: `simple`)"),
     "cfg": Setting(float, None, "classifier-free guidance (checkpoint: 7.0; flux-schnell: 1.0)"),
-    "width": Setting(int, 1024, "width when the request gives none (templates)"),
-    "height": Setting(int, 1024, "height when the request gives none (templates)"),
+    "width": Setting(int, 1024, "width when the request gives none (text-to-image templates)"),
+    "height": Setting(int, 1024, "height when the request gives none (text-to-image templates)"),
     "clip_l": Setting(str, "clip_l.safetensors", "flux-schnell: the CLIP-L text encoder file"),
     "t5xxl": Setting(str, "t5xxl_fp8_e4m3fn.safetensors", "flux-schnell: the T5-XXL encoder file"),
     "vae": Setting(str, "ae.safetensors", "flux-schnell: the VAE file"),
@@ -52,8 +53,9 @@ SLICE: dict[str, Setting] = {
         None,
         "with `workflow`: which node inputs take each request field, "
         "as `NODE.input` (node id or title), or a list of them; fields: prompt, "
-        "negative_prompt, seed, steps, width, height, count; unmapped fields are "
-        "detected",
+        "negative_prompt, seed, steps, width, height, count (unmapped ones are "
+        "detected), and image, mask (a LoadImage's or LoadImageMask's `image`) and "
+        "strength (a sampler's `denoise`), taken only where mapped",
     ),
     "connect_timeout_s": Setting(float, 10.0, "seconds to wait for a connection"),
     "http_timeout_s": Setting(float, 60.0, "seconds to wait for one HTTP answer"),
@@ -84,6 +86,8 @@ SLICE: dict[str, Setting] = {
 _TEMPLATE_DEFAULTS = {
     "checkpoint": {"default_steps": 25, "sampler": "euler", "scheduler": "normal", "cfg": 7.0},
     "flux-schnell": {"default_steps": 4, "sampler": "euler", "scheduler": "simple", "cfg": 1.0},
+    "img2img": {"default_steps": 25, "sampler": "euler", "scheduler": "normal", "cfg": 7.0},
+    "inpaint": {"default_steps": 25, "sampler": "euler", "scheduler": "normal", "cfg": 7.0},
 }
 _TEMPLATE_ONLY = (
     "template",
@@ -105,6 +109,7 @@ class ComfyUISettings:
     base_url: str
     headers: dict[str, str]
     workflow: Workflow
+    template: str | None
     model: str | None
     sampler: str | None
     connect_timeout_s: float
@@ -146,13 +151,14 @@ def read_settings(config: BackendConfig) -> ComfyUISettings:
         headers["Authorization"] = f"Bearer {token}"
 
     try:
-        workflow, model, sampler = _workflow(config)
+        workflow, template, model, sampler = _workflow(config)
     except WorkflowError as exc:
         raise config.error(str(exc), exc.key) from None
     return ComfyUISettings(
         base_url=base_url,
         headers=headers,
         workflow=workflow,
+        template=template,
         model=model,
         sampler=sampler,
         connect_timeout_s=_positive(config, "connect_timeout_s"),
@@ -166,7 +172,7 @@ def read_settings(config: BackendConfig) -> ComfyUISettings:
     )
 
 
-def _workflow(config: BackendConfig) -> tuple[Workflow, str | None, str | None]:
+def _workflow(config: BackendConfig) -> tuple[Workflow, str | None, str | None, str | None]:
     if config.get("workflow", str) is not None:
         for key in _TEMPLATE_ONLY:
             if key in config.settings:
@@ -178,7 +184,7 @@ def _workflow(config: BackendConfig) -> tuple[Workflow, str | None, str | None]:
         path = config.path("workflow")
         assert path is not None
         graph = load_graph(path, "workflow")
-        return Workflow.build(graph, _value(config, "inputs"), str(path)), None, None
+        return Workflow.build(graph, _value(config, "inputs"), str(path)), None, None, None
     if "inputs" in config.settings:
         raise WorkflowError(
             "maps the inputs of your own `workflow:`; the templates map theirs", "inputs"
@@ -204,6 +210,7 @@ def _workflow(config: BackendConfig) -> tuple[Workflow, str | None, str | None]:
     graph = template_graph(name, values)
     return (
         Workflow.build(graph, MAPPINGS[name], f"template {name}", complete=True),
+        name,
         model,
         values["sampler"],
     )

@@ -1,9 +1,11 @@
-"""Workflows: which node inputs receive the prompt, seed, size and count, and filling them.
+"""Workflows: which node inputs receive the prompt, seed, size, count and input images.
 
 A mapping target is written ``NODE.input``, where NODE is a node id (``"6"``) or a node's
 title (``_meta.title``, the name the user gave it in the UI), so an edited workflow whose
 ids changed keeps working. Without an explicit mapping, the standard nodes are found by
-following the sampler's links.
+following the sampler's links. Input images (``image``, ``mask``) and ``strength`` are
+never guessed: a workflow takes them only where its mapping says (a LoadImage feeding a
+ControlNet must not receive the picture to edit).
 """
 
 from __future__ import annotations
@@ -17,9 +19,31 @@ from typing import Any
 
 from imagen import Request
 
-__all__ = ["FIELDS", "Target", "Workflow", "WorkflowError", "detect", "parse_graph"]
+__all__ = [
+    "FIELDS",
+    "INPUT_FIELDS",
+    "Target",
+    "Workflow",
+    "WorkflowError",
+    "detect",
+    "parse_graph",
+]
 
-FIELDS = ("prompt", "negative_prompt", "seed", "steps", "width", "height", "count")
+FIELDS = (
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "steps",
+    "width",
+    "height",
+    "count",
+    "image",
+    "mask",
+    "strength",
+)
+INPUT_FIELDS = ("image", "mask")
+"""Fields whose value is the name of a file uploaded to ComfyUI's input folder."""
+_EXPLICIT_ONLY = (*INPUT_FIELDS, "strength")
 SEED_INPUTS = ("seed", "noise_seed")
 _REQUEST_ATTRIBUTE = {
     "prompt": "prompt",
@@ -29,6 +53,7 @@ _REQUEST_ATTRIBUTE = {
     "width": "width",
     "height": "height",
     "count": "count",
+    "strength": "strength",
 }
 _NOT_CONDITIONING = {
     "clip",
@@ -260,6 +285,33 @@ def detect(graph: Mapping[str, Any], wanted: Iterable[str] = FIELDS) -> dict[str
     return {field: targets for field, targets in found.items() if targets and field in wanted}
 
 
+def _check_input_targets(graph: Mapping[str, Any], targets: Mapping[str, list[Target]]) -> None:
+    """Input images go to file-name inputs, strength to a number; a mask needs an image."""
+    for field in INPUT_FIELDS:
+        for target in targets.get(field, []):
+            value = _inputs(graph, target.node)[target.input]
+            if not isinstance(value, str):
+                raise WorkflowError(
+                    f"{_describe(graph, target.node)}.{target.input} holds {value!r}, not a "
+                    f"file name: map inputs.{field} to a LoadImage's image input",
+                    f"inputs.{field}",
+                )
+    for target in targets.get("strength", []):
+        value = _inputs(graph, target.node)[target.input]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise WorkflowError(
+                f"{_describe(graph, target.node)}.{target.input} holds {value!r}, not a "
+                "number: map inputs.strength to a sampler's denoise input",
+                "inputs.strength",
+            )
+    if targets.get("mask") and not targets.get("image"):
+        raise WorkflowError(
+            "a mask applies to an image: map inputs.image too (the LoadImage of the "
+            "picture to edit)",
+            "inputs.mask",
+        )
+
+
 # -- applying a request ------------------------------------------------------------------------
 
 
@@ -294,7 +346,8 @@ class Workflow:
         for field, specs in mapping.items():
             specs = specs if isinstance(specs, list) else [specs]
             targets[field] = [resolve(graph, spec, f"inputs.{field}") for spec in specs]
-        missing = [field for field in FIELDS if field not in targets]
+        _check_input_targets(graph, targets)
+        missing = [f for f in FIELDS if f not in targets and f not in _EXPLICIT_ONLY]
         if missing and not complete:
             targets.update(detect(graph, missing))
         return cls(graph, targets, source)
@@ -303,19 +356,29 @@ class Workflow:
         return _describe(self.graph, target.node)
 
     def apply(
-        self, request: Request, seed: int | None, seed_max: Mapping[str, int] | None = None
+        self,
+        request: Request,
+        seed: int | None,
+        seed_max: Mapping[str, int] | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         """The graph to submit, the inputs that were set, and the fields left unmapped.
 
         :param seed_max: the largest value each seed target (``"NODE.input"``) accepts,
             where it is less than the seed: that input gets the seed modulo its range, so the
             same seed still makes the same picture (the value used is in the inputs set).
+        :param files: for ``image`` and ``mask``, the name ComfyUI knows the uploaded input
+            by (``imagen/<sha256>.png``), as a LoadImage's ``image`` input takes it; a
+            LoadImageMask that receives the mask also gets the ``channel`` it is drawn in
+            (``files["mask_channel"]``).
         """
         graph = copy.deepcopy(self.graph)
         values: dict[str, Any] = {
             field: getattr(request, attr) for field, attr in _REQUEST_ATTRIBUTE.items()
         }
         values["seed"] = seed
+        for field in INPUT_FIELDS:
+            values[field] = (files or {}).get(field)
         inputs_set: dict[str, Any] = {}
         ignored: list[str] = []
         for field in FIELDS:
@@ -335,4 +398,12 @@ class Workflow:
                     given = value % (top + 1)
                 graph[target.node]["inputs"][target.input] = given
                 inputs_set[str(target)] = given
+        channel = (files or {}).get("mask_channel")
+        for target in self.targets.get("mask", []) if values["mask"] and channel else []:
+            node = graph[target.node]
+            if node["class_type"] == "LoadImageMask" and isinstance(
+                node["inputs"].get("channel"), str
+            ):
+                node["inputs"]["channel"] = channel
+                inputs_set[f"{target.node}.channel"] = channel
         return graph, inputs_set, ignored
