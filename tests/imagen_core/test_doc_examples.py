@@ -47,7 +47,8 @@ def _fragment(block: str) -> bool:
 def test_there_are_examples_to_check():
     assert len(EXAMPLES) >= 14
     assert [where for where, _, block in EXAMPLES if _fragment(block)] == [
-        "docs/backends/comfyui.md:109"  # inputs: under the example before it
+        "docs/backends/comfyui.md:151",  # inputs: under the example before it
+        "docs/backends/comfyui.md:166",  # the input images' inputs: under the same
     ]
 
 
@@ -77,7 +78,10 @@ def test_a_fragment_continues_a_valid_example():
     for index, (where, _, block) in enumerate(EXAMPLES):
         if _fragment(block):
             assert isinstance(yaml.safe_load(block), dict), where
-            assert not _fragment(EXAMPLES[index - 1][2])
+            # the example it continues: the nearest whole one before it, on the same page
+            before = [w for w, _, b in EXAMPLES[:index] if not _fragment(b)]
+            assert before, where
+            assert before[-1].split(":")[0] == where.split(":")[0], where
 
 
 def _values(data: object) -> list[str]:
