@@ -103,7 +103,7 @@ def test_the_config_module_imports_no_section():
         ("preview:\n  enabeld: true\n", ":2: preview.enabeld: unknown key"),
         ("styles:\n  noir:\n    sufix: x\n", ":3: styles.noir.sufix: unknown key (known: suffix"),
         ("styles:\n  noir: dark\n", ":2: styles.noir: must be a mapping"),
-        ("cloud:\n  url: https://x.supabase.co\n", ":1: cloud.bucket: is required"),
+        ("cloud:\n  url: http://127.0.0.1:54321\n", ":1: cloud.bucket: is required"),
         (
             "cloud:\n  url: x.supabase.co\n  bucket: b\n",
             ":2: cloud.url: must be an http:// or https:// URL",

@@ -14,18 +14,6 @@ from imagen_worker.database import web_role
 __all__ = ["SERVE", "ServeSettings", "hash_key", "new_key", "owner_problem", "read_serve"]
 
 
-# The smallest value each numeric setting may take.
-_LEAST = {
-    "port": 0,
-    "wait_s": 0,
-    "max_images": 1,
-    "max_body_bytes": 1024,
-    "max_upload_bytes": 1024,
-    "pool_size": 1,
-    "session_days": 1,
-}
-
-
 @dataclass(frozen=True)
 class ServeSettings:
     """A checked ``serve:`` section."""
@@ -44,15 +32,13 @@ class ServeSettings:
 
 
 def read_serve(config: Config, environ: Mapping[str, str] = os.environ) -> ServeSettings:
-    """The ``serve:`` settings; a ConfigError names the key that is wrong."""
+    """The ``serve:`` settings; a ConfigError names the key that is wrong.
+
+    The bounds of each value are checked as the file is loaded (imagen-core's
+    ``SERVE_SECTION``); the secrets are read here.
+    """
     values = config.section_values("serve", SERVE)
     credentials = read_credentials(config, environ)  # shared with imagen mcp
-    for key, least in _LEAST.items():
-        if values[key] < least:
-            raise config.section_error("serve", f"must be at least {least}, not {values[key]}", key)
-    if values["port"] > 65535:
-        message = f"must be a port number (0 to 65535), not {values['port']}"
-        raise config.section_error("serve", message, "port")
     return ServeSettings(
         host=values["host"],
         port=values["port"],
