@@ -163,12 +163,12 @@ def prune_uploads(directory: Path, named: set[tuple[str, str]], older_than_s: fl
 
 
 def fetch_inputs(
-    config: Config, row: Mapping[str, Any], request: Request, directory: Path
+    config: Config, row: Mapping[str, Any], request: Request, directory: Path | None
 ) -> Request:
     """``request`` with the row's input images, fetched and checked; unchanged without any.
 
     :param directory: where objects from the bucket are downloaded to (the caller removes
-        it when the job ends).
+        it when the job ends); None only for a row without inputs.
     :raises RequestError: naming the input (``job N inputs[i]``) that cannot be used.
     """
     refs = row.get("inputs")
@@ -178,13 +178,16 @@ def fetch_inputs(
     owner = str(row.get("owner") or "")
     check_refs(refs, owner)
     job = f"job {row.get('id')}"
+    if directory is None:
+        raise ValueError("a row with inputs needs a directory to fetch them to")
+    uploads = inputs_dir(config)
     store = None
     images: list[InputImage] = []
     try:
         for index, ref in enumerate(refs):
             label = f"{job} inputs[{index}]"
             if "upload" in ref:
-                path = upload_path(inputs_dir(config), owner, ref["upload"])
+                path = upload_path(uploads, owner, ref["upload"])
                 expected = ref["upload"]
             else:
                 if store is None:

@@ -310,8 +310,12 @@ class JobSlots:
         kept = kept_images(row)
         if kept is not None:  # generated and paid for already: only the upload is left
             return sync_kept(self.config, kept, row["owner"])
+        request = request_from_row(row)
+        if not row.get("inputs"):  # most jobs: no directory to make and remove
+            request = fetch_inputs(self.config, row, request, None)
+            return self._generate_request(row, request, context)
         with tempfile.TemporaryDirectory(prefix=f"imagen-job-{job_id}-") as scratch:
-            request = fetch_inputs(self.config, row, request_from_row(row), Path(scratch))
+            request = fetch_inputs(self.config, row, request, Path(scratch))
             return self._generate_request(row, request, context)
 
     def _generate_request(self, row: dict[str, Any], request: Any, context: Context) -> Any:

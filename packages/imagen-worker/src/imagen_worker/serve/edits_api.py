@@ -208,31 +208,20 @@ def _text_fields(form: FormData) -> tuple[ImagesRequest, dict[str, Any]]:
             param="input_fidelity",
         )  # fmt: skip
     if "strength" in extra:
-        extra["strength"] = _strength(extra["strength"])
+        extra["strength"] = _number(extra["strength"], "strength", 1, "a number from 0 to 1")
     if "wait" in extra:
-        extra["wait"] = _wait(extra["wait"])
+        extra["wait"] = _number(extra["wait"], "wait", 3600, "seconds")
     return body, extra
 
 
-def _wait(text: str) -> float:
+def _number(text: str, param: str, high: float, expected: str) -> float:
+    """Form field ``param`` as a number from 0 to ``high``; ApiError 400 saying ``expected``."""
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0 <= value <= 3600:  # NaN too
-        raise ApiError(400, f"Invalid 'wait': seconds, not {text!r:.40}.", param="wait")
-    return value
-
-
-def _strength(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:  # NaN too
-        raise ApiError(
-            400, f"Invalid 'strength': a number from 0 to 1, not {text!r:.40}.", param="strength"
-        )
+    if not 0 <= value <= high:  # NaN too
+        raise ApiError(400, f"Invalid '{param}': {expected}, not {text!r:.40}.", param=param)
     return value
 
 
