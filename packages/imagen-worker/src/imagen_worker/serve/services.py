@@ -56,12 +56,10 @@ class Services:
         from imagen_worker.submission import check_job
 
         with self._check_lock:  # backends are built once, by one request
-            if self._backends is None:
-                self._backends = BackendPool(self.config)
             check_job(
                 self.config,
                 fields,
-                pool=self._backends,
+                pool=self._pool(),
                 max_images=self.settings.max_images,
                 owner=owner,
                 inputs=inputs,
@@ -75,12 +73,16 @@ class Services:
         from imagen.errors import ConfigError
 
         with self._check_lock:
-            if self._backends is None:
-                self._backends = BackendPool(self.config)
             try:
-                return self._backends.get(backend).options()
+                return self._pool().get(backend).options()
             except ConfigError:
                 return None
+
+    def _pool(self) -> BackendPool:
+        """The backends the door judges with, built on first use (under ``_check_lock``)."""
+        if self._backends is None:
+            self._backends = BackendPool(self.config)
+        return self._backends
 
     async def close(self) -> None:
         self.watcher.close()
