@@ -198,6 +198,9 @@ class LoopbackServer(ThreadingHTTPServer):
         if fault is None:
             return True
         if fault.kind == "answer":
+            # No handler will read this request's body: it must not be left to be read as
+            # the next request line (the connection stays open for the next request).
+            handler.rfile = raw
             body = fault.body
             if body is None:
                 body = f"imagen conformance check: status {fault.status}\n".encode()
