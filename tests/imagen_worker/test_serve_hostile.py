@@ -150,3 +150,33 @@ def test_an_unreadable_row_shows_in_the_job_api_without_a_500(served, conn):
     assert listed.status_code == 200
     (job,) = listed.json()["data"]
     assert job["options"] == {}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/images?before=73526329155372225396736&q=lighthouse",  # found by schemathesis
+        "/v1/images?job=9223372036854775808&q=lighthouse",
+        "/v1/images?before=9223372036854775808",
+        "/v1/jobs?before=9223372036854775808",
+        "/v1/jobs/9223372036854775808",
+        "/v1/images/9223372036854775808",
+        "/v1/images/9223372036854775808/file",
+        "/v1/images/9223372036854775808/thumbnail",
+        "/v1/jobs/9223372036854775808/events",
+    ],
+)
+def test_an_id_past_bigint_is_a_400_naming_the_parameter(served, path):
+    url, _ = served
+    answer = httpx.get(f"{url}{path}", headers=HEADERS)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] in {"before", "job", "job_id", "image_id"}
+    assert "less than or equal to 9223372036854775807" in answer.json()["error"]["message"]
+
+
+def test_the_largest_bigint_id_is_simply_not_found(served):
+    url, _ = served
+    biggest = 2**63 - 1
+    assert httpx.get(f"{url}/v1/jobs/{biggest}", headers=HEADERS).status_code == 404
+    listed = httpx.get(f"{url}/v1/images?before={biggest}&q=lighthouse", headers=HEADERS)
+    assert (listed.status_code, listed.json()["data"]) == (200, [])

@@ -24,7 +24,14 @@ from imagen_worker.serve.bodies import ImageDeleted, ImageList, ImageView
 from imagen_worker.serve.copies import copy_path, forget_copies
 from imagen_worker.serve.errors import ApiError, documented
 from imagen_worker.serve.formats import OutputFormat, in_format
-from imagen_worker.serve.paging import Before, Limit, newest_first, next_page
+from imagen_worker.serve.paging import (
+    Before,
+    ImageId,
+    JobFilter,
+    Limit,
+    newest_first,
+    next_page,
+)
 from imagen_worker.serve.services import Services, ServicesDep
 
 __all__ = ["router", "search_words"]
@@ -61,7 +68,7 @@ async def list_images(
     owner: Owner,
     limit: Limit = 24,
     before: Before = None,
-    job: Annotated[int | None, Query(ge=1, description="only this job's images")] = None,
+    job: JobFilter = None,
     q: Annotated[
         str | None,
         Query(
@@ -105,7 +112,9 @@ def search_words(text: str) -> str | None:
     response_model=ImageView,
     responses=documented(404),
 )
-async def image(image_id: int, request: Request, services: ServicesDep, owner: Owner) -> ImageView:
+async def image(
+    image_id: ImageId, request: Request, services: ServicesDep, owner: Owner
+) -> ImageView:
     query = sql.SQL(
         "SELECT {}, i.metadata, j.prompt AS job_prompt, j.negative_prompt, j.backend AS "
         "job_backend, j.style, j.steps, j.options FROM imagen.images i "
@@ -127,7 +136,7 @@ async def image(image_id: int, request: Request, services: ServicesDep, owner: O
     responses={200: {"content": {"image/*": {}}}, **documented(404)},
 )
 async def image_file(
-    image_id: int,
+    image_id: ImageId,
     services: ServicesDep,
     owner: Owner,
     format: Annotated[
@@ -155,7 +164,7 @@ async def image_file(
     response_model=ImageDeleted,
     responses=documented(404),
 )
-async def delete_image(image_id: int, services: ServicesDep, owner: Owner) -> ImageDeleted:
+async def delete_image(image_id: ImageId, services: ServicesDep, owner: Owner) -> ImageDeleted:
     """Delete the image's row, then its file, sidecar and cached copies.
 
     The job that made it stays, with its other images; its ``image_id`` is cleared when it
@@ -213,7 +222,7 @@ def _remove_file(path: Path, outputs: Path, cache: Path) -> bool:
     response_class=FileResponse,
     responses={200: {"content": {"image/webp": {}}}, **documented(404)},
 )
-async def thumbnail(image_id: int, services: ServicesDep, owner: Owner) -> FileResponse:
+async def thumbnail(image_id: ImageId, services: ServicesDep, owner: Owner) -> FileResponse:
     row = await _stored(services, owner, image_id)
     path = await to_thread.run_sync(_thumbnail, Path(row["local_path"]), services.thumbnails)
     return FileResponse(path, media_type="image/webp", headers=_IMMUTABLE)

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import JobList, JobRequest, JobView
 from imagen_worker.serve.errors import ApiError, documented
-from imagen_worker.serve.paging import Before, Limit, newest_first, next_page
+from imagen_worker.serve.paging import Before, JobId, Limit, newest_first, next_page
 from imagen_worker.serve.queue import (
     JOB_COLUMNS,
     check_fields,
@@ -70,7 +70,7 @@ async def list_jobs(
     response_model=JobView,
     responses=documented(404),
 )
-async def job(job_id: int, services: ServicesDep, owner: Owner) -> JobView:
+async def job(job_id: JobId, services: ServicesDep, owner: Owner) -> JobView:
     view = JobView.model_validate(await read_job(services, owner, job_id))
     if view.status == "pending":
         view.queue_position = await queue_position(services, job_id)
@@ -82,7 +82,7 @@ async def job(job_id: int, services: ServicesDep, owner: Owner) -> JobView:
     summary="Cancel one of the caller's jobs (pending: at once; running: interrupted)",
     responses=documented(404, 409),
 )
-async def cancel(job_id: int, services: ServicesDep, owner: Owner) -> dict[str, int | bool | str]:
+async def cancel(job_id: JobId, services: ServicesDep, owner: Owner) -> dict[str, int | bool | str]:
     # Row-level security lets an owner flag only their own jobs that have not ended; the
     # database cancels a pending one at once (migration 0005), a running one's worker stops it.
     flagged = await services.store.fetch_one(
@@ -104,7 +104,7 @@ async def cancel(job_id: int, services: ServicesDep, owner: Owner) -> dict[str, 
     responses={200: {"content": {"text/event-stream": {}}}, **documented(404)},
 )
 async def events(
-    job_id: int, request: Request, services: ServicesDep, owner: Owner
+    job_id: JobId, request: Request, services: ServicesDep, owner: Owner
 ) -> StreamingResponse:
     await read_job(services, owner, job_id)  # 404 before the stream starts
     return StreamingResponse(

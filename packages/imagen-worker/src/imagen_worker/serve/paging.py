@@ -5,13 +5,29 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Query
+from fastapi import Path, Query
 from psycopg import sql
 
-__all__ = ["Before", "Limit", "newest_first", "next_page"]
+__all__ = [
+    "MAX_ID",
+    "Before",
+    "ImageId",
+    "JobFilter",
+    "JobId",
+    "Limit",
+    "newest_first",
+    "next_page",
+]
+
+# Ids are bigint: a larger number names no row, and the search function's bigint parameters
+# would refuse it with an error rather than find nothing.
+MAX_ID = 2**63 - 1
 
 Limit = Annotated[int, Query(ge=1, le=100, description="how many, at most")]
-Before = Annotated[int | None, Query(ge=1, description="the id to list from, exclusive")]
+Before = Annotated[int | None, Query(ge=1, le=MAX_ID, description="the id to list from, exclusive")]
+JobFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="only this job's images")]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="the job's id")]
+ImageId = Annotated[int, Path(ge=1, le=MAX_ID, description="the image's id")]
 
 
 def newest_first(columns: sql.Composable, source: str, key: str, where: list[str]) -> sql.Composed:
