@@ -380,6 +380,10 @@ def test_jobs_submit_refuses_a_job_that_could_never_run_and_queues_nothing(conn,
             f"imagen: seed: image 2 of the job would use seed {2**53}, beyond {2**53 - 1} "
             "(image i uses seed + i - 1)"
         ),
+        ("x", "--priority", str(2**31)): (
+            f"imagen: Invalid value for '--priority': {2**31} is not in the range "
+            f"{-(2**31)}<=x<={2**31 - 1} (imagen jobs submit --help)"
+        ),
     }
     for args, message in cases.items():
         proc = home.run("jobs", "submit", *args, *url)

@@ -126,7 +126,12 @@ def jobs() -> None:
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of the first image.")
 @click.option("-n", "--count", type=click.IntRange(1, 64), default=1, help="Images to make.")
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="Backend option.")
-@click.option("--priority", type=int, default=0, help="Higher runs first.")
+@click.option(
+    "--priority",
+    type=click.IntRange(-(2**31), 2**31 - 1),  # the column is a PostgreSQL integer
+    default=0,
+    help="Higher runs first.",
+)
 @click.option(
     "--max-attempts", type=click.IntRange(1, 100), default=3, help="Attempts before failing."
 )
