@@ -135,12 +135,12 @@ def _bomb(path: Path) -> Path:
         (
             lambda root: _png(root / "ref.png"),
             ["--reference", "{}"] * 5,
-            'backend "mock" takes at most 4 reference input(s) (--reference), not 5',
+            'backend "mock" takes at most 4 reference inputs, not 5',
         ),
         (
             lambda root: _png(root / "one.png"),
             ["--image", "{}", "--image", "{}"],
-            'backend "mock" takes at most 1 image input(s) (--image), not 2',
+            'backend "mock" takes at most 1 image input, not 2',
         ),
         (lambda root: root / "missing.png", ["--image", "{}"], "cannot read it"),
     ],

@@ -328,7 +328,7 @@ def test_a_mask_for_a_model_without_one_is_refused_before_any_http(home, replica
     _mask(home.cwd / "m.png")
     proc = home.run("generate", "x", "--image", "a.png", "--mask", "m.png", "-b", "kontext")
     assert proc.returncode == 2
-    assert 'backend "kontext" takes no mask (--mask)' in proc.stderr
+    assert 'backend "kontext" takes no mask' in proc.stderr
     assert replicate_api.requests == []  # nothing uploaded, nothing created
 
 
@@ -356,10 +356,10 @@ def test_the_yaml_mapping_overrides_the_familys(home, replicate_api):
     assert _only_prediction(replicate_api).seen["image_prompt"]["sha256"] == _sha(photo)
     refused = home.run("generate", "x", "--reference", "a.png", "-b", "pro")
     assert refused.returncode == 2
-    assert 'backend "pro" takes no reference input (--reference)' in refused.stderr
+    assert 'backend "pro" takes no reference input' in refused.stderr
     masked = home.run("generate", "x", "--image", "a.png", "--mask", "m.png", "-b", "sdxl")
     assert masked.returncode == 2
-    assert 'backend "sdxl" takes no mask (--mask)' in masked.stderr
+    assert 'backend "sdxl" takes no mask' in masked.stderr
     assert len(replicate_api.predictions) == 1
 
 

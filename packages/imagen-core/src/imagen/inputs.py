@@ -157,16 +157,16 @@ class InputSupport:
         if inputs and not self.any:
             return "takes no input images"
         counts = {role: sum(1 for item in inputs if item.role == role) for role in INPUT_ROLES}
-        for role, flag, allowed in (
-            ("image", "--image", self.images),
-            ("reference", "--reference", self.references),
-        ):
+        # Worded by role, which every door shares (the CLI's --image, --reference and --mask,
+        # the queue's and MCP's input roles, the edits API's image and mask).
+        for role, allowed in (("image", self.images), ("reference", self.references)):
             if counts[role] > allowed:
                 if allowed == 0:
-                    return f"takes no {role} input ({flag})"
-                return f"takes at most {allowed} {role} input(s) ({flag}), not {counts[role]}"
+                    return f"takes no {role} input"
+                inputs = "input" if allowed == 1 else "inputs"
+                return f"takes at most {allowed} {role} {inputs}, not {counts[role]}"
         if counts["mask"] and not self.mask:
-            return "takes no mask (--mask)"
+            return "takes no mask"
         return None
 
 
@@ -268,7 +268,7 @@ def check_inputs(inputs: Sequence[InputImage]) -> None:
         raise RequestError("more than one mask")
     images = [item for item in inputs if item.role == "image"]
     if masks and not images:
-        raise RequestError("a mask needs an image to apply to (--image)")
+        raise RequestError("a mask needs an image to apply to")
     if masks and images:
         mask, image = masks[0], images[0]
         if (mask.width, mask.height) != (image.width, image.height):

@@ -87,7 +87,7 @@ def check_edit(model: str, request: Request) -> None:
     (mask,) = request.inputs_of("mask") or (None,)
     if mask is not None:
         if not images:
-            raise RequestError("a mask needs an image to apply to (--image)")
+            raise RequestError("a mask needs an image to apply to")
         first = images[0]
         if (mask.width, mask.height) != (first.width, first.height):
             raise RequestError(
