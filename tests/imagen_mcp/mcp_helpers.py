@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import signal
 import subprocess
 import sys
@@ -151,3 +152,28 @@ __all__ = [
     "stdio",
     "usage_statuses",
 ]
+
+
+def noise_png(size=(64, 48), seed=1) -> bytes:
+    data = random.Random(seed).randbytes(size[0] * size[1] * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, data).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def half_mask(size=(64, 48)) -> bytes:
+    """White (repaint) on the left half, black (keep) on the right."""
+    picture = Image.new("L", size, 0)
+    picture.paste(255, (0, 0, size[0] // 2, size[1]))
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def picture_of(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as picture:
+        return picture.convert("RGB")

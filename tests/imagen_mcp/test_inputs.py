@@ -7,10 +7,7 @@ edited image is the input image exactly.
 
 from __future__ import annotations
 
-import base64
-import io
 import os
-import random
 import struct
 import zlib
 from pathlib import Path
@@ -19,30 +16,23 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mcp_helpers import decoded, http_server, pictures, serve_keys_config, stdio
-from PIL import Image
+from mcp_helpers import (
+    b64,
+    decoded,
+    half_mask,
+    http_server,
+    noise_png,
+    picture_of,
+    pictures,
+    serve_keys_config,
+    stdio,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def run(scenario, *args):
     return anyio.run(scenario, *args)
-
-
-def noise_png(size=(64, 48), seed=1) -> bytes:
-    data = random.Random(seed).randbytes(size[0] * size[1] * 3)
-    buffer = io.BytesIO()
-    Image.frombytes("RGB", size, data).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def half_mask(size=(64, 48)) -> bytes:
-    """White (repaint) on the left half, black (keep) on the right."""
-    picture = Image.new("L", size, 0)
-    picture.paste(255, (0, 0, size[0] // 2, size[1]))
-    buffer = io.BytesIO()
-    picture.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def bomb_png(side=50_000) -> bytes:
@@ -55,15 +45,6 @@ def bomb_png(side=50_000) -> bytes:
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     rows = zlib.compress(b"\0" * (side + 1) * 4, 9)
     return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def picture_of(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as picture:
-        return picture.convert("RGB")
 
 
 def error_text(result) -> str:

@@ -5,11 +5,20 @@ Every statement runs as the caller under the schema's row-level security, as
 cancels only their own jobs, and another owner's job looks exactly like a missing one.
 Each job is checked before it is inserted (:func:`check_job`), so a job a worker would
 refuse never enters the queue.
+
+A job's input images are read and checked as ``generate_image`` reads them, then kept in
+the caller's folder of the inputs directory (``serve.inputs_dir``), as ``imagen serve``
+keeps its uploads, and named in the job by their SHA-256: the workers of this host read
+them there and check the bytes again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,15 +35,18 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 
 from imagen.config import Config
+from imagen.inputs import InputImage
 from imagen.pipeline import BackendPool
 from imagen.styles import parse_size
 from imagen_mcp.errors import refusals
 from imagen_mcp.generation import Ask
 from imagen_mcp.images import MIME_TYPES, ImageShelf, image_blocks
+from imagen_mcp.inputs import InputReader
 from imagen_mcp.progress import TOTAL
 from imagen_mcp.settings import McpSettings
 from imagen_worker import submission
 from imagen_worker.database import web_role
+from imagen_worker.job_inputs import forget_uploads, inputs_dir, keep_uploads
 from imagen_worker.serve.store import Store
 
 __all__ = ["ENDED", "JobImage", "JobView", "Queue", "check_job"]
@@ -45,6 +57,7 @@ _COLUMNS = sql.SQL(
     "options, attempts, cancel_requested, error, progress, created_at, started_at, finished_at"
 )
 _POLL_S = 0.5
+_CHUNK = 1 << 20
 
 
 class JobImage(BaseModel):
@@ -76,13 +89,20 @@ class JobView(BaseModel):
 
 
 def check_job(
-    config: Config, settings: McpSettings, ask: Ask, pool: BackendPool | None = None
+    config: Config,
+    settings: McpSettings,
+    ask: Ask,
+    pool: BackendPool | None = None,
+    inputs: tuple[InputImage, ...] = (),
 ) -> dict[str, Any]:
     """The ``imagen.jobs`` row ``ask`` becomes; ToolError (and no job) when it cannot run.
 
     The door every job of this server goes through: imagen-worker's own check
     (:func:`imagen_worker.submission.check_job`: the queue's bounds, known names, and the
-    backend's own refusal of what it can never make), with ``mcp.max_count``.
+    backend's own refusal of what it can never make, input images included), with
+    ``mcp.max_count``.
+
+    :param inputs: ``ask``'s input images, read and checked; the row names them by digest.
     """
     fields: dict[str, Any] = {"prompt": ask.prompt, "count": ask.count}
     if ask.size is not None:
@@ -96,10 +116,19 @@ def check_job(
             fields[name] = value
     if ask.options:
         fields["options"] = dict(ask.options)
+    if inputs:
+        fields["inputs"] = [
+            {"role": image.role, "upload": image.sha256, "name": image.name} for image in inputs
+        ]
+    if ask.strength is not None:
+        fields["strength"] = ask.strength
     with refusals():
-        submission.check_job(config, fields, pool=pool, max_images=settings.max_count)
-    if ask.options:
-        fields["options"] = json.dumps(ask.options, allow_nan=False)
+        submission.check_job(
+            config, fields, pool=pool, max_images=settings.max_count, inputs=inputs
+        )
+    for column in ("options", "inputs"):
+        if column in fields:
+            fields[column] = json.dumps(fields[column], allow_nan=False)
     return fields
 
 
@@ -151,18 +180,29 @@ class Queue:
             self._opened = False
 
     async def submit(self, ask: Ask, owner: str) -> JobView:
-        """Check ``ask`` and queue it as a job of ``owner``."""
-        fields = await anyio.to_thread.run_sync(
-            check_job, self.config, self.settings, ask, self.pool
-        )
+        """Check ``ask`` (its input images too) and queue it as a job of ``owner``."""
+        settings = self.settings
+        reader = InputReader(self.shelf, settings.input_roots, settings.input_max_bytes, owner)
+        try:
+            inputs = await anyio.to_thread.run_sync(reader.read, ask.inputs)
+            fields = await anyio.to_thread.run_sync(
+                check_job, self.config, settings, ask, self.pool, inputs
+            )
+            kept = await anyio.to_thread.run_sync(_keep, inputs, inputs_dir(self.config), owner)
+        finally:  # data inputs' scratch files
+            await anyio.to_thread.run_sync(reader.__exit__, None, None, None)
         columns = list(fields)
         query = sql.SQL("INSERT INTO imagen.jobs ({}) VALUES ({}) RETURNING {}").format(
             sql.SQL(", ").join(map(sql.Identifier, columns)),
             sql.SQL(", ").join(sql.Placeholder() * len(columns)),
             _COLUMNS,
         )
-        async with self._database() as store:
-            row = await store.fetch_one(owner, query, [fields[c] for c in columns])
+        try:
+            async with self._database() as store:
+                row = await store.fetch_one(owner, query, [fields[c] for c in columns])
+        except BaseException:
+            await anyio.to_thread.run_sync(forget_uploads, kept)
+            raise
         assert row is not None  # INSERT … RETURNING always returns the row
         return _view(row, [])
 
@@ -261,6 +301,45 @@ class Queue:
             content=[TextContent(text=text), *pictures],
             structured_content=view.model_dump(mode="json"),
         )
+
+
+def _keep(inputs: tuple[InputImage, ...], directory: Path, owner: str) -> list[Path]:
+    """Copy each input into ``owner``'s folder for the workers; the files this call added.
+
+    Copied, never moved: a ``path`` input is the caller's own file. Each copy is hashed as
+    it is written, so a file that changed since it was checked is refused here rather than
+    by the worker.
+    """
+    incoming = directory / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staged: list[InputImage] = []
+    try:
+        for index, image in enumerate(inputs):
+            staged.append(_copy(image, incoming, f"inputs[{index}]"))
+        return keep_uploads(directory, owner, staged)
+    finally:
+        for image in staged:  # moved away when kept
+            image.path.unlink(missing_ok=True)
+
+
+def _copy(image: InputImage, incoming: Path, where: str) -> InputImage:
+    handle, name = tempfile.mkstemp(dir=incoming, suffix=".input")
+    copy = Path(name)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as out, image.path.open("rb") as source:
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != image.sha256:
+            raise ToolError(f"{where}: {image.name} changed while it was being read")
+    except OSError as exc:
+        copy.unlink(missing_ok=True)
+        raise ToolError(f"{where}: cannot copy it ({exc.strerror or exc})") from None
+    except BaseException:
+        copy.unlink(missing_ok=True)
+        raise
+    return dataclasses.replace(image, path=copy)
 
 
 def _progress_text(row: dict[str, Any]) -> str | None:

@@ -228,8 +228,22 @@ def add_queue_tools(server: ImagenServer, config: Config, settings: McpSettings,
         style: p.style = None,
         steps: p.steps = None,
         options: p.options = None,
+        inputs: p.inputs = None,
+        strength: p.strength = None,
     ) -> JobView:
-        ask = Ask(prompt, negative_prompt, size, count, seed, backend, style, steps, options or {})
+        ask = Ask(
+            prompt,
+            negative_prompt,
+            size,
+            count,
+            seed,
+            backend,
+            style,
+            steps,
+            options or {},
+            inputs=tuple(inputs or ()),
+            strength=strength,
+        )
         return await jobs.submit(ask, caller(settings.owner))
 
     server.add_tool(
@@ -237,7 +251,9 @@ def add_queue_tools(server: ImagenServer, config: Config, settings: McpSettings,
         title="Queue an image job",
         description="Queue an image generation for imagen's background workers and return "
         "its job id at once, instead of waiting as generate_image does. For long or many "
-        "generations; follow it with job_status (which can wait) and stop it with cancel_job.",
+        "generations; follow it with job_status (which can wait) and stop it with cancel_job. "
+        "Input images go in `inputs` as for generate_image: they are checked and kept for "
+        "the workers before the job is queued.",
         annotations=ToolAnnotations(
             title="Queue an image job",
             read_only_hint=False,

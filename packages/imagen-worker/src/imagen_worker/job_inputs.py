@@ -18,10 +18,11 @@ the row names.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,8 +41,9 @@ __all__ = [
     "check_refs",
     "check_strength",
     "fetch_inputs",
+    "forget_uploads",
     "inputs_dir",
-    "keep_upload",
+    "keep_uploads",
     "prune_uploads",
     "upload_path",
 ]
@@ -127,16 +129,32 @@ def upload_path(directory: Path, owner: str, digest: str) -> Path:
     return directory / folder / digest
 
 
-def keep_upload(directory: Path, owner: str, image: InputImage) -> Path:
-    """Move a checked upload into ``owner``'s folder under its digest; where it is now.
+def keep_uploads(directory: Path, owner: str, images: Sequence[InputImage]) -> list[Path]:
+    """Move checked uploads into ``owner``'s folder under their digests.
 
+    Each file must be on the same file system as ``directory`` (its ``incoming`` folder is).
     The same bytes uploaded again replace the file with an equal one: a job queued with the
     earlier upload still finds it.
+
+    :returns: the files this call added (not those it replaced), for :func:`forget_uploads`
+        when the job they were kept for is not queued after all.
     """
-    target = upload_path(directory, owner, image.sha256)
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.replace(image.path, target)
-    return target
+    added = []
+    for image in images:
+        target = upload_path(directory, owner, image.sha256)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        existed = target.is_file()
+        os.replace(image.path, target)
+        if not existed:
+            added.append(target)
+    return added
+
+
+def forget_uploads(paths: Iterable[Path]) -> None:
+    """Remove uploads :func:`keep_uploads` added for a job that was not queued."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def prune_uploads(directory: Path, named: set[tuple[str, str]], older_than_s: float) -> int:

@@ -11,7 +11,6 @@ leaves no job and no file.
 
 from __future__ import annotations
 
-import contextlib
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from starlette.formparsers import MultiPartException
 
 from imagen.errors import RequestError
 from imagen.inputs import MAX_INPUTS, InputImage, check_inputs, load_input, spool
-from imagen_worker.job_inputs import inputs_dir, keep_upload, upload_path
+from imagen_worker.job_inputs import forget_uploads, inputs_dir, keep_uploads
 from imagen_worker.serve.auth import Owner
 from imagen_worker.serve.bodies import ImagesRequest, ImagesResponse
 from imagen_worker.serve.errors import ApiError, documented
@@ -144,11 +143,11 @@ async def edits(request: Request, services: ServicesDep, owner: Owner) -> JSONRe
             {"role": image.role, "upload": image.sha256, "name": image.name} for image in inputs
         ]
         await check_fields(services, fields, owner, tuple(inputs))
-        kept = await to_thread.run_sync(_keep, inputs, directory, owner)
+        kept = await to_thread.run_sync(keep_uploads, directory, owner, inputs)
         try:
             job = await insert_job(services, owner, fields)
         except BaseException:
-            await to_thread.run_sync(_forget, kept)
+            await to_thread.run_sync(forget_uploads, kept)
             raise
     finally:
         for image in inputs:
@@ -278,20 +277,3 @@ def _file_name(given: str | None, fallback: str) -> str:
     name = (given or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] not in "CZ" or c == " ")
     return name.strip()[:100] or fallback
-
-
-def _keep(inputs: list[InputImage], directory: Path, owner: str) -> list[Path]:
-    """Keep each checked upload for the worker; the files this call added (not replaced)."""
-    added = []
-    for image in inputs:
-        existed = upload_path(directory, owner, image.sha256).is_file()
-        target = keep_upload(directory, owner, image)
-        if not existed:
-            added.append(target)
-    return added
-
-
-def _forget(paths: list[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(OSError):
-            path.unlink()
