@@ -8,7 +8,10 @@ Run from the workspace root with the dev environment:
 Each run starts a fresh `imagen mcp` over stdio (the mcp SDK's own client) on the built-in
 backend and makes one call: `generate_image` with no input (the reference), `edit_image`
 with a PNG of about ``--mb`` MB sent as base64 `data`, and the same file named by `path`
-under `mcp.input_roots`. The server reports its own peak RSS (``ru_maxrss``) as it exits;
+under `mcp.input_roots`; then `submit_job` with the same input both ways, which copies it
+into the inputs directory for the workers and queues the job (on a fresh database of
+``$IMAGEN_BENCH_DATABASE_URL``, else an embedded PostgreSQL: see bench/postgres.py). The
+server reports its own peak RSS (``VmHWM``) as it exits;
 the time is the call's, from request to result. The input is a picture of random pixels
 (PNG cannot compress it), as large as it takes to weigh about ``--mb`` MB: a large photo.
 """
@@ -30,11 +33,16 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from PIL import Image
+from postgres import database, server
 
+# VmHWM is the server's own peak: ru_maxrss would also count this process's memory (the
+# input and its base64 among it) as it stood when the server was started.
 SERVER = (
-    "import atexit, resource, runpy, sys\n"
-    "atexit.register(lambda: print('peak_rss_kb', "
-    "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr, flush=True))\n"
+    "import atexit, re, runpy, sys\n"
+    "def peak():\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    print('peak_rss_kb', re.search(r'VmHWM:\\s+(\\d+)', status)[1], file=sys.stderr, flush=True)\n"
+    "atexit.register(peak)\n"
     "sys.argv = ['imagen', 'mcp']\n"
     "runpy.run_module('imagen', run_name='__main__')\n"
 )
@@ -66,7 +74,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--mb", type=float, default=15.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, server() as base, database(base) as url:
         root = Path(tmp)
         inputs = root / "inputs"
         inputs.mkdir()
@@ -76,24 +84,29 @@ def main() -> None:
         (root / "imagen.yaml").write_text(
             "backends:\n  mock: {type: mock}\n"
             f"mcp:\n  input_roots: ['{inputs}']\n  input_max_bytes: 50000000\n"
+            f"worker:\n  database_url: {url!r}\n"
+            f"serve:\n  inputs_dir: '{root / 'kept'}'\n"
         )
         env = {
             **os.environ,
             "HOME": str(root),
             "XDG_CONFIG_HOME": str(root / ".config"),
             "XDG_DATA_HOME": str(root / ".data"),
-            "IMAGEN_LOAD_PLUGINS": "mcp",
+            "IMAGEN_LOAD_PLUGINS": "mcp,worker",
         }
+        size = f"{len(data) / 2**20:.1f} MB"
+        by_data = {"data": encoded}
+        by_path = {"path": str(inputs / "photo.png")}
         cases = {
             "generate_image, no input": ("generate_image", {"prompt": "p", "size": "512x512"}),
-            f"edit_image, {len(data) / 2**20:.1f} MB as base64 data": (
-                "edit_image",
-                {"prompt": "p", "image": {"data": encoded}},
+            f"edit_image, {size} as base64 data": ("edit_image", {"prompt": "p", "image": by_data}),
+            f"edit_image, {size} by path": ("edit_image", {"prompt": "p", "image": by_path}),
+            "submit_job, no input": ("submit_job", {"prompt": "p", "size": "512x512"}),
+            f"submit_job, {size} as base64 data": (
+                "submit_job",
+                {"prompt": "p", "inputs": [by_data]},
             ),
-            f"edit_image, {len(data) / 2**20:.1f} MB by path": (
-                "edit_image",
-                {"prompt": "p", "image": {"path": str(inputs / "photo.png")}},
-            ),
+            f"submit_job, {size} by path": ("submit_job", {"prompt": "p", "inputs": [by_path]}),
         }
         results: dict[str, list[tuple[float, int]]] = {name: [] for name in cases}
         for _ in range(args.runs):
