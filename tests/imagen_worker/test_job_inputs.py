@@ -19,7 +19,13 @@ from worker_helpers import running, wait_for
 
 from imagen.config import parse_config
 from imagen.yamlfile import Located
-from imagen_worker.job_inputs import check_refs, prune_uploads, upload_path
+from imagen_worker.job_inputs import (
+    check_refs,
+    forget_uploads,
+    keep_uploads,
+    prune_uploads,
+    upload_path,
+)
 from imagen_worker.submission import JobRejected
 
 # -- the door and migration 0006 agree on every value -------------------------------------------
@@ -219,3 +225,32 @@ def test_prune_removes_only_old_uploads_no_job_names(tmp_path):
         True, True, False, False
     ]  # fmt: skip
     assert prune_uploads(tmp_path / "nothing-here", set(), 0) == 0
+
+
+def test_keep_uploads_returns_only_what_it_added_and_takes_back_a_partial_keep(tmp_path):
+    from imagen.inputs import load_input
+
+    directory = tmp_path / "inputs"
+    incoming = directory / "incoming"
+    incoming.mkdir(parents=True)
+
+    def staged(name: str, color: str):
+        path = incoming / name
+        Image.new("RGB", (8, 8), color).save(path, "PNG")
+        return load_input(path, name=name)
+
+    red = staged("red.png", "red")
+    earlier = keep_uploads(directory, "alice", [red])
+    assert earlier == [upload_path(directory, "alice", red.sha256)]
+    again, blue = staged("red-again.png", "red"), staged("blue.png", "blue")
+    assert keep_uploads(directory, "alice", [again, blue]) == [
+        upload_path(directory, "alice", blue.sha256)  # red was kept already: not added
+    ]
+    green, gone = staged("green.png", "green"), staged("gone.png", "yellow")
+    gone.path.unlink()  # the second of a job's inputs cannot be kept
+    with pytest.raises(FileNotFoundError):
+        keep_uploads(directory, "alice", [green, gone])
+    assert not upload_path(directory, "alice", green.sha256).exists()  # taken back
+    assert upload_path(directory, "alice", red.sha256).is_file()  # another job's: kept
+    forget_uploads([*earlier, tmp_path / "never-there"])
+    assert not upload_path(directory, "alice", red.sha256).exists()

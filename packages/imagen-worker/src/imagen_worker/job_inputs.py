@@ -139,14 +139,18 @@ def keep_uploads(directory: Path, owner: str, images: Sequence[InputImage]) -> l
     :returns: the files this call added (not those it replaced), for :func:`forget_uploads`
         when the job they were kept for is not queued after all.
     """
-    added = []
-    for image in images:
-        target = upload_path(directory, owner, image.sha256)
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        existed = target.is_file()
-        os.replace(image.path, target)
-        if not existed:
-            added.append(target)
+    added: list[Path] = []
+    try:
+        for image in images:
+            target = upload_path(directory, owner, image.sha256)
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            existed = target.is_file()
+            os.replace(image.path, target)
+            if not existed:
+                added.append(target)
+    except BaseException:  # a job that names only some of its inputs is never queued
+        forget_uploads(added)
+        raise
     return added
 
 
