@@ -142,8 +142,12 @@ class Interrupted(Exception):
 class ComfyStandIn:
     """The server; ``url`` is its base URL. Use as a context manager."""
 
-    def __init__(self, *, step_delay: float = 0.002, token: str | None = None) -> None:
+    def __init__(
+        self, *, step_delay: float = 0.002, token: str | None = None, max_upload_mb: float = 100
+    ) -> None:
         self.step_delay = step_delay
+        # ComfyUI's --max-upload-size (MB): aiohttp answers 413 to a larger request body.
+        self.max_upload_size = round(max_upload_mb * 1024 * 1024)
         self.token = token  # when set, every request needs "Authorization: Bearer <token>",
         # as a reverse proxy in front of ComfyUI would demand
         self.loop = asyncio.new_event_loop()
@@ -206,7 +210,7 @@ class ComfyStandIn:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
 
     async def _start_front(self) -> None:
-        app = web.Application(client_max_size=100 * 1024 * 1024, middlewares=[self._auth])
+        app = web.Application(client_max_size=self.max_upload_size, middlewares=[self._auth])
         app.add_routes(
             [
                 web.get("/system_stats", self._system_stats),
@@ -621,7 +625,10 @@ class ComfyStandIn:
             if message.type == WSMsgType.TEXT:
                 data = json.loads(message.data)
                 if data.get("type") == "feature_flags":
-                    flags = {"supports_preview_metadata": True, "max_upload_size": 104857600}
+                    flags = {
+                        "supports_preview_metadata": True,
+                        "max_upload_size": self.max_upload_size,
+                    }
                     await socket.send_str(json.dumps({"type": "feature_flags", "data": flags}))
         if self.sockets.get(client_id) is socket:
             del self.sockets[client_id]

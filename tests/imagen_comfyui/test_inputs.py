@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from comfy_standin import ComfyStandIn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imagen import Cancelled, Context, Request
+from imagen import Cancelled, Context, PermanentBackendError, Request
 from imagen.inputs import load_input
 from imagen.metadata import png
 from imagen.testing import RecordingContext
@@ -75,6 +76,25 @@ def test_img2img_uploads_the_image_and_loads_it_by_name(comfy, make_backend, tmp
     data = result.images[0].stream.read()
     with png_size(data) as size:
         assert size == (96, 64)  # the input's size: it was loaded
+
+
+def test_an_upload_over_the_servers_limit_is_one_line_and_no_run(make_backend, tmp_path):
+    import random
+
+    from PIL import Image
+
+    noise = random.Random(2).randbytes(700 * 700 * 3)  # about 1.4 MB as PNG: noise won't shrink
+    Image.frombytes("RGB", (700, 700), noise).save(tmp_path / "big.png", compress_level=1)
+    big = load_input(tmp_path / "big.png", "image")
+    with ComfyStandIn(max_upload_mb=1) as small:
+        backend = make_backend(template="img2img", base_url=small.url)
+        with pytest.raises(PermanentBackendError) as raised:
+            backend.generate(Request("x", seed=3, inputs=(big,)), Context())
+        assert (small.uploads, small.received) == ([], [])
+    assert str(raised.value) == (
+        "ComfyUI refused an input as too large (/upload/image answered 413): raise the "
+        "server's --max-upload-size (100 MB by default) or send a smaller image"
+    )
 
 
 class png_size:
@@ -334,8 +354,6 @@ def test_standin_validates_loadimage_like_comfyui(comfy, make_backend, tmp_path)
     assert error["details"] == "image - Invalid image file: imagen/missing.png"
     assert error["extra_info"]["received_value"] == "imagen/missing.png"
     # Through the adapter, one line naming the node.
-    from imagen import PermanentBackendError
-
     with pytest.raises(PermanentBackendError, match=r"node 10 \(LoadImage \"Load Image\"\)"):
         backend.client.submit(graph, "00000000-0000-4000-8000-000000000000", "c")
     # A folder exists as far as os.path.exists goes: it validates, then fails to load.
