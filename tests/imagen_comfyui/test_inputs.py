@@ -235,6 +235,23 @@ def test_resume_uploads_nothing(comfy, make_backend, tmp_path):
     assert result.metadata["inputs"]["10.image"] == f"imagen/{inputs[0].sha256}.png"
 
 
+def test_a_resumed_run_records_the_name_comfyui_stored_its_input_under(
+    comfy, make_backend, tmp_path
+):
+    inputs = _inputs(tmp_path)
+    comfy.files[("input", "imagen", f"{inputs[0].sha256}.png")] = b"someone else's bytes"
+    comfy.slow_next(1.0)
+    context = RecordingContext()
+    make_backend(template="img2img").generate(
+        Request("x", seed=5, inputs=inputs, strength=0.6), context
+    )
+    result = make_backend(template="img2img").resume(
+        context.run_ids[-1], Request("x", seed=5, inputs=inputs, strength=0.6), RecordingContext()
+    )
+    assert result.metadata["inputs"]["10.image"] == f"imagen/{inputs[0].sha256} (1).png"
+    assert result.metadata["inputs"]["3.denoise"] == 0.6  # what is not a file is as set
+
+
 def test_a_template_that_needs_an_image_refuses_without_one(comfy, make_backend):
     from imagen import RequestError
 

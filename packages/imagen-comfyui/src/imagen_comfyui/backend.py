@@ -153,14 +153,13 @@ class ComfyUIBackend(Backend):
         context.report_run_id(run_id)
         workflow = self.settings.workflow
         # The inputs went up when the run started: name them, send nothing.
+        files = expected_files(request, workflow)
         graph, inputs_set, ignored = workflow.apply(
-            request,
-            request.seed,
-            self._seed_max(request.seed),
-            expected_files(request, workflow),
+            request, request.seed, self._seed_max(request.seed), files
         )
         follower = RunFollower(self.client, self.settings, run_id, context, graph)
         run = follower.follow()  # starts by looking the run up: history, queue, or lost
+        _record_loaded_files(inputs_set, set(files.values()), follower.server_graph)
         # The answer that named the outputs left out is gone; the run's entry still lists
         # the outputs it executes.
         executed = follower.executed_outputs
@@ -333,3 +332,23 @@ class ComfyUIBackend(Backend):
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def _record_loaded_files(
+    inputs_set: dict[str, Any], expected: set[str], server_graph: dict[str, Any] | None
+) -> None:
+    """Record the input files a resumed run really loads, as ComfyUI's own graph names them.
+
+    A resume names the uploads by their content hash; ComfyUI may have stored one under
+    another name (``<hash> (1).png`` when other bytes held the name), which the graph the
+    server ran still says.
+    """
+    if not server_graph:
+        return
+    for key, value in inputs_set.items():
+        if value not in expected:
+            continue
+        node, _, field = key.partition(".")
+        actual = (server_graph.get(node) or {}).get("inputs", {}).get(field)
+        if isinstance(actual, str):
+            inputs_set[key] = actual

@@ -79,6 +79,8 @@ class RunFollower:
         self._unreachable_since: float | None = None
         self.executed_outputs: list[str] | None = None
         """The output nodes ComfyUI queued for the run (from its queue or history entry)."""
+        self.server_graph: dict[str, Any] | None = None
+        """The graph ComfyUI holds for the run (from the same entry), as it was submitted."""
         self._stopped = False
 
     def stop_upstream(self) -> None:
@@ -297,9 +299,11 @@ class RunFollower:
         self.context.wait(min(_UNREACHABLE_POLL_S, limit - waited))
 
     def _note_outputs(self, entry: Any) -> None:
-        """Keep the output nodes a queue or history entry says the run executes."""
+        """Keep the graph and output nodes a queue or history entry says the run executes."""
         if isinstance(entry, list) and len(entry) > 4 and isinstance(entry[4], list):
             self.executed_outputs = [str(node) for node in entry[4]]
+            if isinstance(entry[2], dict):
+                self.server_graph = entry[2]
 
     def _finish(self) -> RunResult | None:
         """The end event arrived: history has the authoritative outputs."""
