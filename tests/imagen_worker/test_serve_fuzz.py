@@ -24,6 +24,8 @@ CHECKS = [
     checks.response_schema_conformance,
 ]
 
+_FRAMING = {"content-length", "transfer-encoding", "host", "connection", "upgrade"}
+
 
 def test_no_5xx_and_no_undocumented_response(db_url, tmp_path):
     config = parse_config(
@@ -50,6 +52,11 @@ def test_no_5xx_and_no_undocumented_response(db_url, tmp_path):
             @given(case=cases)
             @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
             def check(case):
+                # Extra headers are named from string constants hypothesis finds in the code
+                # ("Content-Length" among them). One that frames the message makes it broken
+                # HTTP, which uvicorn answers (400, plain text) before the API sees anything.
+                for header in [h for h in case.headers or {} if h.lower() in _FRAMING]:
+                    del case.headers[header]
                 case.call_and_validate(
                     headers={"Authorization": f"Bearer {KEY}"}, checks=CHECKS, timeout=60
                 )
