@@ -214,9 +214,12 @@ def add_tools(
 
 def add_queue_tools(server: ImagenServer, config: Config, settings: McpSettings, jobs: Any) -> None:
     from imagen_mcp.jobs import JobView
+    from imagen_worker.limits import MAX_BIGINT
 
     p = request_parameters(config, settings)
-    job_id = Annotated[int, Field(ge=1, lt=2**63, description="The job's id, from submit_job.")]
+    job_id = Annotated[
+        int, Field(ge=1, le=MAX_BIGINT, description="The job's id, from submit_job.")
+    ]
 
     async def submit_job(
         prompt: p.prompt,

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "MAX_BIGINT",
     "MAX_COUNT",
     "MAX_JSON_NUMBER",
     "MAX_NAME",
@@ -28,6 +29,8 @@ __all__ = [
     "loads",
 ]
 
+MAX_BIGINT = 2**63 - 1
+"""The largest value of a bigint column (every id): a larger number names no row."""
 MAX_PROMPT = 32_000
 """Characters in a prompt or a negative prompt."""
 MAX_NAME = 200

@@ -15,12 +15,11 @@ from typing import Any
 
 from imagen import Request, secrets
 from imagen.errors import RequestError
-from imagen_worker.limits import Unreadable
+from imagen_worker.limits import MAX_BIGINT, Unreadable
 from imagen_worker.submission import check_fields
 
 __all__ = ["clean_text", "image_row", "request_from_row", "storable"]
 
-_BIGINT = 2**63 - 1
 _INT = 2**31 - 1
 _MAX_ERROR = 2_000  # characters of an error kept in the row
 _MAX_DEPTH = 32
@@ -65,7 +64,7 @@ def image_row(image: Any) -> dict[str, Any]:
             "storage_location": (record.get("cloud") or {}).get("path"),
             "prompt": record.get("prompt") or "",
             "backend": record.get("backend") or "",
-            "seed": _bounded(record.get("image_seed", record.get("seed")), 0, _BIGINT),
+            "seed": _bounded(record.get("image_seed", record.get("seed")), 0, MAX_BIGINT),
             "width": _bounded(record.get("width"), 1, _INT),
             "height": _bounded(record.get("height"), 1, _INT),
             "mime_type": image.mime_type,

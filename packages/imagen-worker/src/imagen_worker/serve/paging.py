@@ -8,8 +8,9 @@ from urllib.parse import urlencode
 from fastapi import Path, Query
 from psycopg import sql
 
+from imagen_worker.limits import MAX_BIGINT
+
 __all__ = [
-    "MAX_ID",
     "Before",
     "ImageId",
     "JobFilter",
@@ -19,15 +20,15 @@ __all__ = [
     "next_page",
 ]
 
-# Ids are bigint: a larger number names no row, and the search function's bigint parameters
-# would refuse it with an error rather than find nothing.
-MAX_ID = 2**63 - 1
-
 Limit = Annotated[int, Query(ge=1, le=100, description="how many, at most")]
-Before = Annotated[int | None, Query(ge=1, le=MAX_ID, description="the id to list from, exclusive")]
-JobFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="only this job's images")]
-JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="the job's id")]
-ImageId = Annotated[int, Path(ge=1, le=MAX_ID, description="the image's id")]
+# Ids past bigint are refused at the door: the search function's bigint parameters would
+# answer them with an error rather than find nothing.
+Before = Annotated[
+    int | None, Query(ge=1, le=MAX_BIGINT, description="the id to list from, exclusive")
+]
+JobFilter = Annotated[int | None, Query(ge=1, le=MAX_BIGINT, description="only this job's images")]
+JobId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="the job's id")]
+ImageId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="the image's id")]
 
 
 def newest_first(columns: sql.Composable, source: str, key: str, where: list[str]) -> sql.Composed:
